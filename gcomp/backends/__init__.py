@@ -1,0 +1,1 @@
+"""Backends: code generators and runtimes that read a verified IR graph."""

@@ -1,0 +1,72 @@
+"""The `gcomp` command: inspect and compile model files.
+
+Every user mistake ends in one line on stderr and a non-zero exit; set GCOMP_DEBUG=1 to see the
+traceback of an unexpected failure.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from gcomp.errors import GcompError
+
+
+def _cmd_summary(args) -> None:
+    from gcomp.model_file import load_model
+    load_model(args.model_file, args.model).summary()
+
+
+def _cmd_ir(args) -> None:
+    from gcomp.ir import print_graph
+    from gcomp.model_file import load_model
+    model = load_model(args.model_file, args.model)
+    if args.numpy:
+        from gcomp.backends.numpy_backend import render_module
+        sys.stdout.write(render_module(model._inference_graph()))
+    else:
+        sys.stdout.write(print_graph(model._inference_graph()))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gcomp", description="gcomp: a graph compiler for Keras-style models. A model file is a "
+        "Python file that defines a Model; gcomp executes it (as a module named __gcomp__), then "
+        "takes its variable `model`, or the only Model it defines.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def model_command(name: str, help_text: str, func) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("model_file", metavar="model.py", help="Python file defining the model")
+        p.add_argument("--model", metavar="NAME", help="variable holding the model, when the file defines several")
+        p.set_defaults(func=func)
+        return p
+
+    model_command("summary", "print the model's summary table (layers, output shapes, parameters)", _cmd_summary)
+    ir = model_command("ir", "print the model's IR after shape inference", _cmd_ir)
+    ir.add_argument("--numpy", action="store_true", help="print the generated NumPy module instead")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (GcompError, OSError) as e:
+        print(f"gcomp: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("gcomp: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug in gcomp: still one line, unless asked for the traceback
+        if os.environ.get("GCOMP_DEBUG"):
+            raise
+        print(f"gcomp: internal error: {type(e).__name__}: {e} (set GCOMP_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

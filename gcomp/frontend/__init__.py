@@ -1,0 +1,1 @@
+"""The Keras-style front end: symbolic tensors, layers, Model and Sequential."""

@@ -1,0 +1,144 @@
+"""Core layers: Dense, Embedding, Activation, Dropout, Flatten, Reshape."""
+from __future__ import annotations
+
+import warnings
+
+from gcomp import activations
+from gcomp.errors import ShapeError
+from gcomp.frontend.layer import Layer
+from gcomp.ir import types as t
+
+
+def _no_extras(layer: Layer, **extras) -> None:
+    """Regularizers, constraints and friends: accepted as None (Keras's default), refused otherwise."""
+    given = {k: v for k, v in extras.items() if v is not None}
+    if given:
+        raise layer._config_error(f"{', '.join(sorted(given))} not supported by gcomp yet")
+
+
+class Dense(Layer):
+    """Densely connected layer: activation(x @ kernel + bias), kernel (in, units)."""
+
+    op = "dense"
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
+                 lora_rank=None, **kwargs):
+        super().__init__(**kwargs)
+        self.units = self._positive_int(units, "units")
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+        _no_extras(self, kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+                   activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
+                   bias_constraint=bias_constraint, lora_rank=lora_rank)
+
+    def build(self, input_types):
+        d = input_types[0].shape[-1] if input_types[0].rank else None
+        if not t.is_static(d) or d is None:
+            raise ShapeError(f"the last dimension of the inputs to a Dense layer should be defined, found {d}")
+        self.kernel = self.add_weight("kernel", (d, self.units), self.kernel_initializer)
+        if self.use_bias:
+            self.bias = self.add_weight("bias", (self.units,), self.bias_initializer)
+
+    def op_attrs(self):
+        return {"units": self.units, "activation": self.activation, "use_bias": self.use_bias}
+
+
+class Embedding(Layer):
+    """Turns integer indices into dense vectors: embeddings (input_dim, output_dim)."""
+
+    op = "embedding"
+
+    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", embeddings_regularizer=None,
+                 embeddings_constraint=None, mask_zero=False, weights=None, lora_rank=None, **kwargs):
+        if "input_length" in kwargs:
+            kwargs.pop("input_length")
+            warnings.warn("Argument `input_length` is deprecated. Just remove it.", stacklevel=2)
+        super().__init__(**kwargs)
+        self.input_dim = self._positive_int(input_dim, "input_dim")
+        self.output_dim = self._positive_int(output_dim, "output_dim")
+        self.embeddings_initializer = embeddings_initializer
+        if mask_zero:
+            raise self._config_error("mask_zero=True (masking) is not supported by gcomp yet")
+        _no_extras(self, embeddings_regularizer=embeddings_regularizer,
+                   embeddings_constraint=embeddings_constraint, lora_rank=lora_rank)
+        self._initial_weights = weights
+
+    def build(self, input_types):
+        self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim),
+                                          self.embeddings_initializer)
+        if self._initial_weights is not None:
+            self.set_weights(self._initial_weights)
+
+    def op_attrs(self):
+        return {"input_dim": self.input_dim, "output_dim": self.output_dim}
+
+
+class Activation(Layer):
+    """Applies an activation function by name: relu, sigmoid, softmax, tanh, gelu, ..."""
+
+    op = "activation"
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation)
+
+    def op_attrs(self):
+        return {"activation": self.activation}
+
+
+class ReLU(Activation):
+    """Rectified linear unit as a layer (default arguments only)."""
+
+    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
+        super().__init__("relu", **kwargs)
+        if max_value is not None or negative_slope or threshold:
+            raise self._config_error("only ReLU() with default arguments is supported")
+
+
+class Dropout(Layer):
+    """Randomly zeroes a fraction `rate` of inputs in training; the identity at inference."""
+
+    op = "dropout"
+
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            raise self._config_error(f"rate must be a float in [0, 1], got {rate!r}")
+        self.rate, self.noise_shape, self.seed = float(rate), noise_shape, seed
+
+    def op_attrs(self):
+        return {"rate": self.rate}
+
+
+class Flatten(Layer):
+    """Flattens all axes but the batch axis (row-major, channels-last)."""
+
+    op = "flatten"
+
+    def __init__(self, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        if data_format not in (None, "channels_last"):
+            raise self._config_error(f"data_format={data_format!r} is not supported; gcomp is channels-last")
+
+
+class Reshape(Layer):
+    """Reshapes each sample to target_shape (which excludes the batch axis; one -1 may be inferred)."""
+
+    op = "reshape"
+
+    def __init__(self, target_shape, **kwargs):
+        super().__init__(**kwargs)
+        try:
+            dims = tuple(int(d) for d in target_shape)
+        except (TypeError, ValueError):
+            raise self._config_error(f"target_shape must be a tuple of ints, got {target_shape!r}") from None
+        if any(d == 0 or d < -1 for d in dims):
+            raise self._config_error(f"target_shape dims must be positive or -1, got {target_shape!r}")
+        self.target_shape = dims
+
+    def op_attrs(self):
+        return {"target_shape": self.target_shape}
+

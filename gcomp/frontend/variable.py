@@ -1,0 +1,50 @@
+"""Variable: one weight array owned by a layer, shared by every call of that layer."""
+from __future__ import annotations
+
+import numpy as np
+
+
+class Variable:
+    """A named weight (``path`` is "<layer>/<name>", as in Keras) holding a NumPy array."""
+
+    def __init__(self, value: np.ndarray, name: str, layer, trainable: bool = True):
+        self._value = np.ascontiguousarray(value)
+        self.name = name
+        self._layer = layer
+        self._trainable = trainable
+
+    @property
+    def path(self) -> str:
+        return f"{self._layer.name}/{self.name}"
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable and self._layer.trainable
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._value.shape)
+
+    @property
+    def dtype(self) -> str:
+        return str(self._value.dtype)
+
+    @property
+    def value(self) -> np.ndarray:
+        return self._value
+
+    def numpy(self) -> np.ndarray:
+        return self._value.copy()
+
+    def assign(self, value) -> None:
+        value = np.asarray(value)
+        if value.shape != self._value.shape:
+            raise ValueError(f"cannot assign a value of shape {value.shape} to variable {self.path!r} "
+                             f"of shape {self._value.shape}")
+        self._value = np.ascontiguousarray(value, dtype=self._value.dtype)
+
+    def __array__(self, dtype=None, copy=None):
+        return self._value if dtype is None else self._value.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"<Variable path={self.path}, shape={self.shape}, dtype={self.dtype}>"

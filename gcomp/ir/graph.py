@@ -1,0 +1,131 @@
+"""The IR graph: a networkx.MultiDiGraph of input, param and op nodes.
+
+One op node stands for one layer *call*; the parameter nodes of a layer are shared by all its calls,
+so weight sharing is an edge, never a copy. Edges go from a producer to a consumer and carry
+``port`` (the consumer's input slot), ``src_port`` (which output of the producer) and, once shapes
+are inferred, ``type`` (a TensorType). A multigraph because one value may feed two slots of one op
+(``add([x, x])``).
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import networkx as nx
+import numpy as np
+
+from gcomp.ir.types import TensorType
+
+
+@dataclass(frozen=True)
+class ValueRef:
+    """One value of the graph: output ``port`` of node ``node``."""
+
+    node: str
+    port: int = 0
+
+    def __str__(self) -> str:
+        return f"%{self.node}" if self.port == 0 else f"%{self.node}:{self.port}"
+
+
+class Graph:
+    """A model in IR form: nodes on networkx plus the ordered graph inputs, outputs and parameters."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.nx = nx.MultiDiGraph()
+        self.inputs: list[str] = []
+        self.outputs: list[tuple[str, ValueRef]] = []
+        self.params: dict[str, np.ndarray] = {}
+        self._counter = itertools.count()
+
+    # ---- construction -------------------------------------------------------------------------
+    def _add_node(self, node_id: str, **attrs: Any) -> None:
+        if node_id in self.nx:
+            raise ValueError(f"IR node {node_id!r} already exists")
+        self.nx.add_node(node_id, order=next(self._counter), **attrs)
+
+    def add_input(self, name: str, shape: tuple, dtype: str) -> ValueRef:
+        """A graph input; ``shape`` may hold None (free dims) until shapes are inferred."""
+        self._add_node(name, kind="input", shape=tuple(shape), dtype=dtype,
+                       outputs=[TensorType(tuple(shape), dtype)])
+        self.inputs.append(name)
+        return ValueRef(name)
+
+    def add_param(self, name: str, value: np.ndarray, *, role: str, layer: str,
+                  trainable: bool = True) -> ValueRef:
+        self._add_node(name, kind="param", role=role, layer=layer, trainable=trainable,
+                       outputs=[TensorType(tuple(value.shape), str(value.dtype))])
+        self.params[name] = value
+        return ValueRef(name)
+
+    def add_op(self, name: str, op: str, inputs: list[ValueRef], params: dict[str, ValueRef],
+               attrs: dict, *, num_outputs: int = 1, layer: str | None = None,
+               call_site: str | None = None) -> list[ValueRef]:
+        """An op node reading ``inputs`` then ``params`` (in the order given); returns its outputs."""
+        self._add_node(name, kind="op", op=op, attrs=dict(attrs), layer=layer or name,
+                       call_site=call_site, outputs=[None] * num_outputs)
+        for port, ref in enumerate(list(inputs) + list(params.values())):
+            self.nx.add_edge(ref.node, name, port=port, src_port=ref.port, type=None)
+        return [ValueRef(name, i) for i in range(num_outputs)]
+
+    def add_output(self, name: str, ref: ValueRef) -> None:
+        self.outputs.append((name, ref))
+
+    # ---- queries ------------------------------------------------------------------------------
+    def node(self, node_id: str) -> dict:
+        return self.nx.nodes[node_id]
+
+    def kind(self, node_id: str) -> str:
+        return self.nx.nodes[node_id]["kind"]
+
+    def in_edges(self, node_id: str) -> list[tuple[str, dict]]:
+        """(producer, edge data) of a node's inputs, sorted by port."""
+        edges = [(u, d) for u, _, d in self.nx.in_edges(node_id, data=True)]
+        return sorted(edges, key=lambda e: e[1]["port"])
+
+    def op_inputs(self, node_id: str) -> list[ValueRef]:
+        """The data inputs of an op (parameters excluded), in port order."""
+        return [ValueRef(u, d["src_port"]) for u, d in self.in_edges(node_id)
+                if self.kind(u) != "param"]
+
+    def op_params(self, node_id: str) -> dict[str, str]:
+        """role -> param node id, in port order."""
+        return {self.node(u)["role"]: u for u, d in self.in_edges(node_id) if self.kind(u) == "param"}
+
+    def value_type(self, ref: ValueRef) -> TensorType:
+        t = self.node(ref.node)["outputs"][ref.port]
+        if t is None:
+            raise ValueError(f"type of {ref} is unknown: run shape inference first")
+        return t
+
+    def consumers(self, ref: ValueRef) -> list[tuple[str, int]]:
+        """(consumer node, port) pairs reading ``ref``."""
+        return sorted(((v, d["port"]) for _, v, d in self.nx.out_edges(ref.node, data=True)
+                       if d["src_port"] == ref.port), key=lambda c: self.node(c[0])["order"])
+
+    def nodes(self, kind: str | None = None) -> Iterator[str]:
+        for n in self.topological_order():
+            if kind is None or self.kind(n) == kind:
+                yield n
+
+    def topological_order(self) -> list[str]:
+        """A deterministic topological order: ties broken by creation order."""
+        order = nx.get_node_attributes(self.nx, "order")
+        return list(nx.lexicographical_topological_sort(self.nx, key=order.__getitem__))
+
+    def copy(self) -> "Graph":
+        """A structural copy (node/edge attributes copied, parameter arrays shared)."""
+        g = Graph(self.name)
+        g.nx = copy.deepcopy(self.nx)
+        g.inputs = list(self.inputs)
+        g.outputs = list(self.outputs)
+        g.params = dict(self.params)
+        g._counter = itertools.count(max((d["order"] for _, d in self.nx.nodes(data=True)), default=-1) + 1)
+        return g
+
+    def __repr__(self) -> str:
+        ops = sum(1 for _ in self.nodes("op"))
+        return f"<gcomp.ir.Graph {self.name!r}: {len(self.inputs)} inputs, {ops} ops, {len(self.params)} params>"

@@ -1,0 +1,30 @@
+"""Shape rule of the LSTM op."""
+from __future__ import annotations
+
+from gcomp.errors import ShapeError
+from gcomp.ir import types as t
+from gcomp.ir.types import TensorType
+from gcomp.ops.core import shape_str
+from gcomp.ops.registry import register
+
+
+def _lstm_params(attrs) -> tuple[str, ...]:
+    return ("kernel", "recurrent_kernel", "bias") if attrs.get("use_bias", True) else ("kernel", "recurrent_kernel")
+
+
+@register("lstm", params=_lstm_params, float_inputs=True)
+def lstm(attrs, inputs, params):
+    """Keras LSTM over (batch, time, features): gates i, f, c, o; outputs [y] or [y, h, c]."""
+    (x,) = inputs
+    if x.rank != 3:
+        raise ShapeError(f"expects an input of rank 3 (batch, timesteps, features), got shape {shape_str(x.shape)}")
+    k = params["kernel"].shape
+    if not t.compatible(x.shape[2], k[0]):
+        raise ShapeError(f"input has {x.shape[2]} features but the kernel expects {k[0]}")
+    units = attrs["units"]
+    batch = x.shape[0]
+    y = TensorType((batch, x.shape[1], units) if attrs["return_sequences"] else (batch, units), "float32")
+    if attrs["return_state"]:
+        state = TensorType((batch, units), "float32")
+        return [y, state, state]
+    return [y]
