@@ -28,6 +28,12 @@ def _cmd_ir(args) -> None:
         sys.stdout.write(print_graph(model._inference_graph()))
 
 
+def _cmd_build(args) -> None:
+    from gcomp.build import build
+    path = build(args.model_file, args.output, model_name=args.model, format=args.format)
+    print(f"wrote {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gcomp", description="gcomp: a graph compiler for Keras-style models. A model file is a "
@@ -42,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
+    build = model_command("build", "compile the model to an ONNX file (written atomically)", _cmd_build)
+    build.add_argument("-o", "--output", required=True, metavar="FILE", help="output file, e.g. model.onnx")
+    build.add_argument("--format", default="onnx", choices=["onnx"], help="output format (default: onnx)")
     model_command("summary", "print the model's summary table (layers, output shapes, parameters)", _cmd_summary)
     ir = model_command("ir", "print the model's IR after shape inference", _cmd_ir)
     ir.add_argument("--numpy", action="store_true", help="print the generated NumPy module instead")

@@ -1,8 +1,9 @@
 """The `gcomp` command line: summary and ir on examples, and one-line errors for every mistake."""
+import os
 import subprocess
 import sys
-import textwrap
 
+import numpy as np
 import pytest
 
 from gcomp.cli import main
@@ -85,3 +86,66 @@ def test_help_documents_every_option():
         assert option in run.stdout
     run = run_cli()
     assert run.returncode == 2 and "usage: gcomp" in run.stderr
+
+
+def test_build_writes_onnx_that_runs_like_predict(tmp_path):
+    from gcomp import runtime
+    out = tmp_path / "qa.onnx"
+    run = run_cli("build", str(EXAMPLES / "qa_two_inputs.py"), "-o", str(out))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == f"wrote {out}"
+    from conftest import load_example
+    model = load_example("qa_two_inputs")["model"]
+    session = runtime.load(out)
+    x = np.random.default_rng(0).integers(0, 10000, (2, 9))
+    # The file holds model.py's freshly initialised weights, so compare shapes and sanity here;
+    # numerical parity with predict is covered in test_onnx.py.
+    y = session.run([x, x])
+    assert y.shape == (2, 500) and np.allclose(y.sum(axis=1), 1, atol=1e-5)
+    assert model.output_names == session.output_names
+
+
+def _leftovers(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_failed_build_keeps_the_old_file_and_leaves_nothing_behind(tmp_path):
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"old contents")
+    bad = tmp_path / "bad.py"
+    bad.write_text("from gcomp import Input\nx = Input(shape=(3,))\nraise RuntimeError('boom')\n")
+    run = run_cli("build", str(bad), "-o", str(out))
+    assert run.returncode == 1 and "bad.py:3: RuntimeError: boom" in run.stderr
+    assert out.read_bytes() == b"old contents"
+    assert _leftovers(tmp_path) == ["bad.py", "model.onnx"]
+
+
+def test_build_into_a_missing_or_unwritable_folder(tmp_path):
+    run = run_cli("build", str(EXAMPLES / "mlp.py"), "-o", str(tmp_path / "no" / "such" / "m.onnx"))
+    assert run.returncode == 1 and len(run.stderr.strip().splitlines()) == 1
+    assert "folder" in run.stderr and "does not exist" in run.stderr
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        run = run_cli("build", str(EXAMPLES / "mlp.py"), "-o", str(locked / "m.onnx"))
+        if os.geteuid() != 0:  # root may write anywhere
+            assert run.returncode == 1 and "cannot write" in run.stderr
+            assert _leftovers(locked) == []
+    finally:
+        locked.chmod(0o700)
+    run = run_cli("build", str(EXAMPLES / "mlp.py"), "-o", str(tmp_path))
+    assert run.returncode == 1 and "it is a folder" in run.stderr
+
+
+def test_interrupted_write_leaves_the_old_file(tmp_path, monkeypatch):
+    from gcomp import fileio
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"old")
+
+    def explode(fd):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(fileio.os, "fsync", explode)
+    with pytest.raises(KeyboardInterrupt):
+        fileio.write_atomic(out, b"new contents")
+    assert out.read_bytes() == b"old" and _leftovers(tmp_path) == ["m.onnx"]

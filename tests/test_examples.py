@@ -25,7 +25,17 @@ def test_example_runs(name):
 
 def test_every_example_is_checked():
     scripts = {p.name for p in EXAMPLES.glob("*.py")}
-    assert scripts == set(EXPECTED_OUTPUT) | {"seed_mistakes.py"}
+    assert scripts == set(EXPECTED_OUTPUT) | {"seed_mistakes.py", "deploy.py"}
+
+
+def test_readme_main_job_build_then_deploy(tmp_path):
+    out = tmp_path / "qa.onnx"
+    build = subprocess.run(["gcomp", "build", str(EXAMPLES / "qa_two_inputs.py"), "-o", str(out)],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    run = subprocess.run([sys.executable, str(EXAMPLES / "deploy.py"), str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "provider: " in run.stdout and "dense: shape (2, 500)" in run.stdout
 
 
 def test_seed_mistakes_each_get_a_clear_error():

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from gcomp import initializers
+from gcomp import activations, initializers
 from gcomp.errors import LayerConfigError, ShapeError
 from gcomp.frontend.callsite import user_call_site
 from gcomp.frontend.naming import auto_name, snake_case
@@ -84,6 +84,19 @@ class Layer:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
             raise self._config_error(f"{what} must be a positive integer, got {value!r}")
         return int(value)
+
+    def _activation(self, identifier: Any) -> str:
+        try:
+            return activations.get(identifier)
+        except LayerConfigError as e:
+            raise self._config_error(str(e)) from None
+
+    def _initializer(self, identifier: Any) -> initializers.Initializer:
+        """Resolved at construction, as Keras does, so a typo fails at the line that made it."""
+        try:
+            return initializers.get(identifier)
+        except LayerConfigError as e:
+            raise self._config_error(str(e)) from None
 
     def _int_tuple(self, value: Any, rank: int, what: str) -> tuple[int, ...]:
         values = (value,) * rank if isinstance(value, (int, np.integer)) else tuple(value)
@@ -173,7 +186,7 @@ class Layer:
         if args or kwargs:
             raise TypeError(f"{self._describe(call_site)}: unexpected call arguments "
                             f"{list(args) + sorted(kwargs)}")
-        if not isinstance(inputs, (KerasTensor, list, tuple, dict)) and not self.takes_list:
+        if isinstance(inputs, (np.ndarray, int, float)) and not self.takes_list:
             return self._eager_call(inputs, call_site)
         flat = self._flatten_inputs(inputs, call_site)
         types = [t._type for t in flat]

@@ -94,8 +94,9 @@ class Model(Layer):
     @property
     def output_names(self) -> list[str]:
         """Names of the layers producing the outputs (Keras's output_names), made unique with
-        a ``_<i>`` suffix where one layer gives several outputs (ONNX needs distinct names)."""
-        names, used = [], set()
+        a ``_<i>`` suffix where one layer gives several outputs or an output is an input (ONNX
+        needs distinct names)."""
+        names, used = [], set(self.input_names)
         for t in self.outputs:
             base = name = t._keras_history.layer.name
             i = 1
@@ -161,8 +162,10 @@ class Model(Layer):
         """Assign every weight, in get_weights() order; shapes are checked before anything changes."""
         own = self.weights
         if len(weights) != len(own):
+            detail = (f'; the first weight without one is "{own[len(weights)].path}" {own[len(weights)].shape}'
+                      if len(weights) < len(own) else "")
             raise ValueError(f'Model "{self.name}" has {len(own)} weights but set_weights received '
-                             f"{len(weights)} arrays")
+                             f"{len(weights)} arrays{detail}")
         arrays = [np.asarray(w) for w in weights]
         for var, w in zip(own, arrays):
             if w.shape != var.shape:
@@ -243,30 +246,83 @@ class Model(Layer):
         self._inference_graph()
         return {name: var.value for name, var in self._compiled_cache["variables"].items()}
 
+    def to_onnx(self):
+        """The model as an onnx.ModelProto (current weights; opset and IR version pinned)."""
+        from gcomp.backends.onnx_backend import export_graph
+        return export_graph(self._inference_graph(), self._param_values())
+
+    def export(self, filepath, format: str = "onnx", verbose: bool = True, **kwargs) -> None:
+        """Write the model to ``filepath`` as ONNX (atomically). Unlike Keras, no prior call is needed,
+        and outputs keep the output layers' names."""
+        if format != "onnx":
+            raise ValueError(f"gcomp exports format='onnx' only, got format={format!r}")
+        if kwargs:
+            raise TypeError(f"unexpected export arguments {sorted(kwargs)}")
+        from gcomp.fileio import write_atomic
+        write_atomic(filepath, self.to_onnx().SerializeToString())
+        if verbose:
+            print(f"Saved ONNX model to {filepath}")
+
+    def _runner(self, backend: str):
+        """A callable(list of arrays) -> list of arrays for ``backend``, cached until weights change."""
+        versions = tuple(v.version for v in self.weights)
+        key = (backend, versions)
+        if key not in self._compiled_cache:
+            for stale in [k for k in self._compiled_cache if isinstance(k, tuple) and k[0] == backend]:
+                del self._compiled_cache[stale]
+            if backend == "onnx":
+                from gcomp import runtime
+                session = runtime.from_bytes(self.to_onnx().SerializeToString(), f'model "{self.name}"',
+                                             device="auto")
+                self._compiled_cache[key] = self._onnx_runner(session)
+            elif backend == "numpy":
+                from gcomp.backends import numpy_backend
+                forward = numpy_backend.compile_graph(self._inference_graph())
+                params = self._param_values()
+                self._compiled_cache[key] = lambda arrays: forward(params, arrays)
+            else:
+                raise ValueError(f"unknown backend {backend!r}; available: 'onnx', 'numpy'")
+        return self._compiled_cache[key]
+
+    def _onnx_runner(self, session):
+        from gcomp.runtime import quiet_run_options
+        names, options = session.input_names, quiet_run_options()
+
+        def run(arrays):
+            try:
+                return session._session.run(None, dict(zip(names, arrays)), options)
+            except Exception as ort_error:
+                # onnxruntime's messages name its nodes, not the user's layers (an embedding index
+                # out of range, say): the NumPy reference on the same batch names them.
+                self._runner("numpy")(arrays)
+                raise RuntimeError(f'onnxruntime failed on model "{self.name}": {ort_error}') from None
+        return run
+
     def predict(self, x, batch_size: int | None = None, verbose="auto", steps=None, callbacks=None,
-                backend: str = "numpy"):
+                backend: str = "onnx"):
         """Run the model on data: an array, a list in input order or a dict by input name.
-        Returns an array, a list (list outputs) or a dict (dict outputs)."""
+        Returns an array, a list (list outputs) or a dict (dict outputs). backend="onnx" runs the
+        exported model in onnxruntime; backend="numpy" runs the NumPy reference."""
         from gcomp.frontend.data import prepare_inputs
-        from gcomp.backends import numpy_backend
         self._ensure_built(x)
         arrays = prepare_inputs(self, x)
-        if backend != "numpy":
-            raise ValueError(f"unknown backend {backend!r}; available: 'numpy'")
-        if "numpy" not in self._compiled_cache:
-            self._compiled_cache["numpy"] = numpy_backend.compile_graph(self._inference_graph())
-        program = self._compiled_cache["numpy"]
-        n = arrays[0].shape[0]
         step = 32 if batch_size is None else batch_size  # Keras's default
         if isinstance(step, bool) or not isinstance(step, int) or step <= 0:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        params = self._param_values()
-        chunks = [program(params, [a[i:i + step] for a in arrays]) for i in range(0, max(n, 1), step)]
-        outs = [np.concatenate([c[j] for c in chunks]) for j in range(len(self.outputs))]
-        return self._structure_outputs(outs) if self._output_struct is not None else outs
+        return self._structure_outputs(self._run_batches(arrays, step, backend))
 
-    def predict_on_batch(self, x):
-        return self.predict(x)
+    def _run_batches(self, arrays: list[np.ndarray], step: int, backend: str) -> list[np.ndarray]:
+        run = self._runner(backend)
+        n = arrays[0].shape[0]
+        chunks = [run([a[i:i + step] for a in arrays]) for i in range(0, max(n, 1), step)]
+        return [np.concatenate([c[j] for c in chunks]) for j in range(len(self.outputs))]
+
+    def predict_on_batch(self, x, backend: str = "onnx"):
+        """predict on one batch: the whole of ``x`` in a single run."""
+        from gcomp.frontend.data import prepare_inputs
+        self._ensure_built(x)
+        arrays = prepare_inputs(self, x)
+        return self._structure_outputs(self._run_batches(arrays, max(1, arrays[0].shape[0]), backend))
 
 
 class Functional(Model):

@@ -9,6 +9,8 @@ class Variable:
 
     def __init__(self, value: np.ndarray, name: str, layer, trainable: bool = True):
         self._value = np.ascontiguousarray(value)
+        self.version = 0
+        """Incremented by assign(): compiled forms that baked the value in know to rebuild."""
         self.name = name
         self._layer = layer
         self._trainable = trainable
@@ -41,7 +43,8 @@ class Variable:
         if value.shape != self._value.shape:
             raise ValueError(f"cannot assign a value of shape {value.shape} to variable {self.path!r} "
                              f"of shape {self._value.shape}")
-        self._value = np.ascontiguousarray(value, dtype=self._value.dtype)
+        self._value = np.array(value, dtype=self._value.dtype, order="C")
+        self.version += 1
 
     def __array__(self, dtype=None, copy=None):
         return self._value if dtype is None else self._value.astype(dtype)

@@ -106,11 +106,9 @@ ACTIVATIONS = {
 }
 
 
-def gather_rows(table, indices, layer, source):
-    """table[indices] after checking every index is in [0, len(table)): Keras's JAX backend
-    silently clamps, which hides the reversed-arguments mistake Embedding(64, vocab)."""
-    indices = np.asarray(indices)
-    input_dim = table.shape[0]
+def check_indices(indices, input_dim, layer, source):
+    """Raise EmbeddingIndexError unless every index is in [0, input_dim). Keras's JAX backend clamps
+    silently, which hides the reversed-arguments mistake Embedding(64, vocabulary_size)."""
     bad = (indices < 0) | (indices >= input_dim)
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -118,6 +116,12 @@ def gather_rows(table, indices, layer, source):
             f'Embedding layer "{layer}" got index {int(indices[where])} at position {where} of {source}, '
             f"outside [0, {input_dim}) (input_dim={input_dim}). Embedding's arguments are "
             f"(input_dim, output_dim): input_dim must exceed the largest index.")
+
+
+def gather_rows(table, indices, layer, source):
+    """table[indices], after checking the indices."""
+    indices = np.asarray(indices)
+    check_indices(indices, table.shape[0], layer, source)
     return table[indices]
 
 
@@ -137,44 +141,49 @@ def _pad_spatial(x, kernel, strides, dilation, padding, value):
     return np.pad(x, pads, constant_values=value)
 
 
-def _windows(x, kernel, strides, dilation):
+def _windows(x, kernel, strides, dilation, layer):
     """Strided view (N, out..., C, k...) of every window of channels-last x (no copy)."""
     rank = len(kernel)
     eff = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+    for n, e in zip(x.shape[1:-1], eff):
+        if n < e:  # a free length (a sequence) can turn out shorter than the window
+            raise InputDataError(f'layer "{layer}": input of spatial shape {x.shape[1:-1]} (after padding) is '
+                                 f"smaller than its window {eff}; give longer inputs")
     view = np.lib.stride_tricks.sliding_window_view(x, eff, axis=tuple(range(1, rank + 1)))
     index = (slice(None),) + tuple(slice(None, None, s) for s in strides) + (slice(None),) \
         + tuple(slice(None, None, d) for d in dilation)
     return view[index]
 
 
-def conv(x, kernel, strides, padding, dilation):
+def conv(x, kernel, strides, padding, dilation, layer):
     """Channels-last convolution, kernel (k..., C, F): im2col by strided view, then one GEMM."""
     rank = kernel.ndim - 2
     k = kernel.shape[:rank]
-    patches = _windows(_pad_spatial(x, k, strides, dilation, padding, 0), k, strides, dilation)
+    patches = _windows(_pad_spatial(x, k, strides, dilation, padding, 0), k, strides, dilation, layer)
     # contract (C, k...) of the patches against (k..., C) of the kernel
     axes_p = list(range(rank + 2, 2 * rank + 2)) + [rank + 1]
     axes_k = list(range(rank)) + [rank]
     return np.tensordot(patches, kernel, axes=(axes_p, axes_k)).astype(np.float32, copy=False)
 
 
-def max_pool(x, pool_size, strides, padding):
+def max_pool(x, pool_size, strides, padding, layer):
     rank = len(pool_size)
     fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
-    w = _windows(_pad_spatial(x, pool_size, strides, (1,) * rank, padding, fill), pool_size, strides, (1,) * rank)
+    ones = (1,) * rank
+    w = _windows(_pad_spatial(x, pool_size, strides, ones, padding, fill), pool_size, strides, ones, layer)
     return w.max(axis=tuple(range(rank + 2, 2 * rank + 2)))
 
 
-def avg_pool(x, pool_size, strides, padding):
+def avg_pool(x, pool_size, strides, padding, layer):
     """Average over each window, counting only in-bounds elements (Keras's "same" semantics)."""
     rank = len(pool_size)
     ones = (1,) * rank
     axes = tuple(range(rank + 2, 2 * rank + 2))
-    sums = _windows(_pad_spatial(x, pool_size, strides, ones, padding, 0), pool_size, strides, ones).sum(axis=axes)
+    sums = _windows(_pad_spatial(x, pool_size, strides, ones, padding, 0), pool_size, strides, ones, layer).sum(axis=axes)
     if padding == "valid":
         return (sums / _F32(np.prod(pool_size))).astype(x.dtype, copy=False)
     mask = np.ones((1,) + x.shape[1:-1] + (1,), x.dtype)
-    counts = _windows(_pad_spatial(mask, pool_size, strides, ones, padding, 0), pool_size, strides, ones).sum(axis=axes)
+    counts = _windows(_pad_spatial(mask, pool_size, strides, ones, padding, 0), pool_size, strides, ones, layer).sum(axis=axes)
     return (sums / counts).astype(x.dtype, copy=False)
 
 

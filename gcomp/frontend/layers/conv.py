@@ -1,7 +1,6 @@
 """Convolution layers: Conv1D and Conv2D, channels-last, kernel (k..., in, filters)."""
 from __future__ import annotations
 
-from gcomp import activations
 from gcomp.errors import ShapeError
 from gcomp.frontend.layer import Layer
 from gcomp.frontend.layers.core import _no_extras
@@ -31,9 +30,10 @@ class _Conv(Layer):
             raise self._config_error(f"data_format={data_format!r} is not supported; gcomp is channels-last")
         if groups != 1:
             raise self._config_error("groups > 1 is not supported by gcomp yet")
-        self.activation = activations.get(activation)
+        self.activation = self._activation(activation)
         self.use_bias = bool(use_bias)
-        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+        self.kernel_initializer = self._initializer(kernel_initializer)
+        self.bias_initializer = self._initializer(bias_initializer)
         _no_extras(self, kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
                    activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
                    bias_constraint=bias_constraint)

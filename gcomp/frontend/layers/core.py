@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import warnings
 
-from gcomp import activations
 from gcomp.errors import ShapeError
 from gcomp.frontend.layer import Layer
 from gcomp.ir import types as t
@@ -27,16 +26,20 @@ class Dense(Layer):
                  lora_rank=None, **kwargs):
         super().__init__(**kwargs)
         self.units = self._positive_int(units, "units")
-        self.activation = activations.get(activation)
+        self.activation = self._activation(activation)
         self.use_bias = bool(use_bias)
-        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+        self.kernel_initializer = self._initializer(kernel_initializer)
+        self.bias_initializer = self._initializer(bias_initializer)
         _no_extras(self, kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
                    activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
                    bias_constraint=bias_constraint, lora_rank=lora_rank)
 
     def build(self, input_types):
-        d = input_types[0].shape[-1] if input_types[0].rank else None
-        if not t.is_static(d) or d is None:
+        x = input_types[0]
+        if x.rank < 2:
+            raise ShapeError(f"expects an input of rank >= 2 (batch, ..., features), got rank {x.rank}")
+        d = x.shape[-1]
+        if not t.is_static(d):
             raise ShapeError(f"the last dimension of the inputs to a Dense layer should be defined, found {d}")
         self.kernel = self.add_weight("kernel", (d, self.units), self.kernel_initializer)
         if self.use_bias:
@@ -59,7 +62,7 @@ class Embedding(Layer):
         super().__init__(**kwargs)
         self.input_dim = self._positive_int(input_dim, "input_dim")
         self.output_dim = self._positive_int(output_dim, "output_dim")
-        self.embeddings_initializer = embeddings_initializer
+        self.embeddings_initializer = self._initializer(embeddings_initializer)
         if mask_zero:
             raise self._config_error("mask_zero=True (masking) is not supported by gcomp yet")
         _no_extras(self, embeddings_regularizer=embeddings_regularizer,
@@ -83,7 +86,7 @@ class Activation(Layer):
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
-        self.activation = activations.get(activation)
+        self.activation = self._activation(activation)
 
     def op_attrs(self):
         return {"activation": self.activation}

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from gcomp import activations, initializers
 from gcomp.errors import ShapeError
 from gcomp.frontend.layer import Layer
 from gcomp.frontend.layers.core import _no_extras
@@ -29,12 +28,12 @@ class LSTM(Layer):
                  go_backwards=False, stateful=False, unroll=False, use_cudnn="auto", **kwargs):
         super().__init__(**kwargs)
         self.units = self._positive_int(units, "units")
-        self.activation = activations.get(activation)
-        self.recurrent_activation = activations.get(recurrent_activation)
+        self.activation = self._activation(activation)
+        self.recurrent_activation = self._activation(recurrent_activation)
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = kernel_initializer
-        self.recurrent_initializer = recurrent_initializer
-        self.bias_initializer = bias_initializer
+        self.kernel_initializer = self._initializer(kernel_initializer)
+        self.recurrent_initializer = self._initializer(recurrent_initializer)
+        self.bias_initializer = self._initializer(bias_initializer)
         self.unit_forget_bias = bool(unit_forget_bias)
         for what, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
             if not 0 <= rate <= 1:
@@ -63,7 +62,7 @@ class LSTM(Layer):
         if self.use_bias:
             init = self.bias_initializer
             if self.unit_forget_bias:
-                base = initializers.get(init)
+                base = init
 
                 def init(shape, dtype="float32"):  # noqa: E306 - Keras: [init(u), ones(u), init(2u)]
                     return np.concatenate([base((u,), dtype), np.ones((u,), dtype), base((2 * u,), dtype)])

@@ -1,0 +1,264 @@
+"""ONNX lowering of each op kind: LOWERINGS[op](emitter, node, attrs) binds the node's outputs."""
+from __future__ import annotations
+
+import math
+
+from gcomp.backends.onnx_backend import (CHANNELS_FIRST, CHANNELS_LAST, ExportError, OnnxEmitter, kernel_to_oihw,
+                                         lstm_weights)
+from gcomp.ir.graph import ValueRef
+from gcomp.ir.types import same_padding
+
+LOWERINGS = {}
+
+
+def lowering(*ops: str):
+    def wrap(fn):
+        for op in ops:
+            LOWERINGS[op] = fn
+        return fn
+    return wrap
+
+
+def _inputs(em: OnnxEmitter, n: str) -> list[ValueRef]:
+    return em.graph.op_inputs(n)
+
+
+def _float_input(em: OnnxEmitter, n: str, ref: ValueRef, layout: str | None) -> str:
+    """The input as float32 (Keras layers compute in float32 whatever the input dtype)."""
+    name = em.value(ref, layout)
+    if em.graph.value_type(ref).dtype != "float32":
+        name = em.node("Cast", [name], f"{n}/cast", to=1)[0]
+    return name
+
+
+_SIMPLE = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "softplus": "Softplus",
+           "softsign": "Softsign", "exponential": "Exp"}
+
+
+def activation(em: OnnxEmitter, name: str, x: str, hint: str, channel_axis: int = -1) -> str:
+    """x after the Keras activation ``name`` (softmax runs over the channel axis)."""
+    if name == "linear":
+        return x
+    if name in _SIMPLE:
+        return em.node(_SIMPLE[name], [x], hint)[0]
+    if name in ("softmax", "log_softmax"):
+        return em.node("Softmax" if name == "softmax" else "LogSoftmax", [x], hint, axis=channel_axis)[0]
+    if name == "elu":
+        return em.node("Elu", [x], hint, alpha=1.0)[0]
+    if name == "selu":
+        return em.node("Selu", [x], hint, alpha=1.6732632423543772848170429916717,
+                       gamma=1.0507009873554804934193349852946)[0]
+    if name == "hard_sigmoid":
+        return em.node("HardSigmoid", [x], hint, alpha=1.0 / 6.0, beta=0.5)[0]
+    if name == "leaky_relu":
+        return em.node("LeakyRelu", [x], hint, alpha=0.2)[0]
+    if name == "relu6":
+        return em.node("Clip", [x, em.const_f32(0.0), em.const_f32(6.0)], hint)[0]
+    if name == "silu":
+        return em.node("Mul", [x, em.node("Sigmoid", [x], f"{hint}/sigmoid")[0]], hint)[0]
+    if name == "hard_silu":
+        gate = em.node("HardSigmoid", [x], f"{hint}/hard_sigmoid", alpha=1.0 / 6.0, beta=0.5)[0]
+        return em.node("Mul", [x, gate], hint)[0]
+    if name == "mish":
+        t = em.node("Tanh", [em.node("Softplus", [x], f"{hint}/softplus")[0]], f"{hint}/tanh")[0]
+        return em.node("Mul", [x, t], hint)[0]
+    if name == "gelu":  # exact form: 0.5 x (1 + erf(x / sqrt 2))
+        e = em.node("Erf", [em.node("Div", [x, em.const_f32(math.sqrt(2.0))], f"{hint}/scaled")[0]], f"{hint}/erf")[0]
+        one_plus = em.node("Add", [e, em.const_f32(1.0)], f"{hint}/one_plus")[0]
+        half_x = em.node("Mul", [x, em.const_f32(0.5)], f"{hint}/half_x")[0]
+        return em.node("Mul", [half_x, one_plus], hint)[0]
+    raise ExportError(f"activation {name!r} has no ONNX lowering")
+
+
+def _channel_axis(layout: str) -> int:
+    return 1 if layout == CHANNELS_FIRST else -1
+
+
+@lowering("dense")
+def dense(em, n, a):
+    (ref,) = _inputs(em, n)
+    x = _float_input(em, n, ref, CHANNELS_LAST)
+    kernel = em.param(n, "kernel")
+    if em.graph.value_type(ref).rank == 2 and a["use_bias"]:
+        y = em.node("Gemm", [x, kernel, em.param(n, "bias")], n)[0]
+    else:
+        y = em.node("MatMul", [x, kernel], n)[0]
+        if a["use_bias"]:
+            y = em.node("Add", [y, em.param(n, "bias")], f"{n}/bias")[0]
+    em.bind(ValueRef(n), activation(em, a["activation"], y, f"{n}/{a['activation']}"))
+
+
+@lowering("embedding")
+def embedding(em, n, a):
+    (ref,) = _inputs(em, n)
+    em.bind(ValueRef(n), em.node("Gather", [em.param(n, "embeddings"), em.value(ref)], n, axis=0)[0])
+
+
+@lowering("activation")
+def activation_op(em, n, a):
+    (ref,) = _inputs(em, n)
+    layout = em.layout_of(ref)
+    x = em.value(ref, layout)
+    em.bind(ValueRef(n), activation(em, a["activation"], x, n, _channel_axis(layout)), layout)
+
+
+@lowering("dropout")
+def dropout(em, n, a):
+    (ref,) = _inputs(em, n)
+    em.values[ValueRef(n)] = em.values[ref]  # the identity at inference: no node at all
+
+
+@lowering("flatten")
+def flatten(em, n, a):
+    (ref,) = _inputs(em, n)
+    em.bind(ValueRef(n), em.node("Flatten", [em.value(ref, CHANNELS_LAST)], n, axis=1)[0])
+
+
+@lowering("reshape")
+def reshape(em, n, a):
+    (ref,) = _inputs(em, n)
+    shape = em.const_i64(f"{n}/shape", [0] + list(a["target_shape"]))
+    em.bind(ValueRef(n), em.node("Reshape", [em.value(ref, CHANNELS_LAST), shape], n)[0])
+
+
+def _window_attrs(a, spatial: tuple, kernel: tuple[int, ...], dilation: tuple[int, ...]) -> dict:
+    """kernel_shape, strides and padding. "same" becomes explicit pads where they are known (always
+    at stride 1, where the total is d(k-1)); onnxruntime refuses SAME_UPPER with dilation."""
+    strides = a["strides"]
+    attrs = {"kernel_shape": list(kernel), "strides": list(strides)}
+    if a["padding"] == "causal":
+        attrs["pads"] = [dilation[0] * (kernel[0] - 1), 0]
+    elif a["padding"] == "same":
+        if all(s == 1 or isinstance(n, int) for s, n in zip(strides, spatial)):
+            pairs = [same_padding(n if isinstance(n, int) else 1, k, s, d) if s > 1 else
+                     ((d * (k - 1)) // 2, d * (k - 1) - (d * (k - 1)) // 2)
+                     for n, k, s, d in zip(spatial, kernel, strides, dilation)]
+            attrs["pads"] = [p[0] for p in pairs] + [p[1] for p in pairs]
+        else:  # a free length with stride > 1 (so no dilation): the extra pad after, as Keras
+            attrs["auto_pad"] = "SAME_UPPER"
+    return attrs
+
+
+def _spatial(em, ref) -> tuple:
+    return em.graph.value_type(ref).shape[1:-1]
+
+
+@lowering("conv")
+def conv(em, n, a):
+    (ref,) = _inputs(em, n)
+    x = _float_input(em, n, ref, CHANNELS_FIRST)
+    inputs = [x, em.derived_param(n, "kernel", "oihw", kernel_to_oihw)]
+    if a["use_bias"]:
+        inputs.append(em.param(n, "bias"))
+    y = em.node("Conv", inputs, n, dilations=list(a["dilation_rate"]),
+                **_window_attrs(a, _spatial(em, ref), a["kernel_size"], a["dilation_rate"]))[0]
+    em.bind(ValueRef(n), activation(em, a["activation"], y, f"{n}/{a['activation']}", 1), CHANNELS_FIRST)
+
+
+@lowering("max_pool", "avg_pool")
+def pool(em, n, a):
+    (ref,) = _inputs(em, n)
+    op = em.graph.node(n)["op"]
+    x = _float_input(em, n, ref, CHANNELS_FIRST) if op == "avg_pool" else em.value(ref, CHANNELS_FIRST)
+    extra = {"count_include_pad": 0} if op == "avg_pool" else {}  # Keras averages in-bounds values only
+    y = em.node("MaxPool" if op == "max_pool" else "AveragePool", [x], n,
+                **_window_attrs(a, _spatial(em, ref), a["pool_size"], (1,) * a["rank"]), **extra)[0]
+    em.bind(ValueRef(n), y, CHANNELS_FIRST)
+
+
+@lowering("global_max_pool", "global_avg_pool")
+def global_pool(em, n, a):
+    (ref,) = _inputs(em, n)
+    op = em.graph.node(n)["op"]
+    layout = em.layout_of(ref)  # reduce in whatever layout the input already has
+    x = _float_input(em, n, ref, layout) if op == "global_avg_pool" else em.value(ref, layout)
+    rank = a["rank"]
+    axes = list(range(2, rank + 2)) if layout == CHANNELS_FIRST else list(range(1, rank + 1))
+    y = em.node("ReduceMax" if op == "global_max_pool" else "ReduceMean", [x], n,
+                axes=axes, keepdims=int(a["keepdims"]))[0]
+    em.bind(ValueRef(n), y, layout if a["keepdims"] else CHANNELS_LAST)
+
+
+def _common_layout(em, refs) -> str:
+    """The layout most inputs already have (ties go to channels-first, which the convolutions that
+    usually follow want); the others are transposed, once each."""
+    if any(em.graph.value_type(r).rank < 3 for r in refs):
+        return CHANNELS_LAST
+    first = sum(em.layout_of(r) == CHANNELS_FIRST or CHANNELS_FIRST in em.values[r].transposed for r in refs)
+    return CHANNELS_FIRST if 2 * first >= len(refs) else CHANNELS_LAST
+
+
+@lowering("concat")
+def concat(em, n, a):
+    refs = _inputs(em, n)
+    layout = _common_layout(em, refs)
+    rank = em.graph.value_type(refs[0]).rank
+    axis = a["axis"] % rank
+    if layout == CHANNELS_FIRST:
+        axis = [0, rank - 1, *range(1, rank - 1)].index(axis)
+    y = em.node("Concat", [em.value(r, layout) for r in refs], n, axis=axis)[0]
+    em.bind(ValueRef(n), y, layout)
+
+
+@lowering("add", "subtract", "multiply", "average", "maximum", "minimum")
+def elementwise(em, n, a):
+    refs = _inputs(em, n)
+    op = em.graph.node(n)["op"]
+    layout = _common_layout(em, refs)
+    xs = [em.value(r, layout) for r in refs]
+    if op in ("maximum", "minimum"):
+        y = em.node("Max" if op == "maximum" else "Min", xs, n)[0]
+    elif op == "subtract":
+        y = em.node("Sub", xs, n)[0]
+    elif op == "multiply":
+        y = xs[0]
+        for i, x in enumerate(xs[1:]):
+            y = em.node("Mul", [y, x], n if i == len(xs) - 2 else f"{n}/{i}")[0]
+    else:
+        y = em.node("Add" if len(xs) == 2 else "Sum", xs, n if op == "add" else f"{n}/sum")[0]
+        if op == "average":
+            y = em.node("Div", [y, em.const_f32(float(len(xs)))], n)[0]
+    em.bind(ValueRef(n), y, layout)
+
+
+_LSTM_ACTIVATIONS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "softsign": "Softsign",
+                     "softplus": "Softplus"}
+
+
+@lowering("lstm")
+def lstm(em, n, a):
+    (ref,) = _inputs(em, n)
+    try:
+        acts = [_LSTM_ACTIVATIONS[a["recurrent_activation"]]] + [_LSTM_ACTIVATIONS[a["activation"]]] * 2
+    except KeyError:
+        raise ExportError(f'LSTM "{n}": activations {a["activation"]!r}/{a["recurrent_activation"]!r} '
+                          f"have no ONNX LSTM equivalent (supported: {', '.join(_LSTM_ACTIVATIONS)})") from None
+    x = _float_input(em, n, ref, CHANNELS_LAST)
+    if a["go_backwards"]:  # Keras reads from the end and returns outputs in that order
+        x = em.node("Slice", [x, em.const_i64("minus_one", [-1]), em.const_i64("int64_min", [-2 ** 63]),
+                              em.const_i64("one", [1]), em.const_i64("minus_one", [-1])], f"{n}/reversed")[0]
+    x = em.node("Transpose", [x], f"{n}/time_major", perm=[1, 0, 2])[0]
+    params = em.graph.op_params(n)
+    key = f"{params['kernel']}/onnx"
+    if f"{key}_W" not in em.initializers:  # made once per LSTM layer, shared by its calls
+        bias = em.params[params["bias"]] if a["use_bias"] else None
+        w, r, b = lstm_weights(em.params[params["kernel"]], em.params[params["recurrent_kernel"]], bias)
+        em.initializer(f"{key}_W", w)
+        em.initializer(f"{key}_R", r)
+        em.initializer(f"{key}_B", b)
+    n_out = len(em.graph.node(n)["outputs"])
+    want_seq = a["return_sequences"]
+    outs = [em.fresh(f"{n}/Y") if want_seq else "", em.fresh(f"{n}/Y_h"), em.fresh(f"{n}/Y_c") if n_out == 3 else ""]
+    em.node("LSTM", [x, f"{key}_W", f"{key}_R", f"{key}_B"], n, outputs=outs, hidden_size=a["units"],
+            activations=acts, direction="forward")
+    axis0 = em.const_i64("zero", [0])
+    h = em.node("Squeeze", [outs[1], axis0], f"{n}/h" if want_seq or n_out == 3 else n)[0]
+    if want_seq:
+        seq = em.node("Squeeze", [outs[0], em.const_i64("one", [1])], f"{n}/Y_squeezed")[0]
+        em.bind(ValueRef(n), em.node("Transpose", [seq], n, perm=[1, 0, 2])[0])
+    else:
+        em.bind(ValueRef(n), h)
+    if n_out == 3:
+        em.bind(ValueRef(n, 1), h)
+        em.bind(ValueRef(n, 2), em.node("Squeeze", [outs[2], axis0], f"{n}/c")[0])
+
