@@ -10,9 +10,12 @@ FORMATS = ("onnx",)
 
 
 def build(source: Model | str | Path, output: str | Path, *, model_name: str | None = None,
-          format: str = "onnx") -> Path:
+          format: str = "onnx", opt_level: int = 2, device: str = "cuda", report=None) -> Path:
     """Compile ``source`` (a Model, or the path of a model file) and write ``output`` atomically:
-    the old file stays intact if anything fails. Returns the path written."""
+    the old file stays intact if anything fails. Returns the path written.
+
+    ``opt_level`` 0-2 and ``device`` ("cuda", the default deployment target, or "cpu") choose the
+    passes (gcomp.passes.pipeline); ``report`` (a gcomp.passes.Report) records what they did."""
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; gcomp builds {', '.join(FORMATS)}")
     if isinstance(source, Model):
@@ -20,4 +23,4 @@ def build(source: Model | str | Path, output: str | Path, *, model_name: str | N
     else:
         from gcomp.model_file import load_model
         model = load_model(source, model_name)
-    return write_atomic(output, model.to_onnx().SerializeToString())
+    return write_atomic(output, model.to_onnx(opt_level, device, report).SerializeToString())

@@ -30,7 +30,12 @@ def _cmd_ir(args) -> None:
 
 def _cmd_build(args) -> None:
     from gcomp.build import build
-    path = build(args.model_file, args.output, model_name=args.model, format=args.format)
+    from gcomp.passes import Report
+    report = Report() if args.explain else None
+    path = build(args.model_file, args.output, model_name=args.model, format=args.format,
+                 opt_level=args.opt_level, device=args.device, report=report)
+    if report is not None:
+        print(report.text())
     print(f"wrote {path}")
 
 
@@ -51,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     build = model_command("build", "compile the model to an ONNX file (written atomically)", _cmd_build)
     build.add_argument("-o", "--output", required=True, metavar="FILE", help="output file, e.g. model.onnx")
     build.add_argument("--format", default="onnx", choices=["onnx"], help="output format (default: onnx)")
+    build.add_argument("--opt-level", type=int, default=2, choices=[0, 1, 2],
+                       help="0: no passes; 1: clean-ups that keep the weights; 2 (default): also merges")
+    build.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
+                       help="where the file will run: passes that do not pay there are skipped (default: cuda)")
+    build.add_argument("--explain", action="store_true",
+                       help="print what each pass did: nodes, ops and parameter bytes before/after, rewrites")
     model_command("summary", "print the model's summary table (layers, output shapes, parameters)", _cmd_summary)
     ir = model_command("ir", "print the model's IR after shape inference", _cmd_ir)
     ir.add_argument("--numpy", action="store_true", help="print the generated NumPy module instead")

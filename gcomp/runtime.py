@@ -79,6 +79,26 @@ def _make_session(source: bytes | str, options, device: str):
     return ort.InferenceSession(source, options, providers=cpu)
 
 
+_CUDA_WORKS: bool | None = None
+
+
+def cuda_works() -> bool:
+    """Whether onnxruntime can really run a model on CUDA here (probed once, silently)."""
+    global _CUDA_WORKS
+    if _CUDA_WORKS is None:
+        import onnx
+        from onnx import TensorProto, helper
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+        graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe", [x],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        session = _make_session(model.SerializeToString(), session_options(), "auto")
+        _CUDA_WORKS = session.get_providers()[0] == "CUDAExecutionProvider"
+        del onnx
+    return _CUDA_WORKS
+
+
 class Session:
     """A loaded ONNX model: `run(x)` with arrays, a list in input order, or a dict by input name."""
 

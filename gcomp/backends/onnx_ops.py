@@ -74,12 +74,43 @@ def _channel_axis(layout: str) -> int:
     return 1 if layout == CHANNELS_FIRST else -1
 
 
+_CHANNELS_FIRST_OPS = ("conv", "max_pool", "avg_pool")
+_LAYOUT_AGNOSTIC_OPS = ("activation", "dropout", "split", "add", "subtract", "multiply", "average", "maximum",
+                        "minimum", "concat")
+
+
+def _feeds_channels_first(em, n: str) -> bool:
+    """Whether the op's output reaches a convolution or pooling through layout-agnostic ops only."""
+    stack, seen = [n], set()
+    while stack:
+        node = stack.pop()
+        for port in range(len(em.graph.node(node)["outputs"])):
+            for consumer, _ in em.graph.consumers(ValueRef(node, port)):
+                op = em.graph.node(consumer)["op"]
+                if op in _CHANNELS_FIRST_OPS:
+                    return True
+                if op in _LAYOUT_AGNOSTIC_OPS and consumer not in seen:
+                    seen.add(consumer)
+                    stack.append(consumer)
+    return False
+
+
 @lowering("dense")
 def dense(em, n, a):
     (ref,) = _inputs(em, n)
+    rank = em.graph.value_type(ref).rank
+    if rank >= 3 and (em.layout_of(ref) == CHANNELS_FIRST or CHANNELS_FIRST in em.values[ref].transposed
+                      or _feeds_channels_first(em, n)):
+        # A dense op over the channels of a channels-first value is a 1x1 convolution: no transposes.
+        x = _float_input(em, n, ref, CHANNELS_FIRST)
+        kernel = em.derived_param(n, "kernel", "oi1", lambda k: k.T.reshape(k.shape[1], k.shape[0], *[1] * (rank - 2)))
+        inputs = [x, kernel] + ([em.param(n, "bias")] if a["use_bias"] else [])
+        y = em.node("Conv", inputs, n, kernel_shape=[1] * (rank - 2))[0]
+        em.bind(ValueRef(n), activation(em, a["activation"], y, f"{n}/{a['activation']}", 1), CHANNELS_FIRST)
+        return
     x = _float_input(em, n, ref, CHANNELS_LAST)
     kernel = em.param(n, "kernel")
-    if em.graph.value_type(ref).rank == 2 and a["use_bias"]:
+    if rank == 2 and a["use_bias"]:
         y = em.node("Gemm", [x, kernel, em.param(n, "bias")], n)[0]
     else:
         y = em.node("MatMul", [x, kernel], n)[0]
@@ -262,3 +293,33 @@ def lstm(em, n, a):
         em.bind(ValueRef(n, 1), h)
         em.bind(ValueRef(n, 2), em.node("Squeeze", [outs[2], axis0], f"{n}/c")[0])
 
+
+
+@lowering("split")
+def split(em, n, a):
+    (ref,) = _inputs(em, n)
+    layout = em.layout_of(ref)
+    rank = em.graph.value_type(ref).rank
+    axis = a["axis"] % rank
+    if layout == CHANNELS_FIRST:
+        axis = [0, rank - 1, *range(1, rank - 1)].index(axis)
+    sizes = em.const_i64(f"{n}/sizes", list(a["sizes"]))
+    outs = em.node("Split", [em.value(ref, layout), sizes], n, n_out=len(a["sizes"]), axis=axis)
+    for i, out in enumerate(outs):
+        em.bind(ValueRef(n, i), out, layout)
+
+
+@lowering("stack_batch")
+def stack_batch(em, n, a):
+    refs = _inputs(em, n)
+    layout = _common_layout(em, refs)
+    em.bind(ValueRef(n), em.node("Concat", [em.value(r, layout) for r in refs], n, axis=0)[0], layout)
+
+
+@lowering("unstack_batch")
+def unstack_batch(em, n, a):
+    (ref,) = _inputs(em, n)
+    layout = em.layout_of(ref)
+    outs = em.node("Split", [em.value(ref, layout)], n, n_out=a["parts"], axis=0)  # equal parts
+    for i, out in enumerate(outs):
+        em.bind(ValueRef(n, i), out, layout)

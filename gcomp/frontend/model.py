@@ -246,20 +246,37 @@ class Model(Layer):
         self._inference_graph()
         return {name: var.value for name, var in self._compiled_cache["variables"].items()}
 
-    def to_onnx(self):
-        """The model as an onnx.ModelProto (current weights; opset and IR version pinned)."""
-        from gcomp.backends.onnx_backend import export_graph
-        return export_graph(self._inference_graph(), self._param_values())
+    def _current_graph(self):
+        """The inference graph holding the current weights (set_weights may have replaced them)."""
+        graph = self._inference_graph()
+        values = self._param_values()
+        if any(graph.params[k] is not v for k, v in values.items()):
+            graph = graph.copy()
+            graph.params.update(values)
+            self._compiled_cache["graph"] = graph
+        return graph
 
-    def export(self, filepath, format: str = "onnx", verbose: bool = True, **kwargs) -> None:
+    def optimized_graph(self, opt_level: int = 2, device: str = "cuda", report=None):
+        """The IR after the passes of ``opt_level`` for ``device`` (see gcomp.passes.pipeline);
+        ``report`` (a gcomp.passes.Report) records what each pass did."""
+        from gcomp.passes import optimize
+        return optimize(self._current_graph(), opt_level, device, report)
+
+    def to_onnx(self, opt_level: int = 2, device: str = "cuda", report=None):
+        """The model as an onnx.ModelProto with the current weights (opset and IR version pinned),
+        optimized for ``device`` at ``opt_level`` (0: as written)."""
+        from gcomp.backends.onnx_backend import export_graph
+        graph = self.optimized_graph(opt_level, device, report)
+        return export_graph(graph, graph.params)
+
+    def export(self, filepath, format: str = "onnx", verbose: bool = True, opt_level: int = 2,
+               device: str = "cuda") -> None:
         """Write the model to ``filepath`` as ONNX (atomically). Unlike Keras, no prior call is needed,
         and outputs keep the output layers' names."""
         if format != "onnx":
             raise ValueError(f"gcomp exports format='onnx' only, got format={format!r}")
-        if kwargs:
-            raise TypeError(f"unexpected export arguments {sorted(kwargs)}")
         from gcomp.fileio import write_atomic
-        write_atomic(filepath, self.to_onnx().SerializeToString())
+        write_atomic(filepath, self.to_onnx(opt_level, device).SerializeToString())
         if verbose:
             print(f"Saved ONNX model to {filepath}")
 
@@ -272,14 +289,15 @@ class Model(Layer):
                 del self._compiled_cache[stale]
             if backend == "onnx":
                 from gcomp import runtime
-                session = runtime.from_bytes(self.to_onnx().SerializeToString(), f'model "{self.name}"',
-                                             device="auto")
+                device = "cuda" if runtime.cuda_works() else "cpu"  # optimize for where it will run
+                session = runtime.from_bytes(self.to_onnx(device=device).SerializeToString(),
+                                             f'model "{self.name}"', device=device)
                 self._compiled_cache[key] = self._onnx_runner(session)
             elif backend == "numpy":
                 from gcomp.backends import numpy_backend
-                forward = numpy_backend.compile_graph(self._inference_graph())
-                params = self._param_values()
-                self._compiled_cache[key] = lambda arrays: forward(params, arrays)
+                graph = self._current_graph()
+                forward = numpy_backend.compile_graph(graph)
+                self._compiled_cache[key] = lambda arrays: forward(graph.params, arrays)
             else:
                 raise ValueError(f"unknown backend {backend!r}; available: 'onnx', 'numpy'")
         return self._compiled_cache[key]

@@ -8,7 +8,7 @@ are inferred, ``type`` (a TensorType). A multigraph because one value may feed t
 """
 from __future__ import annotations
 
-import copy
+import heapq
 import itertools
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -39,6 +39,8 @@ class Graph:
         self.inputs: list[str] = []
         self.outputs: list[tuple[str, ValueRef]] = []
         self.params: dict[str, np.ndarray] = {}
+        self.notes: list[str] = []
+        """What passes rewrote, in order (the pass manager reports them)."""
         self._counter = itertools.count()
 
     # ---- construction -------------------------------------------------------------------------
@@ -73,6 +75,29 @@ class Graph:
 
     def add_output(self, name: str, ref: ValueRef) -> None:
         self.outputs.append((name, ref))
+
+    # ---- rewriting (for passes, on their own copy) -----------------------------------------------
+    def remove_node(self, node_id: str) -> None:
+        self.nx.remove_node(node_id)
+        self.params.pop(node_id, None)
+
+    def replace_uses(self, old: ValueRef, new: ValueRef) -> None:
+        """Make every reader of ``old`` (ops and graph outputs) read ``new`` instead."""
+        for consumer, port in self.consumers(old):
+            key = next(k for u, _, k, d in self.nx.in_edges(consumer, keys=True, data=True)
+                       if u == old.node and d["port"] == port)
+            self.nx.remove_edge(old.node, consumer, key)
+            self.nx.add_edge(new.node, consumer, port=port, src_port=new.port, type=None)
+        self.outputs = [(name, new if ref == old else ref) for name, ref in self.outputs]
+
+    def unique_name(self, hint: str) -> str:
+        name, i = hint, 1
+        while name in self.nx:
+            name, i = f"{hint}_{i}", i + 1
+        return name
+
+    def param_bytes(self) -> int:
+        return sum(v.nbytes for v in self.params.values())
 
     # ---- queries ------------------------------------------------------------------------------
     def node(self, node_id: str) -> dict:
@@ -112,17 +137,36 @@ class Graph:
                 yield n
 
     def topological_order(self) -> list[str]:
-        """A deterministic topological order: ties broken by creation order."""
-        order = nx.get_node_attributes(self.nx, "order")
-        return list(nx.lexicographical_topological_sort(self.nx, key=order.__getitem__))
+        """A deterministic topological order: ties broken by creation order (Kahn's algorithm)."""
+        g = self.nx
+        pending = {n: d for n, d in g.in_degree()}
+        ready = [(g.nodes[n]["order"], n) for n, d in pending.items() if d == 0]
+        heapq.heapify(ready)
+        order = []
+        while ready:
+            _, n = heapq.heappop(ready)
+            order.append(n)
+            for succ in g.successors(n):
+                pending[succ] -= g.number_of_edges(n, succ)
+                if pending[succ] == 0:
+                    heapq.heappush(ready, (g.nodes[succ]["order"], succ))
+        if len(order) != len(pending):
+            raise ValueError(f"graph {self.name!r} has a cycle")
+        return order
 
     def copy(self) -> "Graph":
-        """A structural copy (node/edge attributes copied, parameter arrays shared)."""
+        """A structural copy: attribute dicts and their mutable values (attrs, outputs) are new;
+        TensorTypes and parameter arrays are immutable by convention and shared."""
         g = Graph(self.name)
-        g.nx = copy.deepcopy(self.nx)
+        g.nx = self.nx.copy()  # new attribute dicts, shared values
+        for _, data in g.nx.nodes(data=True):
+            data["outputs"] = list(data["outputs"])
+            if "attrs" in data:
+                data["attrs"] = dict(data["attrs"])
         g.inputs = list(self.inputs)
         g.outputs = list(self.outputs)
         g.params = dict(self.params)
+        g.notes = list(self.notes)
         g._counter = itertools.count(max((d["order"] for _, d in self.nx.nodes(data=True)), default=-1) + 1)
         return g
 

@@ -87,3 +87,37 @@ def reshape(attrs, inputs, params):
     """(batch, ...) -> (batch, *target_shape), keeping row-major order."""
     (x,) = inputs
     return [TensorType(resolve_target_shape(x.shape, attrs["target_shape"]), x.dtype)]
+
+
+@register("split")
+def split(attrs, inputs, params):
+    """Cut x along `axis` into consecutive parts of the given `sizes` (undoes a merge)."""
+    (x,) = inputs
+    axis = attrs["axis"] % x.rank
+    if t.is_static(x.shape[axis]) and x.shape[axis] != sum(attrs["sizes"]):
+        raise ShapeError(f"cannot split axis {attrs['axis']} of size {x.shape[axis]} into {attrs['sizes']}")
+    return [TensorType(x.shape[:axis] + (size,) + x.shape[axis + 1:], x.dtype) for size in attrs["sizes"]]
+
+
+@register("stack_batch", min_inputs=2, max_inputs=None)
+def stack_batch(attrs, inputs, params):
+    """Join same-typed inputs along the batch axis (so one call of a shared layer serves all)."""
+    first = inputs[0]
+    if any(x != first for x in inputs[1:]):
+        raise ShapeError("stack_batch needs inputs of one type; got " + ", ".join(str(x) for x in inputs))
+    batch = first.shape[0]
+    stacked = len(inputs) * batch if t.is_static(batch) else f"{len(inputs)}*{batch}"
+    return [TensorType((stacked,) + first.shape[1:], first.dtype)]
+
+
+@register("unstack_batch")
+def unstack_batch(attrs, inputs, params):
+    """Cut the batch axis into `parts` equal parts: the inverse of stack_batch."""
+    (x,) = inputs
+    batch, parts = x.shape[0], attrs["parts"]
+    if t.is_static(batch):
+        part = batch // parts
+    else:
+        prefix = f"{parts}*"
+        part = batch[len(prefix):] if batch.startswith(prefix) else f"{batch} // {parts}"
+    return [TensorType((part,) + x.shape[1:], x.dtype) for _ in range(parts)]

@@ -7,6 +7,7 @@ from gcomp.errors import ShapeError
 from gcomp.ir.graph import Graph
 from gcomp.ir.types import TensorType
 from gcomp.ops import infer_op
+from gcomp.passes.manager import graph_pass
 
 
 def symbolic_input_shape(name: str, shape: tuple, batch_symbol: str = "batch") -> tuple:
@@ -25,6 +26,7 @@ def symbolic_input_shape(name: str, shape: tuple, batch_symbol: str = "batch") -
     return tuple(out)
 
 
+@graph_pass(keeps_training_params=True)
 def infer_shapes(graph: Graph) -> Graph:
     """Give every value a TensorType: input dims named (batch, <input>_len), then each op's rule."""
     g = graph.copy()
