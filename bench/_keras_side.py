@@ -6,9 +6,10 @@ TensorFlow, tf2onnx), never in the project's environment.
 For each MODEL it runs examples/MODEL.py with a shim package named `gcomp` that re-exports Keras's
 Input, layers, Model and Sequential, so the model is defined by the very file gcomp compiles. Then it
 
-- gives every weight that Keras initialised to all zeros (the biases) small random values, unless
-  --keep-zero-biases: trained models have non-zero biases, and tf2onnx drops an Add of a zero
-  constant, which would make Keras's file smaller than any real model's;
+- gives every weight that Keras initialised to all zeros (Dense and Conv biases; an LSTM's bias
+  holds its unit forget bias and stays) small random values, unless --keep-zero-biases: trained
+  models have non-zero biases, and tf2onnx drops an Add of a zero constant, which would make
+  Keras's file smaller than any real model's;
 - writes WORKDIR/MODEL.weights.npz: `get_weights()` in order (arr_0, arr_1, ...);
 - reads WORKDIR/MODEL.inputs.npz (the main process's fixed inputs, in model input order) and writes
   Keras's predictions to WORKDIR/MODEL.keras_pred.npz (outputs in model output order);
@@ -54,6 +55,7 @@ def install_shim(directory: Path) -> None:
 
 
 def as_list(outputs) -> list[np.ndarray]:
+    """predict()'s result as a list of arrays in model output order."""
     if isinstance(outputs, dict):
         raise TypeError("dict outputs are not used by the seed models")
     return [np.asarray(o) for o in outputs] if isinstance(outputs, (list, tuple)) else [np.asarray(outputs)]

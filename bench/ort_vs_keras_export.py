@@ -3,7 +3,8 @@
     python bench/ort_vs_keras_export.py [--repeats N] [--models mlp,residual,...] [--venv DIR] [--opt-level N]
 
 What it measures, for each seed model in examples/ (mlp, qa_two_inputs, multi_output, inception,
-residual, siamese_lstm), at batch 64:
+residual, siamese_lstm), at batch 64. gcomp's passes target --device (cpu by default: the timing
+runs on the CPU) at --opt-level (gcomp's default unless given), where its Model.to_onnx takes them.
 
 1. Keras side, in a throwaway venv (default /tmp/gcomp-bench-keras-venv, created on first use with
    tensorflow-cpu, keras 3, tf2onnx, onnx and numpy; the project's environment is left alone):
@@ -17,7 +18,9 @@ residual, siamese_lstm), at batch 64:
    optimizations, `session.intra_op.allow_spinning` = "0"): gcomp's outputs against Keras's
    predictions (max |diff|; a match is max |diff| <= 1e-4 x max |Keras output|), node counts of each
    file (subgraphs included; "conv/mm" counts Conv, ConvTranspose, MatMul and Gemm nodes), then a
-   warm-up and `--repeats` interleaved runs (keras, gcomp; gcomp, keras; ...) and median latencies.
+   warm-up and `--repeats` interleaved runs (keras, gcomp; gcomp, keras; ...) and median latencies;
+   a sub-millisecond model is looped within each timed sample. "(IQR)" is the interquartile range of
+   the per-repetition ratios, the machine's noise: a ratio within it of 1.00 is no difference.
 
 It prints a row per model and the targets: geometric mean of gcomp/keras <= 0.90, every ratio
 <= 1.00, no more nodes than Keras's file, outputs matching. Missing a target still exits 0 (this is a
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import os
 import runpy
 import statistics
@@ -36,6 +40,7 @@ import tempfile
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +58,7 @@ BATCH = 64
 MATCH_RTOL = 1e-4
 HEAVY_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
 GEOMEAN_TARGET = 0.90
+PRODUCED = (".inputs.npz", ".weights.npz", ".keras_pred.npz", ".keras.onnx", ".gcomp.onnx", ".keras_error.txt")
 SAMPLE_S = 0.005  # a timed sample of a tiny model loops it for about this long
 
 
@@ -79,10 +85,12 @@ def ensure_venv(venv: Path) -> Path:
     with open(log_path, "w") as log:
         proc = subprocess.Popen([str(python), "-m", "pip", "install", *REQUIREMENTS], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
-        for line in proc.stdout:  # progress: one line per package, the full output in the log
+        for line in proc.stdout:  # progress: a line per package (the versions in full), all in the log
             log.write(line)
-            if line.startswith(("Collecting", "Installing", "Successfully", "ERROR")):
-                print(f"  pip: {line.rstrip()[:160]}", flush=True)
+            if line.startswith(("Successfully", "ERROR")):
+                print(f"  pip: {line.rstrip()}", flush=True)
+            elif line.startswith(("Collecting", "Processing", "Downloading", "Installing")):
+                print(f"  pip: {line.rstrip()[:120]}", flush=True)
         if proc.wait() != 0:
             raise BenchError(f"pip install failed in {venv}; see {log_path}")
     marker.write_text("\n".join(REQUIREMENTS) + "\n")
@@ -90,10 +98,10 @@ def ensure_venv(venv: Path) -> Path:
 
 
 def venv_versions(python: Path) -> dict[str, str]:
-    code = ("import importlib.metadata as m, json, sys\n"
+    """The installed versions of the venv's main packages (and protobuf, which tf2onnx is picky about)."""
+    code = ("import importlib.metadata as m, json\n"
             f"print(json.dumps({{p: m.version(p) for p in {VERSIONED!r}}}))")
     out = subprocess.run([str(python), "-c", code], check=True, capture_output=True, text=True).stdout
-    import json
     return json.loads(out)
 
 
@@ -114,6 +122,7 @@ def run_filtered(command: list[str], cwd: Path) -> int:
 
 # ---- the models -------------------------------------------------------------------------------------
 def load_gcomp_model(name: str):
+    """The module-level `model` of examples/NAME.py, built by gcomp."""
     return runpy.run_path(str(ROOT / "examples" / f"{name}.py"))["model"]
 
 
@@ -150,6 +159,7 @@ def gcomp_export_kwargs(opt_level: int | None, device: str) -> dict:
 
 
 def npz_list(path: Path) -> list[np.ndarray]:
+    """The arrays of an .npz written by np.savez(path, *arrays), in order."""
     with np.load(path) as f:
         return [f[f"arr_{i}"] for i in range(len(f.files))]
 
@@ -206,10 +216,10 @@ def feeds_for(session, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
     return {i.name: a.astype(dtypes.get(i.type, a.dtype)) for i, a in zip(infos, arrays)}
 
 
-def time_interleaved(runs: dict[str, callable], repeats: int, warmup: int = 3) -> dict[str, list[float]]:
-    """Seconds per run of each callable, one per repetition. After the warm-up, each of ``repeats`` samples times
-    the callables in turn, alternating which goes first; a sample of a sub-millisecond model loops
-    it (the same count for all) so that it lasts about SAMPLE_S and the timer's overhead vanishes."""
+def time_interleaved(runs: dict[str, Callable[[], object]], repeats: int, warmup: int = 3) -> dict[str, list[float]]:
+    """Seconds per run of each callable, one sample per repetition. After the warm-up, each repetition
+    times the callables in turn, alternating which goes first; a sample of a sub-millisecond model
+    loops it (the same count for all) so that it lasts about SAMPLE_S and the timer's cost vanishes."""
     single = {}
     for _ in range(warmup):
         for key, run in runs.items():
@@ -265,6 +275,7 @@ def bench_model(name: str, workdir: Path, model, inputs, export_kwargs: dict, re
 
 # ---- the report -----------------------------------------------------------------------------------
 def git_revision() -> str:
+    """The commit gcomp is at, and whether gcomp/ has uncommitted changes (they are what runs)."""
     try:
         rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, check=True).stdout.strip()
@@ -276,6 +287,7 @@ def git_revision() -> str:
 
 
 def print_report(results: dict[str, dict], failures: dict[str, str], show_ops: bool = False) -> None:
+    """The table, one row per model, then the targets."""
     header = (f"{'model':14} {'keras ms':>9} {'gcomp ms':>9} {'ratio':>6} {'(IQR)':>7}  {'nodes k/g':>9}  "
               f"{'conv/mm k/g':>11}  {'max|diff|':>9}  match")
     print("\n" + header + "\n" + "-" * len(header))
@@ -354,6 +366,9 @@ def main() -> int:
         # gcomp builds each model first: it fixes the inputs (Embedding limits come from gcomp's graph).
         gcomp_models, failures = {}, {}
         for name in models:
+            for stale in workdir.glob(f"{name}.*"):  # a kept --workdir: no file from an earlier run counts
+                if stale.name.endswith(PRODUCED):
+                    stale.unlink()
             try:
                 gcomp_models[name] = load_gcomp_model(name)
                 inputs = fixed_inputs(gcomp_models[name], name, BATCH)

@@ -33,7 +33,7 @@ def test_ir_and_numpy_source(capsys):
     assert "input %left: float32[batch, left_len, 128]" in out
     assert "%lstm#1 = lstm(%right, kernel=%lstm/kernel" in out
     assert main(["ir", "--numpy", str(EXAMPLES / "siamese_lstm.py")]) == 0
-    assert "def forward(params, inputs):" in capsys.readouterr().out
+    assert "def forward(params, inputs, ctx=None):" in capsys.readouterr().out
 
 
 def test_the_only_model_is_taken_without_a_model_variable(tmp_path, capsys):

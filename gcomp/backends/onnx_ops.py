@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import math
 
-from gcomp.backends.onnx_backend import (CHANNELS_FIRST, CHANNELS_LAST, ExportError, OnnxEmitter, kernel_to_oihw,
-                                         lstm_weights)
+from gcomp.backends.onnx_backend import (CHANNELS_FIRST, CHANNELS_FIRST_2D, CHANNELS_LAST, ExportError, OnnxEmitter,
+                                         first_layout, kernel_to_oihw, lstm_weights, onnx_axis)
 from gcomp.ir.graph import ValueRef
 from gcomp.ir.types import same_padding
 
@@ -71,7 +71,13 @@ def activation(em: OnnxEmitter, name: str, x: str, hint: str, channel_axis: int 
 
 
 def _channel_axis(layout: str) -> int:
-    return 1 if layout == CHANNELS_FIRST else -1
+    return -1 if layout == CHANNELS_LAST else 1
+
+
+def _is_first(em, ref) -> bool:
+    """Whether the value is (or has already been converted to) its channels-first layout."""
+    first = first_layout(em.graph.value_type(ref).rank)
+    return em.layout_of(ref) == first or first in em.values[ref].transposed
 
 
 _CHANNELS_FIRST_OPS = ("conv", "max_pool", "avg_pool")
@@ -99,14 +105,15 @@ def _feeds_channels_first(em, n: str) -> bool:
 def dense(em, n, a):
     (ref,) = _inputs(em, n)
     rank = em.graph.value_type(ref).rank
-    if rank >= 3 and (em.layout_of(ref) == CHANNELS_FIRST or CHANNELS_FIRST in em.values[ref].transposed
-                      or _feeds_channels_first(em, n)):
+    if rank >= 3 and (_is_first(em, ref) or _feeds_channels_first(em, n)):
         # A dense op over the channels of a channels-first value is a 1x1 convolution: no transposes.
-        x = _float_input(em, n, ref, CHANNELS_FIRST)
-        kernel = em.derived_param(n, "kernel", "oi1", lambda k: k.T.reshape(k.shape[1], k.shape[0], *[1] * (rank - 2)))
+        layout = first_layout(rank)
+        spatial = 2 if layout == CHANNELS_FIRST_2D else rank - 2
+        x = _float_input(em, n, ref, layout)
+        kernel = em.derived_param(n, "kernel", f"oi{spatial}", lambda k: k.T.reshape(*k.T.shape, *[1] * spatial))
         inputs = [x, kernel] + ([em.param(n, "bias")] if a["use_bias"] else [])
-        y = em.node("Conv", inputs, n, kernel_shape=[1] * (rank - 2))[0]
-        em.bind(ValueRef(n), activation(em, a["activation"], y, f"{n}/{a['activation']}", 1), CHANNELS_FIRST)
+        y = em.node("Conv", inputs, n, kernel_shape=[1] * spatial)[0]
+        em.bind(ValueRef(n), activation(em, a["activation"], y, f"{n}/{a['activation']}", 1), layout)
         return
     x = _float_input(em, n, ref, CHANNELS_LAST)
     kernel = em.param(n, "kernel")
@@ -153,10 +160,11 @@ def reshape(em, n, a):
 
 
 def _window_attrs(a, spatial: tuple, kernel: tuple[int, ...], dilation: tuple[int, ...]) -> dict:
-    """kernel_shape, strides and padding. "same" becomes explicit pads where they are known (always
-    at stride 1, where the total is d(k-1)); onnxruntime refuses SAME_UPPER with dilation."""
+    """kernel_shape, strides, dilations and padding; 1-D windows become 1xk 2-D windows. "same" is
+    written as explicit pads where they are known (always at stride 1, where the total is d(k-1)):
+    onnxruntime refuses SAME_UPPER with dilation."""
     strides = a["strides"]
-    attrs = {"kernel_shape": list(kernel), "strides": list(strides)}
+    attrs = {"kernel_shape": list(kernel), "strides": list(strides), "dilations": list(dilation)}
     if a["padding"] == "causal":
         attrs["pads"] = [dilation[0] * (kernel[0] - 1), 0]
     elif a["padding"] == "same":
@@ -167,6 +175,9 @@ def _window_attrs(a, spatial: tuple, kernel: tuple[int, ...], dilation: tuple[in
             attrs["pads"] = [p[0] for p in pairs] + [p[1] for p in pairs]
         else:  # a free length with stride > 1 (so no dilation): the extra pad after, as Keras
             attrs["auto_pad"] = "SAME_UPPER"
+    if len(kernel) == 1:  # as 2-D: a height of 1
+        attrs = {k: ([1] + v if k != "pads" else [0, v[0], 0, v[1]]) if isinstance(v, list) else v
+                 for k, v in attrs.items()}
     return attrs
 
 
@@ -174,27 +185,35 @@ def _spatial(em, ref) -> tuple:
     return em.graph.value_type(ref).shape[1:-1]
 
 
+def _kernel_oihw(k):
+    """Keras (k..., in, out) -> ONNX (out, in, k...); a 1-D kernel gets a height of 1."""
+    w = kernel_to_oihw(k)
+    return w[:, :, None, :] if w.ndim == 3 else w
+
+
 @lowering("conv")
 def conv(em, n, a):
     (ref,) = _inputs(em, n)
-    x = _float_input(em, n, ref, CHANNELS_FIRST)
-    inputs = [x, em.derived_param(n, "kernel", "oihw", kernel_to_oihw)]
+    layout = first_layout(a["rank"] + 2)
+    x = _float_input(em, n, ref, layout)
+    inputs = [x, em.derived_param(n, "kernel", "oihw", _kernel_oihw)]
     if a["use_bias"]:
         inputs.append(em.param(n, "bias"))
-    y = em.node("Conv", inputs, n, dilations=list(a["dilation_rate"]),
-                **_window_attrs(a, _spatial(em, ref), a["kernel_size"], a["dilation_rate"]))[0]
-    em.bind(ValueRef(n), activation(em, a["activation"], y, f"{n}/{a['activation']}", 1), CHANNELS_FIRST)
+    y = em.node("Conv", inputs, n, **_window_attrs(a, _spatial(em, ref), a["kernel_size"], a["dilation_rate"]))[0]
+    em.bind(ValueRef(n), activation(em, a["activation"], y, f"{n}/{a['activation']}", 1), layout)
 
 
 @lowering("max_pool", "avg_pool")
 def pool(em, n, a):
     (ref,) = _inputs(em, n)
     op = em.graph.node(n)["op"]
-    x = _float_input(em, n, ref, CHANNELS_FIRST) if op == "avg_pool" else em.value(ref, CHANNELS_FIRST)
+    layout = first_layout(a["rank"] + 2)
+    x = _float_input(em, n, ref, layout) if op == "avg_pool" else em.value(ref, layout)
     extra = {"count_include_pad": 0} if op == "avg_pool" else {}  # Keras averages in-bounds values only
-    y = em.node("MaxPool" if op == "max_pool" else "AveragePool", [x], n,
-                **_window_attrs(a, _spatial(em, ref), a["pool_size"], (1,) * a["rank"]), **extra)[0]
-    em.bind(ValueRef(n), y, CHANNELS_FIRST)
+    attrs = _window_attrs(a, _spatial(em, ref), a["pool_size"], (1,) * a["rank"])
+    del attrs["dilations"]
+    y = em.node("MaxPool" if op == "max_pool" else "AveragePool", [x], n, **attrs, **extra)[0]
+    em.bind(ValueRef(n), y, layout)
 
 
 @lowering("global_max_pool", "global_avg_pool")
@@ -204,7 +223,8 @@ def global_pool(em, n, a):
     layout = em.layout_of(ref)  # reduce in whatever layout the input already has
     x = _float_input(em, n, ref, layout) if op == "global_avg_pool" else em.value(ref, layout)
     rank = a["rank"]
-    axes = list(range(2, rank + 2)) if layout == CHANNELS_FIRST else list(range(1, rank + 1))
+    axes = {CHANNELS_LAST: list(range(1, rank + 1)), CHANNELS_FIRST: list(range(2, rank + 2)),
+            CHANNELS_FIRST_2D: [2, 3]}[layout]
     y = em.node("ReduceMax" if op == "global_max_pool" else "ReduceMean", [x], n,
                 axes=axes, keepdims=int(a["keepdims"]))[0]
     em.bind(ValueRef(n), y, layout if a["keepdims"] else CHANNELS_LAST)
@@ -213,20 +233,18 @@ def global_pool(em, n, a):
 def _common_layout(em, refs) -> str:
     """The layout most inputs already have (ties go to channels-first, which the convolutions that
     usually follow want); the others are transposed, once each."""
-    if any(em.graph.value_type(r).rank < 3 for r in refs):
+    ranks = {em.graph.value_type(r).rank for r in refs}
+    if len(ranks) > 1 or min(ranks) < 3:
         return CHANNELS_LAST
-    first = sum(em.layout_of(r) == CHANNELS_FIRST or CHANNELS_FIRST in em.values[r].transposed for r in refs)
-    return CHANNELS_FIRST if 2 * first >= len(refs) else CHANNELS_LAST
+    first = sum(_is_first(em, r) for r in refs)
+    return first_layout(ranks.pop()) if 2 * first >= len(refs) else CHANNELS_LAST
 
 
 @lowering("concat")
 def concat(em, n, a):
     refs = _inputs(em, n)
     layout = _common_layout(em, refs)
-    rank = em.graph.value_type(refs[0]).rank
-    axis = a["axis"] % rank
-    if layout == CHANNELS_FIRST:
-        axis = [0, rank - 1, *range(1, rank - 1)].index(axis)
+    axis = onnx_axis(layout, em.graph.value_type(refs[0]).rank, a["axis"])
     y = em.node("Concat", [em.value(r, layout) for r in refs], n, axis=axis)[0]
     em.bind(ValueRef(n), y, layout)
 
@@ -299,10 +317,7 @@ def lstm(em, n, a):
 def split(em, n, a):
     (ref,) = _inputs(em, n)
     layout = em.layout_of(ref)
-    rank = em.graph.value_type(ref).rank
-    axis = a["axis"] % rank
-    if layout == CHANNELS_FIRST:
-        axis = [0, rank - 1, *range(1, rank - 1)].index(axis)
+    axis = onnx_axis(layout, em.graph.value_type(ref).rank, a["axis"])
     sizes = em.const_i64(f"{n}/sizes", list(a["sizes"]))
     outs = em.node("Split", [em.value(ref, layout), sizes], n, n_out=len(a["sizes"]), axis=axis)
     for i, out in enumerate(outs):
