@@ -22,15 +22,21 @@ def _cmd_ir(args) -> None:
     from gcomp.model_file import load_model
     model = load_model(args.model_file, args.model)
     if args.numpy:
-        from gcomp.backends.numpy_backend import render_module
-        sys.stdout.write(render_module(model._inference_graph()))
+        from gcomp.backends.numpy_backend import render_inference_module
+        sys.stdout.write(render_inference_module(model._inference_graph()))
     else:
         sys.stdout.write(print_graph(model._inference_graph()))
 
 
 def _cmd_build(args) -> None:
-    from gcomp.build import build
+    from gcomp.build import build, build_numpy
     from gcomp.passes import Report
+    if args.target == "numpy":
+        folder, trains = build_numpy(args.model_file, args.output, model_name=args.model)
+        kind = "training and inference" if trains else \
+            "inference only: the model was never compiled with a loss, so it cannot train"
+        print(f"wrote {folder}/model.py ({kind}), weights.npz, README.md")
+        return
     report = Report() if args.explain else None
     path = build(args.model_file, args.output, model_name=args.model, format=args.format,
                  opt_level=args.opt_level, device=args.device, report=report)
@@ -54,7 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     build = model_command("build", "compile the model to an ONNX file (written atomically)", _cmd_build)
-    build.add_argument("-o", "--output", required=True, metavar="FILE", help="output file, e.g. model.onnx")
+    build.add_argument("-o", "--output", required=True, metavar="PATH",
+                       help="output: a file for --target onnx (model.onnx), a folder for --target numpy")
+    build.add_argument("--target", default="onnx", choices=["onnx", "numpy"],
+                       help="onnx (default): an ONNX file for onnxruntime; numpy: a standalone NumPy program "
+                            "that predicts and, if model.py compiled the model, trains")
     build.add_argument("--format", default="onnx", choices=["onnx"], help="output format (default: onnx)")
     build.add_argument("--opt-level", type=int, default=2, choices=[0, 1, 2],
                        help="0: no passes; 1: clean-ups that keep the weights; 2 (default): also merges")

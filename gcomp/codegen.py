@@ -33,10 +33,15 @@ def environment() -> jinja2.Environment:
 
 
 @functools.cache
-def numpy_runtime() -> ModuleType:
-    """templates/numpy/prelude.py as an importable module: the kernels gcomp itself runs."""
-    path = template_dir() / "numpy" / "prelude.py"
-    spec = importlib.util.spec_from_file_location("gcomp._numpy_runtime", path)
+def runtime_file(name: str) -> ModuleType:
+    """templates/numpy/<name>.py as an importable module: gcomp uses the same code it generates."""
+    path = template_dir() / "numpy" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"gcomp._numpy_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def numpy_runtime() -> ModuleType:
+    """templates/numpy/prelude.py: the forward kernels and activations."""
+    return runtime_file("prelude")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gcomp import Input, Model, layers
-from gcomp.backends.numpy_backend import render_module
+from gcomp.backends.numpy_backend import render_inference_module
 from gcomp.codegen import template_dir
 from gcomp.errors import IRVerificationError, ShapeError
 from gcomp.frontend.lowering import lower
@@ -154,13 +154,13 @@ def test_codegen_is_deterministic():
     for _ in range(2):
         gcomp.utils.clear_session()
         graph = small_model()._inference_graph()
-        texts.append((print_graph(graph), render_module(graph)))
+        texts.append((print_graph(graph), render_inference_module(graph)))
     assert texts[0] == texts[1]
 
 
 def test_generated_module_runs_standalone_with_only_numpy(tmp_path):
     model = small_model()
-    (tmp_path / "small_forward.py").write_text(render_module(model._inference_graph()))
+    (tmp_path / "small_forward.py").write_text(render_inference_module(model._inference_graph()))
     params = model._param_values()
     np.savez(tmp_path / "params.npz", **{k.replace("/", "|"): v for k, v in params.items()})
     x = np.array([[1, 2, 3, 4, 5], [5, 4, 3, 2, 1]], np.int32)

@@ -16,6 +16,7 @@ from gcomp.frontend.graph_map import GraphMap, map_graph
 from gcomp.frontend.layer import Layer, shape_text
 from gcomp.frontend.layers.input_layer import InputLayer
 from gcomp.frontend.tensor import KerasTensor
+from gcomp.frontend.training import TrainingMixin
 from gcomp.ir.types import TensorType, compatible
 
 
@@ -27,7 +28,7 @@ def _flatten_structure(struct: Any, what: str) -> list:
     return [struct]
 
 
-class Model(Layer):
+class Model(TrainingMixin, Layer):
     """Base of Functional and Sequential. `Model(inputs, outputs, name=None)` builds a Functional."""
 
     def __new__(cls, *args, **kwargs):

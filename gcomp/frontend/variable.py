@@ -43,7 +43,7 @@ class Variable:
         if value.shape != self._value.shape:
             raise ValueError(f"cannot assign a value of shape {value.shape} to variable {self.path!r} "
                              f"of shape {self._value.shape}")
-        self._value = np.array(value, dtype=self._value.dtype, order="C")
+        np.copyto(self._value, value, casting="unsafe")  # in place: a training program may hold a view
         self.version += 1
 
     def __array__(self, dtype=None, copy=None):

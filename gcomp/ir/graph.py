@@ -81,9 +81,12 @@ class Graph:
         self.nx.remove_node(node_id)
         self.params.pop(node_id, None)
 
-    def replace_uses(self, old: ValueRef, new: ValueRef) -> None:
-        """Make every reader of ``old`` (ops and graph outputs) read ``new`` instead."""
+    def replace_uses(self, old: ValueRef, new: ValueRef, keep: str | None = None) -> None:
+        """Make every reader of ``old`` (ops and graph outputs) read ``new`` instead; the op ``keep``
+        (typically the one computing ``new`` from ``old``) goes on reading ``old``."""
         for consumer, port in self.consumers(old):
+            if consumer == keep:
+                continue
             key = next(k for u, _, k, d in self.nx.in_edges(consumer, keys=True, data=True)
                        if u == old.node and d["port"] == port)
             self.nx.remove_edge(old.node, consumer, key)

@@ -1,5 +1,8 @@
-# ---- gcomp NumPy runtime: kernels the generated code calls (float32 throughout) ----------------
+# ---- gcomp NumPy runtime: kernels the generated code calls -------------------------------------
 # This block is copied verbatim into every generated module, so the module needs only NumPy.
+# Every kernel keeps its input's float dtype (float32 models stay float32; float64 in gives float64
+# out, which the gradient checks rely on). Inexact constants are plain Python floats: NumPy casts
+# such "weak" scalars to the array's dtype, so float32 results are bit-identical to np.float32(c).
 import math as _math
 
 import numpy as np
@@ -29,7 +32,7 @@ def relu6(x):
 
 
 def leaky_relu(x, negative_slope=0.2):
-    return np.where(x >= 0, x, x * _F32(negative_slope))
+    return np.where(x >= 0, x, x * negative_slope)
 
 
 def sigmoid(x):
@@ -52,13 +55,15 @@ def log_softmax(x, axis=-1):
 
 
 def elu(x, alpha=1.0):
-    return np.where(x >= 0, x, _F32(alpha) * np.expm1(np.minimum(x, _F32(0))))
+    return np.where(x >= 0, x, alpha * np.expm1(np.minimum(x, _F32(0))))
+
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
 
 
 def selu(x):
-    alpha = 1.6732632423543772848170429916717
-    scale = 1.0507009873554804934193349852946
-    return (_F32(scale) * elu(x, alpha)).astype(x.dtype, copy=False)
+    return (_SELU_SCALE * elu(x, _SELU_ALPHA)).astype(x.dtype, copy=False)
 
 
 def softplus(x):
@@ -125,19 +130,27 @@ def gather_rows(table, indices, layer, source):
     return table[indices]
 
 
-def _pad_spatial(x, kernel, strides, dilation, padding, value):
-    """Pad the spatial axes of channels-last x for "same" or "causal" windows."""
-    if padding == "valid":
-        return x
-    pads = [(0, 0)]
-    for n, k, s, d in zip(x.shape[1:-1], kernel, strides, dilation):
+def _spatial_pads(spatial, kernel, strides, dilation, padding):
+    """(before, after) padding of each spatial axis: none for "valid", all before for "causal", and
+    for "same" total = max((ceil(n / s) - 1) s + k_eff - n, 0) with the smaller half before."""
+    pads = []
+    for n, k, s, d in zip(spatial, kernel, strides, dilation):
         eff = d * (k - 1) + 1
-        if padding == "causal":
+        if padding == "valid":
+            pads.append((0, 0))
+        elif padding == "causal":
             pads.append((eff - 1, 0))
         else:
             total = max((-(-n // s) - 1) * s + eff - n, 0)
             pads.append((total // 2, total - total // 2))
-    pads.append((0, 0))
+    return pads
+
+
+def _pad_spatial(x, kernel, strides, dilation, padding, value):
+    """Pad the spatial axes of channels-last x for "same" or "causal" windows."""
+    if padding == "valid":
+        return x
+    pads = [(0, 0)] + _spatial_pads(x.shape[1:-1], kernel, strides, dilation, padding) + [(0, 0)]
     return np.pad(x, pads, constant_values=value)
 
 
@@ -163,7 +176,7 @@ def conv(x, kernel, strides, padding, dilation, layer):
     # contract (C, k...) of the patches against (k..., C) of the kernel
     axes_p = list(range(rank + 2, 2 * rank + 2)) + [rank + 1]
     axes_k = list(range(rank)) + [rank]
-    return np.tensordot(patches, kernel, axes=(axes_p, axes_k)).astype(np.float32, copy=False)
+    return np.tensordot(patches, kernel, axes=(axes_p, axes_k)).astype(x.dtype, copy=False)
 
 
 def max_pool(x, pool_size, strides, padding, layer):
@@ -198,9 +211,9 @@ def lstm(x, kernel, recurrent_kernel, bias, activation, recurrent_activation, re
     zx = x @ kernel
     if bias is not None:
         zx += bias
-    h = np.zeros((n, u), np.float32)
-    c = np.zeros((n, u), np.float32)
-    ys = np.empty((n, steps, u), np.float32) if return_sequences else None
+    h = np.zeros((n, u), zx.dtype)
+    c = np.zeros((n, u), zx.dtype)
+    ys = np.empty((n, steps, u), zx.dtype) if return_sequences else None
     for t in range(steps):
         z = zx[:, t] + h @ recurrent_kernel
         i = rec_act(z[:, :u])
@@ -212,4 +225,67 @@ def lstm(x, kernel, recurrent_kernel, bias, activation, recurrent_activation, re
         if ys is not None:
             ys[:, t] = h
     return (ys if return_sequences else h), h, c
+
+
+def dropout_train(x, rate, rng):
+    """Training-mode Dropout: (y, mask) with mask = keep / (1 - rate) in x's dtype, keep = U[0, 1) >= rate
+    drawn from the numpy Generator rng (rate >= 1 drops everything), and y = x * mask."""
+    if rate >= 1:
+        mask = np.zeros(x.shape, x.dtype)
+    else:
+        mask = (rng.random(x.shape) >= rate).astype(x.dtype)
+        mask *= 1.0 / (1.0 - rate)
+    return x * mask, mask
+
+
+def lstm_train(x, kernel, recurrent_kernel, bias, activation, recurrent_activation, return_sequences,
+               go_backwards):
+    """`lstm` for training: the same arithmetic (bit-identical output, h and c) and also a cache for
+    lstm_vjp. Returns (output, h, c, cache); cache is a dict of, over the T processed steps,
+      x   the input in processing order (reversed if go_backwards), (N, T, d)
+      z   gate pre-activations x K + h U + b, (N, T, 4u), blocks i, f, c, o
+      g   gate values rec_act(z_i), rec_act(z_f), act(z_c), rec_act(z_o), (N, T, 4u)
+      h   the hidden state entering each step (h_0 = 0), (N, T, u)
+      c   cell states c_0 = 0, c_1, ..., c_T, (N, T + 1, u)
+      ac  act(c_t) for t = 1..T, (N, T, u)
+    plus the layer's activation names and flags."""
+    act, rec_act = ACTIVATIONS[activation], ACTIVATIONS[recurrent_activation]
+    n, steps = x.shape[0], x.shape[1]
+    u = recurrent_kernel.shape[0]
+    if go_backwards:
+        x = x[:, ::-1]
+    zx = x @ kernel
+    if bias is not None:
+        zx += bias
+    dt = zx.dtype
+    h = np.zeros((n, u), dt)
+    c = np.zeros((n, u), dt)
+    ys = np.empty((n, steps, u), dt) if return_sequences else None
+    zs = np.empty((n, steps, 4 * u), dt)
+    gs = np.empty((n, steps, 4 * u), dt)
+    hs = np.empty((n, steps, u), dt)
+    cs = np.empty((n, steps + 1, u), dt)
+    acs = np.empty((n, steps, u), dt)
+    cs[:, 0] = 0
+    for t in range(steps):
+        hs[:, t] = h
+        z = zx[:, t] + h @ recurrent_kernel
+        # exactly lstm's calls on exactly lstm's operands, so the results match bit for bit
+        i = rec_act(z[:, :u])
+        f = rec_act(z[:, u:2 * u])
+        g = act(z[:, 2 * u:3 * u])
+        o = rec_act(z[:, 3 * u:])
+        c = f * c + i * g
+        a = act(c)
+        h = o * a
+        zs[:, t] = z
+        gs[:, t, :u], gs[:, t, u:2 * u], gs[:, t, 2 * u:3 * u], gs[:, t, 3 * u:] = i, f, g, o
+        cs[:, t + 1] = c
+        acs[:, t] = a
+        if ys is not None:
+            ys[:, t] = h
+    cache = {"x": x, "z": zs, "g": gs, "h": hs, "c": cs, "ac": acs, "activation": activation,
+             "recurrent_activation": recurrent_activation, "return_sequences": return_sequences,
+             "go_backwards": go_backwards}
+    return (ys if return_sequences else h), h, c, cache
 # ---- end of the gcomp NumPy runtime ------------------------------------------------------------

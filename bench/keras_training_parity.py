@@ -1,0 +1,610 @@
+"""gcomp's training (compile / fit / evaluate / train_on_batch) against Keras 3 itself.
+
+    python bench/keras_training_parity.py [--cases a,b,...] [--backends tensorflow,jax] [--venv DIR]
+                                          [--workdir DIR] [--verbose]
+
+For every case below, the same model source runs twice: once against Keras (in the throwaway venv,
+default /tmp/gcomp-bench-keras-venv, via bench/_keras_train_side.py; Keras 3 + TensorFlow, and JAX as
+a second opinion when the venv has it) and once against gcomp in this process. `build(K)` and
+`compile_kw(K)` receive a namespace K with Input, layers, Model, Sequential, losses and optimizers
+taken from `keras` or from `gcomp`, so both models come from one piece of code.
+
+1. This process draws the data of each case (fixed seeds) and pickles it into the work directory.
+2. The Keras side builds the model (keras.utils.set_random_seed(1234)), gives every all-zero weight
+   (biases) small random values so they take part, saves the initial weights, its predictions on the
+   evaluation data, then compile(), fit(shuffle=False, verbose=0) (or train_on_batch / test_on_batch
+   for the "tob" cases), evaluate() (list and return_dict=True) and the final weights.
+3. gcomp builds the same model, set_weights() with Keras's initial arrays (Keras's order and
+   layouts), checks its predictions against Keras's (column pred0: forward pass only), then trains
+   with the same arguments and is compared:
+
+   - hist: History keys must be identical; max relative difference over every value of every key
+     (|g - k| / max(|k|, 1e-6)); PASS needs <= HIST_RTOL.
+   - eval: evaluate()'s list (same length) and its return_dict keys; max relative difference.
+   - w abs / w rel: max |g - k| over the final weights, and that divided by max |k| of the same
+     array (the worst array); PASS needs w rel <= WEIGHT_RTOL. "moved" is max |final - initial| of
+     Keras's weights, so a tiny weight difference means something.
+
+Cases marked `expect="tf-logits"` are built so that a softmax/sigmoid output saturates (a true class's
+probability below 1e-7): Keras's TensorFlow backend then computes crossentropy from the logits it
+stashes on the activation's output (`_keras_logits`), not from the clipped probabilities that the
+Keras formula (and the JAX backend, and gcomp) use. They are expected to differ on TensorFlow and to
+match on JAX; the table says "DIFF(tf-logits)" instead of FAIL for them on TensorFlow.
+
+Prints one row per case and backend. The exit status is 0 whatever the comparison says; it is
+non-zero only when something failed to run (the Keras side could not start, or a case raised on
+either side: those rows say ERROR, with the traceback after the table).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+KERAS_SIDE = HERE / "_keras_train_side.py"
+DEFAULT_VENV = Path("/tmp/gcomp-bench-keras-venv")
+HIST_RTOL = 1e-5
+EVAL_RTOL = 1e-5
+WEIGHT_RTOL = 1e-4
+PRED_RTOL = 1e-5
+SEED = 1234
+
+
+# ---- the cases ------------------------------------------------------------------------------------
+
+@dataclass
+class Case:
+    name: str
+    group: str
+    build: Callable[[Any], Any]           # K -> model
+    compile_kw: Callable[[Any], dict]     # K -> compile() kwargs
+    data: Callable[[np.random.Generator], dict]   # x, y, x_eval, y_eval, [sample_weight, class_weight, validation_data, batches]
+    fit_kw: dict = field(default_factory=dict)
+    mode: str = "fit"                     # "fit" or "tob" (train_on_batch / test_on_batch)
+    expect: str = ""                      # "tf-logits": known TF-backend difference
+
+
+def _onehot(labels, n):
+    return np.eye(n, dtype=np.float32)[labels]
+
+
+def _mlp_data(n=70, d=8, classes=3, scale=1.0):
+    def data(rng):
+        x = (rng.normal(size=(n, d)) * scale).astype(np.float32)
+        labels = rng.integers(0, classes, size=n)
+        xe = (rng.normal(size=(20, d)) * scale).astype(np.float32)
+        le = rng.integers(0, classes, size=20)
+        return {"x": x, "y": _onehot(labels, classes), "x_eval": xe, "y_eval": _onehot(le, classes),
+                "labels": labels, "labels_eval": le}
+    return data
+
+
+def _mlp(K, classes=3, out_activation="softmax", d=8, dropout=None, frozen=False, sequential=False):
+    if sequential:
+        model = K.Sequential([K.Input(shape=(d,)), K.layers.Dense(16, activation="relu", name="hidden"),
+                              K.layers.Dense(classes, activation=out_activation, name="out")])
+        return model
+    inp = K.Input(shape=(d,), name="x")
+    h = K.layers.Dense(16, activation="relu", name="hidden")(inp)
+    if dropout is not None:
+        h = K.layers.Dropout(dropout, name="drop")(h)
+    h2 = K.layers.Dense(12, activation="tanh", name="hidden2")(h)
+    out = K.layers.Dense(classes, activation=out_activation, name="out")(h2)
+    model = K.Model(inp, out)
+    if frozen:
+        model.get_layer("hidden").trainable = False
+    return model
+
+
+def _cce_compile(opt):
+    return lambda K: {"optimizer": opt(K), "loss": "categorical_crossentropy", "metrics": ["acc"]}
+
+
+MLP_FIT = {"batch_size": 16, "epochs": 3}
+
+OPTIMIZER_CASES = {
+    "sgd": lambda K: K.optimizers.SGD(learning_rate=0.05),
+    "sgd_nesterov": lambda K: K.optimizers.SGD(learning_rate=0.02, momentum=0.9, nesterov=True),
+    "rmsprop": lambda K: K.optimizers.RMSprop(),
+    "rmsprop_centered_mom": lambda K: K.optimizers.RMSprop(learning_rate=0.003, centered=True, momentum=0.5),
+    "adam": lambda K: K.optimizers.Adam(learning_rate=0.01),
+    "adam_amsgrad": lambda K: K.optimizers.Adam(learning_rate=0.01, amsgrad=True),
+    "adamw": lambda K: K.optimizers.AdamW(learning_rate=0.01, weight_decay=0.05),
+    "adagrad": lambda K: K.optimizers.Adagrad(learning_rate=0.05),
+}
+
+
+def _qa(K):
+    text = K.Input(shape=(None,), dtype="int32", name="text")
+    question = K.Input(shape=(None,), dtype="int32", name="question")
+    t = K.layers.LSTM(8)(K.layers.Embedding(50, 16)(text))
+    q = K.layers.LSTM(4)(K.layers.Embedding(50, 8)(question))
+    answer = K.layers.Dense(20, activation="softmax")(K.layers.concatenate([t, q], axis=-1))
+    return K.Model([text, question], answer)
+
+
+def _qa_data(as_dict):
+    def data(rng):
+        def draw(n):
+            text = rng.integers(1, 50, size=(n, 12)).astype(np.int32)
+            question = rng.integers(1, 50, size=(n, 12)).astype(np.int32)
+            ans = _onehot(rng.integers(0, 20, size=n), 20)
+            x = {"text": text, "question": question} if as_dict else [text, question]
+            return x, ans
+        x, y = draw(40)
+        xe, ye = draw(16)
+        return {"x": x, "y": y, "x_eval": xe, "y_eval": ye}
+    return data
+
+
+def _multi_output(K):
+    posts = K.Input(shape=(None,), dtype="int32", name="posts")
+    x = K.layers.Embedding(100, 16)(posts)
+    x = K.layers.Conv1D(8, 5, activation="relu")(x)
+    x = K.layers.MaxPooling1D(5)(x)
+    x = K.layers.Conv1D(16, 5, activation="relu")(x)
+    x = K.layers.GlobalMaxPooling1D()(x)
+    x = K.layers.Dense(16, activation="relu")(x)
+    age = K.layers.Dense(1, name="age")(x)
+    income = K.layers.Dense(3, activation="softmax", name="income")(x)
+    gender = K.layers.Dense(1, activation="sigmoid", name="gender")(x)
+    return K.Model(posts, [age, income, gender])
+
+
+def _multi_output_data(rng):
+    def draw(n):
+        posts = rng.integers(1, 100, size=(n, 60)).astype(np.int32)
+        age = rng.normal(3.0, 1.0, size=(n, 1)).astype(np.float32)
+        income = _onehot(rng.integers(0, 3, size=n), 3)
+        gender = rng.integers(0, 2, size=(n, 1)).astype(np.float32)
+        return posts, [age, income, gender]
+    x, y = draw(40)
+    xe, ye = draw(12)
+    return {"x": x, "y": y, "x_eval": xe, "y_eval": ye}
+
+
+def _siamese(K):
+    lstm = K.layers.LSTM(8)
+    left = K.Input(shape=(None, 6), name="left")
+    right = K.Input(shape=(None, 6), name="right")
+    merged = K.layers.concatenate([lstm(left), lstm(right)], axis=-1)
+    return K.Model([left, right], K.layers.Dense(1, activation="sigmoid", name="similarity")(merged))
+
+
+def _siamese_data(rng):
+    def draw(n):
+        return ([rng.normal(size=(n, 10, 6)).astype(np.float32), rng.normal(size=(n, 10, 6)).astype(np.float32)],
+                rng.integers(0, 2, size=(n, 1)).astype(np.float32))
+    x, y = draw(36)
+    xe, ye = draw(12)
+    return {"x": x, "y": y, "x_eval": xe, "y_eval": ye}
+
+
+def _conv2d(K):
+    img = K.Input(shape=(11, 11, 2), name="img")
+    x = K.layers.Conv2D(4, 3, activation="relu")(img)                      # 9x9
+    x = K.layers.MaxPooling2D(2)(x)                                          # 4x4
+    x = K.layers.AveragePooling2D(3, strides=2, padding="same")(x)           # 2x2, padded windows
+    x = K.layers.Flatten()(x)
+    return K.Model(img, K.layers.Dense(3, activation="softmax")(x))
+
+
+def _conv2d_data(rng):
+    def draw(n):
+        return rng.normal(size=(n, 11, 11, 2)).astype(np.float32), _onehot(rng.integers(0, 3, size=n), 3)
+    x, y = draw(30)
+    xe, ye = draw(10)
+    return {"x": x, "y": y, "x_eval": xe, "y_eval": ye}
+
+
+def _regression(K, out_activation=None):
+    inp = K.Input(shape=(5,), name="x")
+    h = K.layers.Dense(10, activation="relu")(inp)
+    return K.Model(inp, K.layers.Dense(2, activation=out_activation, name="out")(h))
+
+
+def _regression_data(rng):
+    def draw(n):
+        x = rng.normal(size=(n, 5)).astype(np.float32)
+        y = np.stack([x[:, 0] - 2 * x[:, 1], np.sin(x[:, 2])], axis=1).astype(np.float32) + 0.1
+        return x, y
+    x, y = draw(50)
+    xe, ye = draw(20)
+    return {"x": x, "y": y, "x_eval": xe, "y_eval": ye}
+
+
+def _binary(K):
+    inp = K.Input(shape=(6,), name="x")
+    h = K.layers.Dense(10, activation="relu")(inp)
+    return K.Model(inp, K.layers.Dense(1, activation="sigmoid", name="out")(h))
+
+
+def _binary_data(scale=1.0):
+    def data(rng):
+        def draw(n):
+            x = (rng.normal(size=(n, 6)) * scale).astype(np.float32)
+            return x, (x[:, :1] + 0.5 * rng.normal(size=(n, 1)) > 0).astype(np.float32)
+        x, y = draw(50)
+        xe, ye = draw(20)
+        return {"x": x, "y": y, "x_eval": xe, "y_eval": ye}
+    return data
+
+
+def _sparse_data(label_shape):
+    base = _mlp_data()
+
+    def data(rng):
+        d = base(rng)
+        shape = (-1,) if label_shape == "n" else (-1, 1)
+        return {"x": d["x"], "y": d["labels"].reshape(shape).astype(np.int32), "x_eval": d["x_eval"],
+                "y_eval": d["labels_eval"].reshape(shape).astype(np.int32)}
+    return data
+
+
+def _with(base, **extra):
+    """The base data plus extra entries computed from it: extra values are f(d, rng)."""
+    def data(rng):
+        d = base(rng)
+        for k, f in extra.items():
+            d[k] = f(d, rng)
+        return d
+    return data
+
+
+CASES: list[Case] = []
+for _i, (_opt, _make) in enumerate(OPTIMIZER_CASES.items()):
+    CASES.append(Case(f"mlp_{_opt}", "1 optimizers", (lambda K: _mlp(K, sequential=True)) if _opt == "sgd" else _mlp,
+                      _cce_compile(_make), _mlp_data(), dict(MLP_FIT)))
+CASES += [
+    Case("bce_sigmoid", "2 losses", _binary,
+         lambda K: {"optimizer": K.optimizers.Adam(learning_rate=0.01), "loss": "binary_crossentropy",
+                    "metrics": ["accuracy"]}, _binary_data(), {"batch_size": 16, "epochs": 3}),
+    Case("mse_regression", "2 losses", _regression,
+         lambda K: {"optimizer": K.optimizers.SGD(learning_rate=0.02), "loss": "mse", "metrics": ["mae"]},
+         _regression_data, {"batch_size": 16, "epochs": 3}),
+    Case("mae_regression", "2 losses", _regression,
+         lambda K: {"optimizer": K.optimizers.RMSprop(learning_rate=0.003), "loss": "mae"},
+         _regression_data, {"batch_size": 16, "epochs": 3}),
+    Case("sparse_cce_labels_n", "3 sparse", _mlp,
+         lambda K: {"optimizer": "rmsprop", "loss": "sparse_categorical_crossentropy", "metrics": ["acc"]},
+         _sparse_data("n"), dict(MLP_FIT)),
+    Case("sparse_cce_labels_n1", "3 sparse", _mlp,
+         lambda K: {"optimizer": "adam", "loss": "sparse_categorical_crossentropy", "metrics": ["acc"]},
+         _sparse_data("n1"), dict(MLP_FIT)),
+    Case("sparse_cce_from_logits", "3 sparse", lambda K: _mlp(K, out_activation=None),
+         lambda K: {"optimizer": K.optimizers.Adam(learning_rate=0.01),
+                    "loss": K.losses.SparseCategoricalCrossentropy(from_logits=True), "metrics": ["acc"]},
+         _sparse_data("n"), dict(MLP_FIT)),
+    Case("cce_from_logits", "3 sparse", lambda K: _mlp(K, out_activation=None),
+         lambda K: {"optimizer": K.optimizers.SGD(learning_rate=0.05),
+                    "loss": K.losses.CategoricalCrossentropy(from_logits=True), "metrics": ["acc"]},
+         _mlp_data(), dict(MLP_FIT)),
+    Case("bce_from_logits", "3 sparse", lambda K: _regression(K),
+         lambda K: {"optimizer": K.optimizers.SGD(learning_rate=0.05),
+                    "loss": K.losses.BinaryCrossentropy(from_logits=True)},
+         _with(_regression_data, y=lambda d, rng: (d["y"] > 0).astype(np.float32),
+               y_eval=lambda d, rng: (d["y_eval"] > 0).astype(np.float32)), {"batch_size": 16, "epochs": 3}),
+    Case("qa_list", "4 qa", _qa, lambda K: {"optimizer": "rmsprop", "loss": "categorical_crossentropy",
+                                              "metrics": ["acc"]}, _qa_data(False), {"batch_size": 16, "epochs": 3}),
+    Case("qa_dict", "4 qa", _qa, lambda K: {"optimizer": "rmsprop", "loss": "categorical_crossentropy",
+                                              "metrics": ["acc"]}, _qa_data(True), {"batch_size": 16, "epochs": 3}),
+    Case("multi_output", "5 multi", _multi_output,
+         lambda K: {"optimizer": "rmsprop", "loss": ["mse", "categorical_crossentropy", "binary_crossentropy"],
+                    "loss_weights": [0.25, 1.0, 10.0], "metrics": {"income": ["acc"], "gender": ["acc"]}},
+         _multi_output_data, {"batch_size": 8, "epochs": 3, "validation_split": 0.25}),
+    Case("siamese_lstm", "6 models", _siamese,
+         lambda K: {"optimizer": K.optimizers.Adam(learning_rate=0.01), "loss": "binary_crossentropy",
+                    "metrics": ["accuracy"]}, _siamese_data, {"batch_size": 8, "epochs": 3}),
+    Case("conv2d_pool", "6 models", _conv2d,
+         lambda K: {"optimizer": K.optimizers.SGD(learning_rate=0.05, momentum=0.9), "loss": "categorical_crossentropy",
+                    "metrics": ["acc"]}, _conv2d_data, {"batch_size": 8, "epochs": 3}),
+    Case("dropout_0", "6 models", lambda K: _mlp(K, dropout=0.0), _cce_compile(OPTIMIZER_CASES["adam"]),
+         _mlp_data(), dict(MLP_FIT)),
+    Case("sample_weight", "6 weights", _mlp, _cce_compile(OPTIMIZER_CASES["sgd"]),
+         _with(_mlp_data(), sample_weight=lambda d, rng: rng.uniform(0.0, 2.0, size=len(d["x"])).astype(np.float32)),
+         dict(MLP_FIT)),
+    Case("sample_weight_no_metric", "6 weights", _mlp,
+         lambda K: {"optimizer": K.optimizers.SGD(learning_rate=0.05), "loss": "categorical_crossentropy"},
+         _with(_mlp_data(), sample_weight=lambda d, rng: rng.uniform(0.0, 2.0, size=len(d["x"])).astype(np.float32)),
+         dict(MLP_FIT)),
+    Case("class_weight", "6 weights", _mlp, _cce_compile(OPTIMIZER_CASES["adam"]),
+         _with(_mlp_data(), class_weight=lambda d, rng: {0: 1.0, 1: 2.5, 2: 0.5}), dict(MLP_FIT)),
+    Case("class_weight_no_metric", "6 weights", _mlp,
+         lambda K: {"optimizer": K.optimizers.Adam(learning_rate=0.01), "loss": "categorical_crossentropy"},
+         _with(_mlp_data(), class_weight=lambda d, rng: {0: 1.0, 1: 2.5, 2: 0.5}), dict(MLP_FIT)),
+    Case("validation_data", "6 weights", _mlp, _cce_compile(OPTIMIZER_CASES["rmsprop"]),
+         _with(_mlp_data(), validation_data=lambda d, rng: (d["x_eval"], d["y_eval"])), dict(MLP_FIT)),
+    Case("frozen_layer", "7 frozen", lambda K: _mlp(K, frozen=True), _cce_compile(OPTIMIZER_CASES["adam"]),
+         _mlp_data(), dict(MLP_FIT)),
+    Case("train_on_batch", "7 frozen", _mlp, _cce_compile(OPTIMIZER_CASES["rmsprop_centered_mom"]),
+         _with(_mlp_data(), batches=lambda d, rng: [(0, 16), (16, 32), (32, 48), (48, 70), (0, 10)]),
+         mode="tob"),
+    Case("cce_saturated", "8 tf-logits", _mlp, _cce_compile(OPTIMIZER_CASES["sgd"]), _mlp_data(scale=40.0),
+         dict(MLP_FIT), expect="tf-logits"),
+    Case("bce_saturated", "8 tf-logits", _binary,
+         lambda K: {"optimizer": K.optimizers.SGD(learning_rate=0.01), "loss": "binary_crossentropy",
+                    "metrics": ["accuracy"]}, _binary_data(scale=60.0), {"batch_size": 16, "epochs": 3},
+         expect="tf-logits"),
+]
+CASE_BY_NAME = {c.name: c for c in CASES}
+
+
+def namespace(module) -> SimpleNamespace:
+    """Input, layers, Model, Sequential, losses, optimizers of `keras` or `gcomp`."""
+    return SimpleNamespace(Input=module.Input, layers=module.layers, Model=module.Model,
+                           Sequential=module.Sequential, losses=module.losses, optimizers=module.optimizers)
+
+
+def case_data(case: Case) -> dict:
+    return case.data(np.random.default_rng(_stable_seed(case.name)))
+
+
+def _stable_seed(name: str) -> int:
+    return sum((i + 1) * ord(c) for i, c in enumerate(name)) + 7
+
+
+def run_training(model, case: Case, data: dict, verbose=0) -> dict:
+    """What both sides record after compile(): history / batch results, evaluate, final weights.
+    The model must already be compiled."""
+    out: dict[str, Any] = {}
+    if case.mode == "fit":
+        kw = dict(case.fit_kw)
+        for k in ("sample_weight", "class_weight", "validation_data"):
+            if k in data:
+                kw[k] = data[k]
+        hist = model.fit(data["x"], data["y"], shuffle=False, verbose=verbose, **kw)
+        out["history"] = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
+    else:
+        results = []
+        for start, stop in data["batches"]:
+            xb, yb = data["x"][start:stop], data["y"][start:stop]
+            results.append(("train", _floats(model.train_on_batch(xb, yb))))
+            results.append(("train_dict", _float_dict(model.train_on_batch(xb, yb, return_dict=True))))
+            results.append(("test", _floats(model.test_on_batch(xb, yb))))
+        out["batches"] = results
+    out["evaluate"] = _floats(model.evaluate(data["x_eval"], data["y_eval"], batch_size=8, verbose=0))
+    out["evaluate_dict"] = _float_dict(model.evaluate(data["x_eval"], data["y_eval"], batch_size=8, verbose=0,
+                                                      return_dict=True))
+    out["final"] = [np.asarray(w) for w in model.get_weights()]
+    return out
+
+
+def _floats(v):
+    if isinstance(v, (list, tuple)):
+        return [float(np.asarray(e)) for e in v]
+    return float(np.asarray(v))
+
+
+def _float_dict(d):
+    return {k: float(np.asarray(v)) for k, v in d.items()}
+
+
+# ---- the gcomp side -----------------------------------------------------------------------------
+
+def run_gcomp(case: Case, data: dict, keras_result: dict) -> dict:
+    import gcomp
+    K = namespace(gcomp)
+    model = case.build(K)
+    model.set_weights(keras_result["init"])
+    pred = model.predict(data["x_eval"], backend="numpy")
+    out = {"pred0": [np.asarray(p) for p in (pred if isinstance(pred, list) else [pred])]}
+    model.compile(**case.compile_kw(K))
+    out.update(run_training(model, case, data))
+    return out
+
+
+# ---- comparison ---------------------------------------------------------------------------------
+
+def _rel(a, b, floor=1e-6):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), floor))) if a.size else 0.0
+
+
+@dataclass
+class Row:
+    case: str
+    backend: str
+    pred0: float = float("nan")
+    hist: float = float("nan")
+    eval: float = float("nan")
+    w_abs: float = float("nan")
+    w_rel: float = float("nan")
+    moved: float = float("nan")
+    result: str = "ERROR"
+    notes: list = field(default_factory=list)
+
+
+def compare(case: Case, backend: str, k: dict, g: dict) -> Row:
+    row = Row(case.name, backend)
+    problems = []
+    kp = k["pred0"]
+    row.pred0 = max(_rel(a, b, 1e-3) for a, b in zip(g["pred0"], kp)) if len(kp) == len(g["pred0"]) else float("inf")
+    if row.pred0 > PRED_RTOL:
+        problems.append(f"initial predictions differ (rel {row.pred0:.2e}): forward pass / weight layout")
+    if case.mode == "fit":
+        kh, gh = k["history"], g["history"]
+        if sorted(kh) != sorted(gh):
+            problems.append(f"History keys differ: keras {sorted(kh)} gcomp {sorted(gh)}")
+        common = [key for key in kh if key in gh]
+        row.hist = max([_rel(gh[key], kh[key]) for key in common] or [float("inf")])
+        worst = sorted(((_rel(gh[key], kh[key]), key) for key in common), reverse=True)
+        if row.hist > HIST_RTOL:
+            key = worst[0][1]
+            problems.append(f"history[{key!r}] keras {_fmt(kh[key])} gcomp {_fmt(gh[key])}")
+    else:
+        kb, gb = k["batches"], g["batches"]
+        diffs = []
+        for (kind, kv), (_, gv) in zip(kb, gb):
+            if isinstance(kv, dict):
+                if sorted(kv) != sorted(gv):
+                    problems.append(f"{kind} keys differ: keras {sorted(kv)} gcomp {sorted(gv)}")
+                    continue
+                diffs.append(max(_rel(gv[key], kv[key]) for key in kv))
+            elif np.shape(kv) != np.shape(gv):
+                problems.append(f"{kind} returns differ in form: keras {kv} gcomp {gv}")
+            else:
+                diffs.append(_rel(gv, kv))
+        row.hist = max(diffs or [float("inf")])
+        if row.hist > HIST_RTOL:
+            i = int(np.argmax(diffs))
+            problems.append(f"batch result {kb[i][0]} keras {kb[i][1]} gcomp {gb[i][1]}")
+    ke, ge = k["evaluate"], g["evaluate"]
+    if np.shape(ke) != np.shape(ge):
+        problems.append(f"evaluate() forms differ: keras {ke} gcomp {ge}")
+        row.eval = float("inf")
+    else:
+        row.eval = _rel(ge, ke)
+    if sorted(k["evaluate_dict"]) != sorted(g["evaluate_dict"]):
+        problems.append(f"evaluate(return_dict=True) keys: keras {sorted(k['evaluate_dict'])} "
+                        f"gcomp {sorted(g['evaluate_dict'])}")
+    if row.eval > EVAL_RTOL:
+        problems.append(f"evaluate keras {ke} gcomp {ge}")
+    kw, gw = k["final"], g["final"]
+    if len(kw) != len(gw) or any(a.shape != b.shape for a, b in zip(kw, gw)):
+        problems.append("final weights differ in number or shapes")
+        row.w_abs = row.w_rel = float("inf")
+    else:
+        abs_d = [float(np.max(np.abs(a.astype(np.float64) - b))) if a.size else 0.0 for a, b in zip(gw, kw)]
+        rel_d = [d / max(float(np.max(np.abs(b))), 1e-12) if b.size else 0.0 for d, b in zip(abs_d, kw)]
+        row.w_abs, row.w_rel = max(abs_d), max(rel_d)
+        row.moved = max(float(np.max(np.abs(a - b))) for a, b in zip(kw, k["init"]) if a.size)
+        if row.w_rel > WEIGHT_RTOL:
+            i = int(np.argmax(rel_d))
+            problems.append(f"weight #{i} {kw[i].shape}: max abs diff {abs_d[i]:.3g} (rel {rel_d[i]:.3g})")
+        frozen_moved = [i for i, (a, b) in enumerate(zip(gw, k["init"])) if a.size and np.array_equal(kw[i], b)
+                        and not np.array_equal(a, b)]
+        if frozen_moved:
+            problems.append(f"weights {frozen_moved} stay fixed in Keras but move in gcomp")
+    row.notes = problems
+    if not problems:
+        row.result = "PASS"
+    elif case.expect == "tf-logits" and backend == "tensorflow":
+        row.result = "DIFF(tf-logits)"
+    else:
+        row.result = "FAIL"
+    return row
+
+
+def _fmt(values):
+    return "[" + ", ".join(f"{v:.8g}" for v in values) + "]"
+
+
+# ---- driver -------------------------------------------------------------------------------------
+
+def run_keras_side(venv: Path, workdir: Path, backend: str, names: list[str]) -> tuple[dict | None, str]:
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
+               JAX_PLATFORMS="cpu", PYTHONHASHSEED="0")
+    out = workdir / f"keras_{backend}.pkl"
+    proc = subprocess.run([str(venv / "bin" / "python"), str(KERAS_SIDE), str(workdir), str(out), *names],
+                          env=env, capture_output=True, text=True)
+    if proc.returncode != 0 or not out.exists():
+        return None, proc.stderr[-4000:] + proc.stdout[-2000:]
+    with open(out, "rb") as f:
+        return pickle.load(f), proc.stderr
+
+
+def venv_has(venv: Path, module: str) -> bool:
+    r = subprocess.run([str(venv / "bin" / "python"), "-c", f"import {module}"], capture_output=True)
+    return r.returncode == 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cases", default="", help="comma-separated case names (default: all)")
+    ap.add_argument("--backends", default="tensorflow,jax", help="Keras backends to compare against")
+    ap.add_argument("--venv", type=Path, default=DEFAULT_VENV)
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--verbose", action="store_true", help="print every problem of every row")
+    args = ap.parse_args(argv)
+
+    names = [n for n in args.cases.split(",") if n] or [c.name for c in CASES]
+    unknown = [n for n in names if n not in CASE_BY_NAME]
+    if unknown:
+        print(f"unknown case(s) {unknown}; known: {', '.join(CASE_BY_NAME)}", file=sys.stderr)
+        return 2
+    if not (args.venv / "bin" / "python").exists():
+        print(f"no venv at {args.venv} (Keras 3 + TensorFlow): see bench/ort_vs_keras_export.py", file=sys.stderr)
+        return 2
+    backends = [b for b in args.backends.split(",") if b]
+    if "jax" in backends and not venv_has(args.venv, "jax"):
+        print("(jax is not installed in the venv: comparing against TensorFlow only)")
+        backends.remove("jax")
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gcomp-train-parity-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    datas = {}
+    for n in names:
+        datas[n] = case_data(CASE_BY_NAME[n])
+        with open(workdir / f"{n}.data.pkl", "wb") as f:
+            pickle.dump(datas[n], f)
+
+    rows: list[Row] = []
+    errors: list[str] = []
+    failed_to_run = False
+    for backend in backends:
+        t0 = time.perf_counter()
+        keras_results, log = run_keras_side(args.venv, workdir, backend, names)
+        if keras_results is None:
+            print(f"Keras side ({backend}) failed to run:\n{log}", file=sys.stderr)
+            failed_to_run = True
+            continue
+        print(f"Keras ({backend}) side: {time.perf_counter() - t0:.1f}s")
+        for n in names:
+            case = CASE_BY_NAME[n]
+            k = keras_results[n]
+            if k.get("error"):
+                rows.append(Row(n, backend, notes=["Keras side raised"]))
+                errors.append(f"{n} [{backend}] Keras side:\n{k['error']}")
+                failed_to_run = True
+                continue
+            try:
+                t1 = time.perf_counter()
+                g = run_gcomp(case, datas[n], k)
+                dt = time.perf_counter() - t1
+            except Exception:
+                rows.append(Row(n, backend, notes=["gcomp side raised"]))
+                errors.append(f"{n} [{backend}] gcomp side:\n{traceback.format_exc()}")
+                failed_to_run = True
+                continue
+            row = compare(case, backend, k, g)
+            row.notes.append(f"gcomp {dt:.1f}s")
+            rows.append(row)
+
+    header = f"{'case':<26} {'backend':<10} {'pred0':>8} {'hist rel':>9} {'eval rel':>9} {'w abs':>9} " \
+             f"{'w rel':>9} {'moved':>8}  result"
+    print()
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r.case:<26} {r.backend:<10} {r.pred0:8.1e} {r.hist:9.2e} {r.eval:9.2e} {r.w_abs:9.2e} "
+              f"{r.w_rel:9.2e} {r.moved:8.2e}  {r.result}")
+    print(f"\nPASS: history and evaluate within {HIST_RTOL:g} relative, final weights within {WEIGHT_RTOL:g} "
+          f"of each array's max |w|, initial predictions within {PRED_RTOL:g}, identical keys.")
+    problems = [r for r in rows if r.result != "PASS" or args.verbose]
+    for r in problems:
+        notes = [n for n in r.notes if args.verbose or not n.startswith("gcomp ")]
+        if notes:
+            print(f"\n{r.case} [{r.backend}] {r.result}:")
+            for note in notes:
+                print(f"  - {note}")
+    for e in errors:
+        print(f"\n{e}", file=sys.stderr)
+    print(f"\nwork directory: {workdir}")
+    return 1 if failed_to_run else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

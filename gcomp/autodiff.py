@@ -1,0 +1,176 @@
+"""Training graphs: forward + losses + backward + optimizer update, built as IR.
+
+The backward pass is one `vjp` node per forward op that needs one (op registry: one VJP rule per op
+kind, rendered by the backends' vjp templates). Gradient contributions to one value are summed by an
+`add_n` node, so a weight read by several calls of a shared layer gets the sum of its gradients.
+Nothing is computed for what needs no gradient: integer inputs, frozen (non-trainable) weights and
+every value that depends on neither a trainable weight nor a trainable path.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gcomp.errors import GraphError
+from gcomp.ir.graph import Graph, ValueRef
+from gcomp.passes.manager import graph_pass
+
+# Ops whose activation attribute becomes its own op in training graphs: the activation's backward
+# then reads the pre-activation value it needs.
+_FUSED_ACTIVATION_OPS = ("dense", "conv")
+_TRAINING_KINDS = {"dropout": "dropout_train", "lstm": "lstm_train"}
+
+
+@dataclass
+class LossSpec:
+    """The loss of one model output, as compile() resolved it."""
+
+    output: str
+    loss: str
+    weight: float = 1.0
+    from_logits: bool = False
+
+
+@dataclass
+class TrainingLayout:
+    """Where things are in a training or evaluation graph's inputs and outputs."""
+
+    model_inputs: list[str]
+    targets: list[str] = field(default_factory=list)
+    sample_weights: list[str] = field(default_factory=list)
+    losses: list[str] = field(default_factory=list)
+    predictions: list[str] = field(default_factory=list)
+    trainable: list[str] = field(default_factory=list)
+
+
+@graph_pass(keeps_training_params=True)
+def split_activations(graph: Graph) -> Graph:
+    """dense/conv(activation=a) -> dense/conv(linear) then activation(a), for the backward."""
+    g = graph.copy()
+    for n in list(g.nodes("op")):
+        data = g.node(n)
+        act = data["attrs"].get("activation", "linear")
+        if data["op"] not in _FUSED_ACTIVATION_OPS or act == "linear":
+            continue
+        data["attrs"] = {**data["attrs"], "activation": "linear"}
+        name = g.unique_name(f"{n}/{act}")
+        (y,) = g.add_op(name, "activation", [ValueRef(n)], {}, {"activation": act}, layer=data["layer"])
+        g.replace_uses(ValueRef(n), y, keep=name)
+        g.notes.append(f"{n}: activation {act} split out for the backward pass")
+    return g
+
+
+def _training_mode(g: Graph) -> None:
+    """Dropout and LSTM have training-mode kinds (dropout draws masks; LSTM saves its gates)."""
+    for n in list(g.nodes("op")):
+        data = g.node(n)
+        kind = _TRAINING_KINDS.get(data["op"])
+        if kind is None:
+            continue
+        data["op"] = kind
+        if kind == "lstm_train":
+            data["attrs"] = {**data["attrs"], "return_state": True}
+            data["outputs"] = data["outputs"] + [None] * (4 - len(data["outputs"]))
+        else:
+            data["outputs"] = data["outputs"] + [None]
+
+
+def _requires_grad(g: Graph) -> set[ValueRef]:
+    """Values that depend on a trainable parameter."""
+    needs: set[ValueRef] = set()
+    for n in g.topological_order():
+        data = g.node(n)
+        if data["kind"] == "param":
+            if data.get("trainable", True):
+                needs.add(ValueRef(n))
+        elif data["kind"] == "op":
+            if any(ValueRef(u, d["src_port"]) in needs for u, d in g.in_edges(n)):
+                needs.update(ValueRef(n, p) for p in range(len(data["outputs"])))
+    return needs
+
+
+def _sum(g: Graph, parts: list[ValueRef], hint: str) -> ValueRef:
+    if len(parts) == 1:
+        return parts[0]
+    return g.add_op(g.unique_name(f"{hint}/grad_sum"), "add_n", parts, {}, {}, layer=hint)[0]
+
+
+def add_losses(graph: Graph, losses: list[LossSpec]) -> tuple[Graph, TrainingLayout]:
+    """The inference graph plus target and sample-weight inputs and one loss node per LossSpec."""
+    from gcomp.passes import infer_shapes
+    g = infer_shapes(graph)
+    layout = TrainingLayout(model_inputs=list(g.inputs))
+    outputs = dict(g.outputs)
+    for spec in losses:
+        if spec.output not in outputs:
+            raise GraphError(f"loss given for {spec.output!r}, which is not an output ({', '.join(outputs)})")
+        pred = outputs[spec.output]
+        ptype = g.value_type(pred)
+        sparse = spec.loss in ("sparse_categorical_crossentropy",)
+        target = g.add_input(f"{spec.output}_target", (None,) + (ptype.keras_shape()[1:-1] if sparse else ptype.keras_shape()[1:]),
+                             "int32" if sparse else "float32")
+        weight = g.add_input(f"{spec.output}_sample_weight", (None,), "float32")
+        (value,) = g.add_op(g.unique_name(f"{spec.output}_loss"), "loss", [pred, target, weight], {},
+                            {"loss": spec.loss, "from_logits": spec.from_logits, "weight": spec.weight},
+                            layer=spec.output)
+        layout.targets.append(target.node)
+        layout.sample_weights.append(weight.node)
+        layout.losses.append(value.node)
+    prediction_refs = list(g.outputs)
+    g.outputs = [(f"{s.output}_loss", ValueRef(l)) for s, l in zip(losses, layout.losses)]
+    g.outputs += [(name, ref) for name, ref in prediction_refs]
+    layout.predictions = [name for name, _ in prediction_refs]
+    return infer_shapes(g), layout
+
+
+def training_graph(graph: Graph, losses: list[LossSpec]) -> tuple[Graph, TrainingLayout]:
+    """Forward (training mode) + losses + backward + one apply_gradients node.
+
+    Outputs: each loss (unweighted), each prediction, then the optimizer's step counter."""
+    from gcomp.passes import infer_shapes
+    g, layout = add_losses(split_activations(graph), losses)
+    _training_mode(g)
+    g = infer_shapes(g)
+    needs = _requires_grad(g)
+    grads: dict[ValueRef, list[ValueRef]] = {}
+    for spec, loss_node in zip(losses, layout.losses):
+        pred, target, weight = g.op_inputs(loss_node)
+        if pred in needs:
+            (gp,) = g.add_op(g.unique_name(f"{loss_node}/grad"), "loss_vjp", [pred, target, weight], {},
+                             dict(g.node(loss_node)["attrs"]), layer=spec.output)
+            grads.setdefault(pred, []).append(gp)
+    forward_ops = [n for n in g.topological_order() if g.kind(n) == "op" and g.node(n)["op"] != "loss"]
+    param_grads: dict[str, list[ValueRef]] = {}
+    for n in reversed(forward_ops):
+        data = g.node(n)
+        n_out = len(data["outputs"])
+        out_grads = [grads.get(ValueRef(n, p)) for p in range(n_out)]
+        if not any(out_grads):
+            continue
+        inputs = g.op_inputs(n)
+        params = g.op_params(n)
+        need_inputs = tuple(r in needs and g.value_type(r).dtype.startswith("float") for r in inputs)
+        need_params = tuple(role for role, p in params.items() if g.node(p).get("trainable", True))
+        if not any(need_inputs) and not need_params:
+            continue
+        has_grad = tuple(bool(gr) for gr in out_grads)
+        summed = [_sum(g, gr, f"{n}:{p}") for p, gr in enumerate(out_grads) if gr]
+        attrs = {**data["attrs"], "op": data["op"], "n_inputs": len(inputs), "need_inputs": need_inputs,
+                 "need_params": need_params, "param_roles": tuple(params), "has_grad": has_grad}
+        results = g.add_op(g.unique_name(f"{n}/vjp"), "vjp",
+                           inputs + [ValueRef(n, p) for p in range(n_out)] + summed,
+                           {role: ValueRef(p) for role, p in params.items()}, attrs,
+                           num_outputs=sum(need_inputs) + len(need_params), layer=data["layer"])
+        it = iter(results)
+        for r, need in zip(inputs, need_inputs):
+            if need:
+                grads.setdefault(r, []).append(next(it))
+        for role in need_params:
+            param_grads.setdefault(params[role], []).append(next(it))
+    layout.trainable = [p for p in g.nodes("param") if p in param_grads]
+    if not layout.trainable:
+        raise GraphError("nothing to train: no trainable weight gets a gradient from the losses")
+    summed = [_sum(g, param_grads[p], p) for p in layout.trainable]
+    (step,) = g.add_op("apply_gradients", "apply_gradients", summed, {}, {"params": tuple(layout.trainable)},
+                       layer="optimizer")
+    g.outputs.append(("step", step))
+    return infer_shapes(g), layout

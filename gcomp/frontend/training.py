@@ -1,0 +1,263 @@
+"""compile / fit / evaluate for Model: thin, as Keras's API, over the generated NumPy training program.
+
+fit() runs exactly the module `gcomp build --target numpy` writes: the training graph (forward,
+losses, backward, optimizer update) rendered from templates/numpy, with its runtime (the fit loop,
+progress bar and History keys in templates/numpy/training.py). The model's Variables become views
+into the program's flat weight buffer, so get_weights() and callbacks see the weights as they train.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gcomp.errors import InputDataError
+
+LOSS_NAMES = {"mse": "mse", "mean_squared_error": "mse", "mae": "mae", "mean_absolute_error": "mae",
+              "binary_crossentropy": "binary_crossentropy",
+              "categorical_crossentropy": "categorical_crossentropy",
+              "sparse_categorical_crossentropy": "sparse_categorical_crossentropy"}
+METRIC_NAMES = ("acc", "accuracy", "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
+                "mse", "mae", "mean_squared_error", "mean_absolute_error")
+
+
+def _per_output(value: Any, outputs: list[str], what: str, single_ok: bool = True) -> dict[str, Any]:
+    """Keras's forms for per-output settings: one value (every output), a list in output order, or a
+    dict by output name."""
+    if isinstance(value, dict):
+        unknown = [k for k in value if k not in outputs]
+        if unknown:
+            raise ValueError(f"{what} has key(s) {unknown}, which are not outputs; outputs are {outputs}")
+        return dict(value)
+    if isinstance(value, (list, tuple)) and not (len(outputs) == 1 and what == "metrics"):
+        if len(value) != len(outputs):
+            raise ValueError(f"{what} has {len(value)} entries but the model has {len(outputs)} outputs {outputs}")
+        return dict(zip(outputs, value))
+    if not single_ok and len(outputs) > 1:
+        raise ValueError(f"{what}: give a list or dict for the {len(outputs)} outputs {outputs}")
+    return {o: value for o in outputs}
+
+
+def resolve_loss(identifier: Any, output: str) -> tuple[str, bool] | None:
+    """(loss name, from_logits) for a Keras loss string or gcomp.losses object; None means no loss."""
+    if identifier is None:
+        return None
+    if isinstance(identifier, str):
+        name = LOSS_NAMES.get(identifier)
+        if name is None:
+            raise ValueError(f"unknown loss {identifier!r} for output {output!r}; known: {', '.join(LOSS_NAMES)}")
+        return name, False
+    config = getattr(identifier, "gcomp_loss", None)
+    if config is None:
+        raise ValueError(f"cannot compile loss {identifier!r} for output {output!r}: use a name such as "
+                         f"'mse' or a gcomp.losses class")
+    return config
+
+
+def resolve_metrics(metrics: Any, outputs: list[str]) -> dict[str, list[str]]:
+    """A list (every output: Keras raises for a flat list on several outputs, gcomp applies it to
+    each), a list of lists in output order, or a dict by output name."""
+    if metrics is None:
+        return {}
+    if isinstance(metrics, dict):
+        per = _per_output(metrics, outputs, "metrics")
+    elif isinstance(metrics, (list, tuple)) and metrics and all(isinstance(m, (list, tuple)) or m is None for m in metrics):
+        per = _per_output(list(metrics), outputs, "metrics")
+    elif isinstance(metrics, (list, tuple)):
+        per = {o: list(metrics) for o in outputs}
+    else:
+        raise ValueError(f"metrics must be a list or a dict, got {metrics!r}")
+    out = {}
+    for output, names in per.items():
+        names = [names] if isinstance(names, str) else list(names or [])
+        for m in names:
+            if not isinstance(m, str) or m not in METRIC_NAMES:
+                raise ValueError(f"unknown metric {m!r} for output {output!r}; known: {', '.join(METRIC_NAMES)}")
+        out[output] = names
+    return out
+
+
+class TrainingMixin:
+    """compile, fit, evaluate, train_on_batch, test_on_batch, save_weights, load_weights."""
+
+    _compile_config: dict | None = None
+    _program = None
+
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, weighted_metrics=None,
+                run_eagerly=False, steps_per_execution=1, jit_compile="auto", auto_scale_loss=True):
+        """Keras's compile: optimizer by name or gcomp.optimizers object; loss and loss_weights as one
+        value, a list in output order or a dict by output name; metrics as a list, a list per output
+        or a dict."""
+        from gcomp import optimizers
+        self._ensure_built()
+        if weighted_metrics:
+            raise ValueError("weighted_metrics are not supported by gcomp yet; use metrics")
+        outputs = self.output_names
+        opt = optimizers.get(optimizer)
+        losses = {}
+        if loss is not None:
+            for output, ident in _per_output(loss, outputs, "loss").items():
+                resolved = resolve_loss(ident, output)
+                if resolved is not None:
+                    losses[output] = resolved
+        if loss_weights is None:
+            weights = {o: 1.0 for o in outputs}
+        elif isinstance(loss_weights, (int, float)) and len(outputs) == 1:
+            weights = {outputs[0]: float(loss_weights)}
+        else:
+            weights = {o: float(w) for o, w in _per_output(loss_weights, outputs, "loss_weights", single_ok=False).items()}
+            weights = {o: weights.get(o, 1.0) for o in outputs}
+        self._compile_config = {
+            "optimizer": optimizers.serialize(opt),
+            "losses": [{"output": o, "loss": losses[o][0], "from_logits": losses[o][1], "weight": weights[o]}
+                       for o in outputs if o in losses],
+            "metrics": resolve_metrics(metrics, outputs),
+        }
+        self.optimizer = opt
+        self._program = None
+        self.compiled = True
+
+    # ---- the program ---------------------------------------------------------------------------
+    def training_source(self) -> str:
+        """The generated training module (what `gcomp build --target numpy` writes as model.py)."""
+        from gcomp.backends.numpy_training import render_training_module
+        return render_training_module(self, self._compile_config)
+
+    def _training_program(self):
+        if self._compile_config is None:
+            raise RuntimeError("You must call compile() before using the model for training "
+                               "(fit, evaluate, train_on_batch, test_on_batch)")
+        if not self._compile_config["losses"]:
+            raise ValueError(f'model "{self.name}" was compiled without a loss: give compile(loss=...)')
+        if self._program is None:
+            from gcomp.backends.numpy_backend import load_module
+            module = load_module(self.training_source())
+            program = module.Program(self._param_values())
+            for name, var in self._compile_config_variables().items():
+                var._value = program.params[name]  # the Variable now lives in the program's buffer
+                var.version += 1
+            self._program = program
+        return self._program
+
+    def _compile_config_variables(self):
+        self._inference_graph()
+        return self._compiled_cache["variables"]
+
+    def _weights_changed(self) -> None:
+        for var in self.weights:
+            var.version += 1
+
+    @property
+    def stop_training(self) -> bool:
+        return bool(self._program is not None and self._program.stop_training)
+
+    @stop_training.setter
+    def stop_training(self, value: bool) -> None:
+        if self._program is not None:
+            self._program.stop_training = bool(value)
+
+    def _targets(self, y):
+        """y as a dict by output name (Keras accepts an array, a list in output order or a dict)."""
+        outputs = self.output_names
+        if isinstance(y, dict):
+            return y
+        if isinstance(y, (list, tuple)) and len(outputs) > 1:
+            if len(y) != len(outputs):
+                raise InputDataError(f"y has {len(y)} arrays but the model has {len(outputs)} outputs {outputs}")
+            return dict(zip(outputs, y))
+        if len(outputs) > 1:
+            raise InputDataError(f"the model has {len(outputs)} outputs {outputs}: give y as a list or dict")
+        return {outputs[0]: y}
+
+    def _check_backend(self, backend: str) -> None:
+        if backend != "numpy":
+            raise ValueError(f"training runs on backend='numpy' (got {backend!r})")
+
+    # ---- Keras's API ---------------------------------------------------------------------------
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
+            validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
+            steps_per_epoch=None, validation_steps=None, validation_batch_size=None, validation_freq=1,
+            backend="numpy"):
+        """Train the model; returns a History whose `history` has Keras's keys (loss, <output>_loss,
+        <output>_<metric>, val_*)."""
+        from gcomp.callbacks import History
+        from gcomp.frontend.data import prepare_inputs
+        self._check_backend(backend)
+        if steps_per_epoch is not None or validation_steps is not None:
+            raise ValueError("steps_per_epoch and validation_steps are for generators; give arrays instead")
+        if not 0 <= validation_split < 1:
+            raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
+        program = self._training_program()
+        inputs = prepare_inputs(self, x)
+        if validation_data is not None:
+            if not isinstance(validation_data, (list, tuple)) or len(validation_data) not in (2, 3):
+                raise ValueError("validation_data must be (x_val, y_val) or (x_val, y_val, sample_weight)")
+            validation_data = (prepare_inputs(self, validation_data[0]), self._targets(validation_data[1]),
+                               *validation_data[2:])
+        history = History()
+        user = list(callbacks or [])
+        for cb in user + [history]:
+            cb.set_model(self)
+            cb.set_params({"epochs": epochs, "verbose": verbose, "steps": None})
+        bump = _EpochEnd(self)
+        program.fit(inputs, self._targets(y), batch_size=batch_size or 32, epochs=epochs, verbose=verbose,
+                    callbacks=[bump] + user + [history], validation_split=validation_split,
+                    validation_data=validation_data, shuffle=shuffle, initial_epoch=initial_epoch,
+                    sample_weight=sample_weight, class_weight=class_weight)
+        self._weights_changed()
+        return history
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
+                 callbacks=None, return_dict=False, backend="numpy"):
+        from gcomp.frontend.data import prepare_inputs
+        self._check_backend(backend)
+        program = self._training_program()
+        return program.evaluate(prepare_inputs(self, x), self._targets(y), batch_size=batch_size or 32,
+                                verbose=verbose, sample_weight=sample_weight, return_dict=return_dict)
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False, backend="numpy"):
+        from gcomp.frontend.data import prepare_inputs
+        self._check_backend(backend)
+        program = self._training_program()
+        result = program.train_on_batch(prepare_inputs(self, x), self._targets(y), sample_weight=sample_weight,
+                                        class_weight=class_weight, return_dict=return_dict)
+        self._weights_changed()
+        return result
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False, backend="numpy"):
+        from gcomp.frontend.data import prepare_inputs
+        self._check_backend(backend)
+        return self._training_program().test_on_batch(prepare_inputs(self, x), self._targets(y),
+                                                      sample_weight=sample_weight, return_dict=return_dict)
+
+    def save_weights(self, filepath) -> None:
+        """The weights as an .npz file keyed by weight path ("dense/kernel"), written atomically."""
+        import io
+        from gcomp.fileio import write_atomic
+        buffer = io.BytesIO()
+        np.savez(buffer, **{f"{i:04d}|{v.path}": v.value for i, v in enumerate(self.weights)})
+        write_atomic(filepath, buffer.getvalue())
+
+    def load_weights(self, filepath) -> None:
+        """Weights saved by save_weights (no pickle); every name and shape is checked first."""
+        try:
+            with np.load(str(filepath), allow_pickle=False) as data:
+                arrays = {k.split("|", 1)[-1]: data[k] for k in sorted(data.files)}
+        except (OSError, ValueError, EOFError) as e:
+            raise InputDataError(f"{filepath}: not a readable weights file ({e})") from None
+        own = self.weights
+        missing = [v.path for v in own if v.path not in arrays]
+        if missing:
+            raise InputDataError(f"{filepath}: no weights for {missing}")
+        self.set_weights([arrays[v.path] for v in own])
+
+
+class _EpochEnd:
+    """Marks the weights changed after each epoch, so predict() in a callback sees them."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.model._weights_changed()
+

@@ -1,0 +1,389 @@
+# ---- gcomp NumPy training runtime: the Program object, fit/evaluate loops, progress bars --------
+# Copied verbatim into generated training modules after the kernels, losses and optimizers. The
+# module defines CONFIG, PARAM_SHAPES and the step functions forward / test_step / train_step.
+import os as _os
+import sys as _sys
+import time as _time
+
+
+def loss_value(name, y_true, y_pred, sample_weight, from_logits=False):
+    """The reduced (sum over batch size) loss, without its gradient."""
+    per = per_sample_loss(name, y_true, y_pred, from_logits)
+    values, weights = _weights_for(per, sample_weight, per.dtype)
+    weighted = values if weights is None else values * weights
+    return per.dtype.type(np.sum(weighted, dtype=per.dtype) / per.dtype.type(max(weighted.size, 1)))
+
+
+def _as_list(data, names, what):
+    """Data for several named arrays: one array, a list in order, or a dict by name."""
+    if isinstance(data, dict):
+        unknown = [k for k in data if k not in names]
+        missing = [n for n in names if n not in data]
+        if unknown or missing:
+            raise InputDataError(f"{what}: expected keys {names}; unknown {unknown}, missing {missing}")
+        return [np.asarray(data[n]) for n in names]
+    if isinstance(data, (list, tuple)) and (len(names) > 1 or (len(data) == 1 and hasattr(data[0], "shape"))):
+        if len(data) != len(names):
+            raise InputDataError(f"{what}: expected {len(names)} arrays {names}, got {len(data)}")
+        return [np.asarray(d) for d in data]
+    if len(names) > 1:
+        raise InputDataError(f"{what}: expected {len(names)} arrays {names} as a list or dict")
+    return [np.asarray(data)]
+
+
+def _batch_size(arrays, what):
+    sizes = {int(a.shape[0]) for a in arrays if a.ndim}
+    if len(sizes) > 1:
+        raise InputDataError(f"{what}: arrays have different numbers of samples {sorted(sizes)}")
+    return sizes.pop() if sizes else 0
+
+
+def _format_logs(logs):
+    return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+
+
+class Progbar:
+    """Keras-style progress: a live bar with ETA and running metrics (verbose=1), or one line per
+    epoch (verbose=2)."""
+
+    def __init__(self, steps, verbose, stream=None):
+        self.steps, self.verbose = steps, verbose
+        self.stream = stream or _sys.stdout
+        self.start = _time.perf_counter()
+
+    def update(self, step, logs, final=False):
+        if self.verbose != 1 and not (final and self.verbose == 2):
+            return
+        if self.verbose == 1 and not final and not getattr(self.stream, "isatty", lambda: False)():
+            return  # a log file, not a terminal: only each epoch's final line
+        elapsed = _time.perf_counter() - self.start
+        per_step = elapsed / max(step, 1)
+        if self.verbose == 2:
+            line = f"{self.steps}/{self.steps} - {elapsed:.0f}s - {per_step * 1e3:.0f}ms/step"
+        else:
+            filled = int(20 * step / max(self.steps, 1))
+            bar = "\u2501" * filled + " " * (20 - filled)
+            when = f"{elapsed:.0f}s" if final else f"ETA: {per_step * (self.steps - step):.0f}s"
+            line = f"\r{step}/{self.steps} {bar} {when} {per_step * 1e3:.0f}ms/step"
+        if logs:
+            line += " - " + _format_logs(logs)
+        self.stream.write(line + ("\n" if final or self.verbose == 2 else ""))
+        self.stream.flush()
+
+
+class Mean:
+    """A running mean of per-batch values weighted by batch size (Keras's loss trackers)."""
+
+    def __init__(self):
+        self.total, self.count = 0.0, 0.0
+
+    def update(self, value, weight):
+        self.total += float(value) * weight
+        self.count += weight
+
+    def result(self):
+        return self.total / self.count if self.count else 0.0
+
+
+class Program:
+    """The model as a program: weights in one flat float32 buffer, the optimizer inside.
+
+    predict, train_on_batch, test_on_batch, fit, evaluate, save_weights and load_weights follow
+    Keras's names, arguments and History keys."""
+
+    def __init__(self, params, config=None, seed=None):
+        self.config = config if config is not None else CONFIG
+        names = list(PARAM_SHAPES)
+        missing = [n for n in names if n not in params]
+        if missing:
+            raise InputDataError(f"weights missing for {missing}")
+        trainable = list(self.config.get("trainable", ()))
+        order = trainable + [n for n in names if n not in trainable]
+        sizes = [int(np.prod(PARAM_SHAPES[n], dtype=np.int64)) for n in order]
+        self.flat = np.empty(sum(sizes), np.float32)
+        self.params, offset, segments = {}, 0, []
+        for n, size in zip(order, sizes):
+            view = self.flat[offset:offset + size].reshape(PARAM_SHAPES[n])
+            value = np.asarray(params[n], dtype=np.float32)
+            if value.shape != view.shape:
+                raise InputDataError(f"weight {n!r} has shape {value.shape}, expected {view.shape}")
+            view[...] = value
+            self.params[n] = view
+            segments.append((offset, size))
+            offset += size
+        n_train = sum(sizes[:len(trainable)])
+        self._trainable = self.flat[:n_train]
+        self._grads = np.zeros(n_train, np.float32)
+        self._grad_views = [self._grads[o:o + s].reshape(PARAM_SHAPES[n])
+                            for n, (o, s) in zip(trainable, segments)]
+        self.optimizer = None
+        if self.config.get("optimizer") is not None:
+            self.optimizer = make_optimizer(self.config["optimizer"])
+            self.optimizer.build(n_train, np.float32, segments[:len(trainable)])
+        self.rng = np.random.default_rng(seed)
+        self.stop_training = False
+
+    # ---- the step functions' context -----------------------------------------------------------
+    def apply_gradients(self, grads):
+        """Called by train_step: one fused optimizer update over the flat buffers."""
+        for view, g in zip(self._grad_views, grads):
+            view[...] = g
+        self.optimizer.update(self._trainable, self._grads)
+        return self.optimizer.iterations
+
+    # ---- data --------------------------------------------------------------------------------
+    def _inputs(self, x):
+        arrays = _as_list(x, self.config["inputs"], "x")
+        return [a.astype(dt, copy=False) for a, dt in zip(arrays, self.config["input_dtypes"])]
+
+    def _targets(self, y, sample_weight, class_weight):
+        """Targets and per-sample weights for each output that has a loss, validated."""
+        specs = self.config["losses"]
+        if not specs:
+            raise InputDataError("the model was not compiled with a loss: it cannot be trained or evaluated")
+        outputs = self.config["outputs"]
+        arrays = _as_list(y, outputs, "y") if not isinstance(y, dict) else \
+            [np.asarray(y[o]) if o in y else None for o in outputs]
+        if isinstance(y, dict):
+            unknown = [k for k in y if k not in outputs]
+            if unknown:
+                raise InputDataError(f"y: unknown output name(s) {unknown}; outputs are {outputs}")
+        by_name = dict(zip(outputs, arrays))
+        weights = sample_weight if isinstance(sample_weight, dict) else \
+            dict(zip(outputs, sample_weight if isinstance(sample_weight, (list, tuple)) else [sample_weight] * len(outputs)))
+        targets, sws = [], []
+        for spec in specs:
+            t = by_name.get(spec["output"])
+            if t is None:
+                raise InputDataError(f"y: no targets given for output {spec['output']!r}, which has a loss")
+            pred_shape = self.config["output_shapes"][spec["output"]]
+            t = validate_targets(spec["loss"], t, pred_shape, spec["output"])
+            sw = weights.get(spec["output"])
+            sw = np.ones(len(t), np.float32) if sw is None else np.asarray(sw, np.float32).reshape(-1)
+            if len(sw) != len(t):
+                raise InputDataError(f"sample_weight for {spec['output']!r} has {len(sw)} values for {len(t)} samples")
+            if class_weight:
+                labels = t.reshape(len(t), -1)
+                cls = labels.argmax(axis=1) if labels.shape[1] > 1 else np.rint(labels[:, 0]).astype(np.int64)
+                sw = sw * np.array([class_weight.get(int(c), 1.0) for c in cls], np.float32)
+            targets.append(t)
+            sws.append(sw)
+        return targets, sws
+
+    def _feeds(self, inputs, targets, sws, order):
+        named = dict(zip(self.config["inputs"], inputs))
+        for spec, t, w in zip(self.config["losses"], targets, sws):
+            named[spec["output"] + "_target"] = t
+            named[spec["output"] + "_sample_weight"] = w
+        return [named[n] for n in order]
+
+    # ---- one batch -----------------------------------------------------------------------------
+    def _run_step(self, step, inputs, targets, sws):
+        order = self.config["train_inputs" if step is train_step else "test_inputs"]
+        outs = step(self.params, self._feeds(inputs, targets, sws, order), self)
+        k = len(self.config["losses"])
+        losses = [float(v) for v in outs[:k]]
+        preds = outs[k:k + len(self.config["outputs"])]
+        total = sum(spec["weight"] * v for spec, v in zip(self.config["losses"], losses))
+        return total, losses, preds
+
+    def _new_trackers(self):
+        trackers = {"loss": Mean()}
+        if len(self.config["losses"]) > 1:
+            for spec in self.config["losses"]:
+                trackers[spec["output"] + "_loss"] = Mean()
+        self._metrics = []
+        single = len(self.config["outputs"]) == 1
+        for i, output in enumerate(self.config["outputs"]):
+            for metric in self.config["metrics"].get(output, ()):
+                key = metric if single else f"{output}_{metric}"
+                trackers[key] = MeanAccumulator()
+                self._metrics.append((key, i, metric))
+        return trackers
+
+    def _track(self, trackers, n, total, losses, preds, targets, sws):
+        trackers["loss"].update(total, n)
+        if len(losses) > 1:
+            for spec, value in zip(self.config["losses"], losses):
+                trackers[spec["output"] + "_loss"].update(value, n)
+        target_of = {spec["output"]: (t, w) for spec, t, w in zip(self.config["losses"], targets, sws)}
+        for key, i, metric in self._metrics:  # Keras weights only weighted_metrics by sample_weight
+            t, _ = target_of[self.config["outputs"][i]]
+            trackers[key].update(metric_values(metric, t, preds[i]))
+
+    @staticmethod
+    def _logs(trackers, prefix=""):
+        return {prefix + k: float(t.result()) for k, t in sorted(trackers.items())}
+
+    # ---- Keras's API ---------------------------------------------------------------------------
+    def predict(self, x, batch_size=32):
+        inputs = self._inputs(x)
+        n = _batch_size(inputs, "x")
+        batch_size = batch_size or 32
+        chunks = [forward(self.params, [a[i:i + batch_size] for a in inputs]) for i in range(0, max(n, 1), batch_size)]
+        outs = [np.concatenate([c[j] for c in chunks]) for j in range(len(self.config["outputs"]))]
+        return outs[0] if len(outs) == 1 else outs
+
+    def predict_on_batch(self, x):
+        outs = forward(self.params, self._inputs(x))
+        return outs[0] if len(outs) == 1 else outs
+
+    def _check_trainable(self):
+        if self.optimizer is None:
+            raise InputDataError("the model was never compiled: this program can predict but not train "
+                                 "(call model.compile(optimizer, loss) before building it)")
+
+    def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
+        self._check_trainable()
+        inputs, (targets, sws) = self._inputs(x), self._targets(y, sample_weight, class_weight)
+        trackers = self._new_trackers()
+        total, losses, preds = self._run_step(train_step, inputs, targets, sws)
+        self._track(trackers, len(targets[0]), total, losses, preds, targets, sws)
+        return self._result(self._logs(trackers), return_dict)
+
+    def test_on_batch(self, x, y, sample_weight=None, return_dict=False):
+        inputs, (targets, sws) = self._inputs(x), self._targets(y, sample_weight, None)
+        trackers = self._new_trackers()
+        total, losses, preds = self._run_step(test_step, inputs, targets, sws)
+        self._track(trackers, len(targets[0]), total, losses, preds, targets, sws)
+        return self._result(self._logs(trackers), return_dict)
+
+    def _result(self, logs, return_dict):
+        """Keras's evaluate result: the loss alone, or [loss, per-output losses, metrics]."""
+        if return_dict:
+            return logs
+        keys = ["loss"] + [s["output"] + "_loss" for s in self.config["losses"] if len(self.config["losses"]) > 1] \
+            + [key for key, _, _ in self._metrics]
+        values = [logs[k] for k in keys]
+        return values[0] if len(values) == 1 else values
+
+    def _epoch(self, step, inputs, targets, sws, batch_size, order, callbacks, progbar, training):
+        trackers = self._new_trackers()
+        for b, start in enumerate(range(0, len(order), batch_size)):
+            index = order[start:start + batch_size]
+            if training:
+                _call(callbacks, "on_train_batch_begin", b, {})
+            batch = ([a[index] for a in inputs], [t[index] for t in targets], [w[index] for w in sws])
+            total, losses, preds = self._run_step(step, *batch)
+            self._track(trackers, len(index), total, losses, preds, batch[1], batch[2])
+            logs = self._logs(trackers)
+            if training:
+                _call(callbacks, "on_train_batch_end", b, logs)
+            if progbar is not None:
+                progbar.update(b + 1, logs)
+            if not np.isfinite(total):
+                if training and self.stop_training:  # TerminateOnNaN asked to stop
+                    break
+                self._non_finite(losses, b)
+        return self._logs(trackers)
+
+    def _non_finite(self, losses, batch):
+        """A NaN or infinite loss: name the output instead of training on garbage."""
+        for spec, value in zip(self.config["losses"], losses):
+            if not np.isfinite(value):
+                raise FloatingPointError(
+                    f"batch {batch}: the loss of output {spec['output']!r} ({spec['loss']}) is {value}; check the "
+                    f"data for NaN or inf, the targets' range for this loss, or lower the learning rate "
+                    f"(TerminateOnNaN stops training quietly instead)")
+
+    def evaluate(self, x, y, batch_size=32, verbose="auto", sample_weight=None, return_dict=False):
+        inputs, (targets, sws) = self._inputs(x), self._targets(y, sample_weight, None)
+        n = _batch_size(inputs + targets, "x and y")
+        steps = -(-n // (batch_size or 32))
+        progbar = Progbar(steps, 1 if verbose == "auto" else verbose) if verbose else None
+        logs = self._epoch(test_step, inputs, targets, sws, batch_size or 32, np.arange(n), [], progbar, False)
+        if progbar is not None:
+            progbar.update(steps, logs, final=True)
+        return self._result(logs, return_dict)
+
+    def fit(self, x, y, batch_size=32, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
+            validation_data=None, shuffle=True, initial_epoch=0, sample_weight=None, class_weight=None):
+        """Train for `epochs` epochs; returns the history dict (Keras's keys, one value per epoch)."""
+        self._check_trainable()
+        verbose = 1 if verbose == "auto" else verbose
+        batch_size = batch_size or 32
+        inputs, (targets, sws) = self._inputs(x), self._targets(y, sample_weight, class_weight)
+        n = _batch_size(inputs + targets + sws, "x, y and sample weights")
+        if validation_data is None and validation_split:
+            split = int(n * (1.0 - validation_split))  # the last fraction, before any shuffling
+            val = ([a[split:] for a in inputs], [t[split:] for t in targets], [w[split:] for w in sws])
+            inputs, targets, sws = [a[:split] for a in inputs], [t[:split] for t in targets], [w[:split] for w in sws]
+            n = split
+        elif validation_data is not None:
+            vx, vy = validation_data[0], validation_data[1]
+            vsw = validation_data[2] if len(validation_data) > 2 else None
+            val = (self._inputs(vx),) + self._targets(vy, vsw, None)
+        else:
+            val = None
+        callbacks = list(callbacks or [])
+        steps = -(-n // batch_size)
+        history = {}
+        self.stop_training = False
+        _call(callbacks, "on_train_begin", {})
+        for epoch in range(initial_epoch, epochs):
+            _call(callbacks, "on_epoch_begin", epoch, {})
+            if verbose:
+                print(f"Epoch {epoch + 1}/{epochs}", file=_sys.stdout)
+            order = self.rng.permutation(n) if shuffle else np.arange(n)
+            progbar = Progbar(steps, verbose) if verbose else None
+            logs = self._epoch(train_step, inputs, targets, sws, batch_size, order, callbacks, progbar, True)
+            if val is not None:
+                vn = _batch_size(val[0] + val[1], "validation data")
+                val_logs = self._epoch(test_step, *val, batch_size, np.arange(vn), [], None, False)
+                logs.update({"val_" + k: v for k, v in val_logs.items()})
+            logs = dict(sorted(logs.items()))
+            if progbar is not None:
+                progbar.update(steps, logs, final=True)
+            for k, v in logs.items():
+                history.setdefault(k, []).append(v)
+            _call(callbacks, "on_epoch_end", epoch, logs)
+            if self.stop_training:
+                break
+        _call(callbacks, "on_train_end", {})
+        return history
+
+    # ---- weights -------------------------------------------------------------------------------
+    def get_weights(self):
+        return {n: v.copy() for n, v in self.params.items()}
+
+    def save_weights(self, path):
+        """Weights as an .npz file (no pickle), written atomically."""
+        path = str(path)
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as f:
+            np.savez(f, **{n.replace("/", "|"): v for n, v in self.params.items()})
+        _os.replace(tmp, path)
+
+    def load_weights(self, path):
+        params = read_weights(path)
+        for n, view in self.params.items():
+            if n not in params:
+                raise InputDataError(f"{path}: no weights for {n!r}")
+            if params[n].shape != view.shape:
+                raise InputDataError(f"{path}: weight {n!r} has shape {params[n].shape}, expected {view.shape}")
+        for n, view in self.params.items():
+            view[...] = params[n]
+
+
+def read_weights(path):
+    """Weights from an .npz file written by save_weights, without unpickling anything."""
+    try:
+        with np.load(str(path), allow_pickle=False) as data:
+            return {k.replace("|", "/"): data[k] for k in data.files}
+    except (OSError, ValueError, EOFError) as e:
+        raise InputDataError(f"{path}: not a readable weights file ({e})") from None
+
+
+def _call(callbacks, hook, *args):
+    for cb in callbacks:
+        method = getattr(cb, hook, None)
+        if method is not None:
+            method(*args)
+
+
+def load(weights=None, seed=None):
+    """The program with its weights: `weights` defaults to weights.npz beside this module."""
+    if weights is None:
+        weights = _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "weights.npz")
+    return Program(read_weights(weights), seed=seed)
+# ---- end of the gcomp NumPy training runtime ---------------------------------------------------

@@ -1,0 +1,367 @@
+# ---- gcomp NumPy runtime, backward pass: vector-Jacobian products of the forward kernels ----------
+# Concatenated after prelude.py (it calls _windows, _spatial_pads, _pad_spatial, ACTIVATIONS, sigmoid,
+# softplus, _erf, ...), so a generated training module needs only NumPy. Every function takes gy, the
+# gradient of the loss with respect to the op's output, and returns gradients with respect to the
+# op's inputs (and weights) in the dtype of its float inputs: float32 stays float32, float64 stays
+# float64. Loops run over window or kernel offsets, over time steps, or over an op's inputs, never
+# over samples or positions. Some results alias their arguments (noted in the docstrings): treat
+# every gradient as read-only, or copy it before updating it in place.
+
+
+# ---- activations --------------------------------------------------------------------------------
+# Each takes (x, y, gy): the pre-activation input, the activation's output and the output gradient.
+# Derivatives at kinks follow TF/JAX: 0 for relu at 0, 0 for relu6 at 0 and 6, 0 for hard_sigmoid at
+# +-3; the branch the forward takes for leaky_relu, elu and selu (x >= 0: the linear side).
+
+def _relu_vjp(x, y, gy):
+    return np.where(x > 0, gy, gy.dtype.type(0))
+
+
+def _relu6_vjp(x, y, gy):
+    return np.where((x > 0) & (x < 6), gy, gy.dtype.type(0))
+
+
+def _leaky_relu_vjp(x, y, gy):
+    return np.where(x >= 0, gy, gy * 0.2)
+
+
+def _sigmoid_vjp(x, y, gy):
+    g = 1 - y  # gy y (1 - y), one temporary
+    g *= y
+    g *= gy
+    return g
+
+
+def _tanh_vjp(x, y, gy):
+    g = y * y  # gy (1 - y^2), one temporary
+    np.subtract(1, g, out=g)
+    g *= gy
+    return g
+
+
+def _softmax_vjp(x, y, gy):
+    gx = gy * y
+    gx -= y * gx.sum(axis=-1, keepdims=True)  # y (gy - sum(gy y))
+    return gx
+
+
+def _log_softmax_vjp(x, y, gy):
+    return gy - np.exp(y) * gy.sum(axis=-1, keepdims=True)
+
+
+def _elu_vjp(x, y, gy):
+    return np.where(x >= 0, gy, gy * (y + 1))  # x < 0: d/dx (e^x - 1) = e^x = y + 1
+
+
+def _selu_vjp(x, y, gy):
+    # x < 0: d/dx scale alpha (e^x - 1) = scale alpha e^x = y + scale alpha
+    return np.where(x >= 0, gy * _SELU_SCALE, gy * (y + _SELU_SCALE * _SELU_ALPHA))
+
+
+def _softplus_vjp(x, y, gy):
+    return gy * sigmoid(x)
+
+
+def _softsign_vjp(x, y, gy):
+    d = 1 + np.abs(x)
+    d *= d
+    return gy / d
+
+
+def _silu_vjp(x, y, gy):
+    s = sigmoid(x)  # d/dx x s = s + x s (1 - s) = y + s (1 - y)
+    return gy * (y + s * (1 - y))
+
+
+def _gelu_vjp(x, y, gy):
+    # d/dx x Phi(x) = Phi(x) + x phi(x); erf in float64 as the forward does
+    x64 = x.astype(np.float64)
+    cdf = 0.5 * (1.0 + _erf(x64 / _math.sqrt(2.0)).astype(np.float64))
+    pdf = np.exp(-0.5 * x64 * x64) / _math.sqrt(2.0 * _math.pi)
+    return (gy * (cdf + x64 * pdf)).astype(gy.dtype, copy=False)
+
+
+def _hard_sigmoid_vjp(x, y, gy):
+    return np.where((x > -3) & (x < 3), gy / 6, gy.dtype.type(0))
+
+
+def _hard_silu_vjp(x, y, gy):
+    # d/dx x hs(x) = hs(x) + x hs'(x), hs' = 1/6 on (-3, 3)
+    d = hard_sigmoid(x)
+    d += np.where((x > -3) & (x < 3), x / 6, x.dtype.type(0))
+    d *= gy
+    return d
+
+
+def _mish_vjp(x, y, gy):
+    # d/dx x tanh(softplus x) = t + x (1 - t^2) sigmoid(x)
+    t = np.tanh(softplus(x))
+    return gy * (t + x * (1 - t * t) * sigmoid(x))
+
+
+ACTIVATION_VJPS = {
+    "linear": lambda x, y, gy: gy, "relu": _relu_vjp, "relu6": _relu6_vjp, "leaky_relu": _leaky_relu_vjp,
+    "sigmoid": _sigmoid_vjp, "tanh": _tanh_vjp, "softmax": _softmax_vjp, "log_softmax": _log_softmax_vjp,
+    "elu": _elu_vjp, "selu": _selu_vjp, "softplus": _softplus_vjp, "softsign": _softsign_vjp,
+    "silu": _silu_vjp, "gelu": _gelu_vjp, "hard_sigmoid": _hard_sigmoid_vjp, "hard_silu": _hard_silu_vjp,
+    "mish": _mish_vjp, "exponential": lambda x, y, gy: gy * y,
+}
+
+
+def activation_vjp(name, x, y, gy):
+    """Gradient of ACTIVATIONS[name] at x (y = its output); softmax and log_softmax act on the last axis.
+    "linear" returns gy itself."""
+    return ACTIVATION_VJPS[name](x, y, gy)
+
+
+# ---- dense, embedding -----------------------------------------------------------------------------
+
+def dense_vjp(x, kernel, gy, need_x, use_bias):
+    """y = x @ kernel (+ bias), x of shape (..., in), kernel (in, units): returns
+    (gx = gy @ kernel^T or None, gkernel = x^T gy and gbias = sum gy over every leading axis, or None)."""
+    d_in, units = kernel.shape
+    gy2 = gy.reshape(-1, units)  # every leading axis folded into one: plain 2-D GEMMs
+    gkernel = x.reshape(-1, d_in).T @ gy2
+    gbias = gy2.sum(axis=0) if use_bias else None
+    gx = (gy2 @ kernel.T).reshape(gy.shape[:-1] + (d_in,)) if need_x else None
+    return gx, gkernel, gbias
+
+
+def embedding_vjp(indices, input_dim, gy):
+    """y = table[indices], table (input_dim, D): the dense table gradient, gy's rows summed per index
+    (repeats accumulate). One unbuffered np.add.at touches only the rows used; since NumPy 1.25 it
+    beats sorting + add.reduceat and np.unique + add.at (measured)."""
+    d = gy.shape[-1]
+    gtable = np.zeros((input_dim, d), gy.dtype)
+    np.add.at(gtable, np.asarray(indices).reshape(-1), gy.reshape(-1, d))
+    return gtable
+
+
+# ---- convolution and pooling --------------------------------------------------------------------
+# The forward kernels pad x (np.pad), take a strided window view and reduce each window. Backward
+# scatters into a zero buffer of the padded shape, one strided slice per kernel offset (each slice
+# holds every output position once, so `+=` on it is exact), then crops the padding off.
+
+def _offset_slices(window, strides, dilation, out_shape):
+    """For each window offset (row-major over the window), the slice of the padded input that the
+    offset reads for every output position: yields (offset index, slice tuple over (N, spatial..., C))."""
+    for q, offset in enumerate(np.ndindex(*window)):
+        yield q, (slice(None),) + tuple(
+            slice(o * d, o * d + s * (n - 1) + 1, s)
+            for o, d, s, n in zip(offset, dilation, strides, out_shape)) + (slice(None),)
+
+
+def _crop_padding(gp, x_shape, window, strides, dilation, padding):
+    """The gradient of the unpadded x from the gradient gp of the padded x."""
+    if padding == "valid":
+        return gp
+    pads = _spatial_pads(x_shape[1:-1], window, strides, dilation, padding)
+    index = (slice(None),) + tuple(slice(lo, lo + n) for (lo, _), n in zip(pads, x_shape[1:-1])) + (slice(None),)
+    return np.ascontiguousarray(gp[index])
+
+
+def _padded_shape(x_shape, window, strides, dilation, padding):
+    pads = _spatial_pads(x_shape[1:-1], window, strides, dilation, padding)
+    return (x_shape[0],) + tuple(n + lo + hi for n, (lo, hi) in zip(x_shape[1:-1], pads)) + (x_shape[-1],)
+
+
+def conv_vjp(x, kernel, gy, strides, padding, dilation, need_x, use_bias):
+    """Gradients of the channels-last N-d `conv` (kernel (k..., C, F), gy (N, out..., F)): returns
+    (gx or None, gkernel, gbias or None). gkernel = patches^T @ gy, patches the (M, k... C) im2col of
+    the window view (one GEMM); gx = (gy @ kernel^T) as (M, k... C) columns (one GEMM), scattered back
+    over the windows with one strided add per kernel offset, then cropped of the padding."""
+    rank = kernel.ndim - 2
+    window = kernel.shape[:rank]
+    f = kernel.shape[-1]
+    gy2 = gy.reshape(-1, f)  # (M, F), M = N * prod(out)
+    xp = _pad_spatial(x, window, strides, dilation, padding, 0)
+    view = _windows(xp, window, strides, dilation, "conv")  # (N, out..., C, k...)
+    # im2col with C innermost: it is x's contiguous axis, so the copy reads memory in runs
+    order = tuple(range(rank + 1)) + tuple(range(rank + 2, 2 * rank + 2)) + (rank + 1,)
+    patches = np.ascontiguousarray(view.transpose(order)).reshape(gy2.shape[0], -1)
+    gkernel = (patches.T @ gy2).reshape(kernel.shape)
+    gbias = gy2.sum(axis=0) if use_bias else None
+    gx = None
+    if need_x:
+        del patches, view
+        cols = gy2 @ kernel.reshape(-1, f).T  # (M, k... C)
+        cols = cols.reshape(gy.shape[:-1] + (-1, kernel.shape[-2]))  # (N, out..., K, C)
+        gp = np.zeros(xp.shape, gy.dtype)
+        for q, index in _offset_slices(window, strides, dilation, gy.shape[1:-1]):
+            gp[index] += cols[..., q, :]
+        gx = _crop_padding(gp, x.shape, window, strides, dilation, padding)
+    return gx, gkernel, gbias
+
+
+def max_pool_vjp(x, gy, pool_size, strides, padding):
+    """Gradient of max_pool: each window's gradient goes to the position of its max, the first in
+    window (row-major) order on ties, as TF's MaxPoolGrad does."""
+    ones = (1,) * len(pool_size)
+    fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    xp = _pad_spatial(x, pool_size, strides, ones, padding, fill)
+    offsets = list(_offset_slices(pool_size, strides, ones, gy.shape[1:-1]))
+    y = xp[offsets[0][1]].copy()
+    for _, index in offsets[1:]:  # the forward's max, one offset at a time
+        np.maximum(y, xp[index], out=y)
+    gp = np.zeros(xp.shape, gy.dtype)
+    free = np.ones(y.shape, bool)  # windows whose max no earlier offset has claimed
+    hit = np.empty(y.shape, bool)
+    for _, index in offsets:
+        np.equal(xp[index], y, out=hit)
+        hit &= free
+        free ^= hit  # hit is a subset of free: clears the claimed windows
+        gp[index] += gy * hit  # (faster than np.where or a masked np.add)
+    return _crop_padding(gp, x.shape, pool_size, strides, ones, padding)
+
+
+def avg_pool_vjp(x_shape, dtype, gy, pool_size, strides, padding):
+    """Gradient of avg_pool: each window's gradient divided by its count of in-bounds elements (the
+    full pool size for "valid"), spread evenly over the window."""
+    ones = (1,) * len(pool_size)
+    if padding == "valid":
+        g = gy / _math.prod(pool_size)  # a Python int keeps gy's dtype
+    else:
+        mask = np.ones((1,) + tuple(x_shape[1:-1]) + (1,), dtype)
+        w = _windows(_pad_spatial(mask, pool_size, strides, ones, padding, 0), pool_size, strides, ones, "avg_pool")
+        g = gy / w.sum(axis=tuple(range(len(pool_size) + 2, 2 * len(pool_size) + 2)))
+    g = g.astype(dtype, copy=False)
+    gp = np.zeros(_padded_shape(x_shape, pool_size, strides, ones, padding), dtype)
+    for _, index in _offset_slices(pool_size, strides, ones, gy.shape[1:-1]):
+        gp[index] += g
+    return _crop_padding(gp, tuple(x_shape), pool_size, strides, ones, padding)
+
+
+def global_max_pool_vjp(x, y, gy, rank, keepdims):
+    """Gradient of x.max over the `rank` spatial axes: gy split equally among the positions equal to
+    the max (TF's reduce_max gradient)."""
+    axes = tuple(range(1, rank + 1))
+    if not keepdims:
+        y, gy = np.expand_dims(y, axes), np.expand_dims(gy, axes)
+    hit = x == y
+    count = hit.sum(axis=axes, keepdims=True).astype(gy.dtype)
+    return np.where(hit, gy / count, gy.dtype.type(0))
+
+
+def global_avg_pool_vjp(x_shape, gy, rank, keepdims):
+    """Gradient of x.mean over the `rank` spatial axes: gy / count broadcast over them."""
+    axes = tuple(range(1, rank + 1))
+    g = gy / _math.prod(x_shape[1:rank + 1])
+    if not keepdims:
+        g = np.expand_dims(g, axes)
+    gx = np.empty(x_shape, gy.dtype)
+    gx[...] = g
+    return gx
+
+
+# ---- merges, reshapes, dropout ------------------------------------------------------------------
+
+def concat_vjp(gy, sizes, axis):
+    """Gradients of np.concatenate(xs, axis) with xs[i].shape[axis] == sizes[i]: views of gy."""
+    return np.split(gy, np.cumsum(sizes)[:-1], axis=axis)
+
+
+def unbroadcast(g, shape):
+    """g (of a broadcast result) summed down to `shape` under NumPy's broadcasting rules: over the
+    extra leading axes and over the axes where shape has 1. Returns g itself when shapes agree."""
+    shape = tuple(shape)
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)
+    return g.sum(axis=axes).reshape(shape)
+
+
+def elementwise_vjp(op, xs, y, gy):
+    """Gradients of y = op(xs) for op in add, subtract (two inputs), multiply, average, maximum,
+    minimum, with broadcasting. maximum/minimum route gy to the first input attaining y (for two
+    inputs TF's choice: x >= y or x <= y goes to x). add may return gy itself."""
+    shapes = [x.shape for x in xs]
+    if op == "add":
+        return [unbroadcast(gy, s) for s in shapes]
+    if op == "subtract":
+        return [unbroadcast(gy, shapes[0]), unbroadcast(-gy, shapes[1])]
+    if op == "average":
+        g = gy / len(xs)
+        return [unbroadcast(g, s) for s in shapes]
+    if op == "multiply":
+        grads = []
+        for i, s in enumerate(shapes):
+            g = gy
+            for j, other in enumerate(xs):
+                if j != i:
+                    g = g * other
+            grads.append(unbroadcast(g, s))
+        return grads
+    if op in ("maximum", "minimum"):
+        zero = gy.dtype.type(0)
+        free = np.ones(y.shape, bool)  # positions no earlier input has claimed
+        grads = []
+        for i, (x, s) in enumerate(zip(xs, shapes)):
+            hit = x == y
+            hit &= free
+            free ^= hit  # hit is a subset of free: clears the claimed positions
+            grads.append(unbroadcast(np.where(hit, gy, zero), s))
+        return grads
+    raise ValueError(f"elementwise_vjp: unknown op {op!r}")
+
+
+def reshape_vjp(x_shape, gy):
+    """Gradient of a reshape (or flatten) of x: gy reshaped back (a view where possible)."""
+    return gy.reshape(x_shape)
+
+
+def dropout_vjp(mask, gy):
+    """Gradient of dropout_train's y = x * mask."""
+    return gy * mask
+
+
+# ---- LSTM ---------------------------------------------------------------------------------------
+
+def lstm_vjp(cache, kernel, recurrent_kernel, g_output, g_h, g_c, need_x, use_bias):
+    """Backpropagation through time for lstm_train. g_output: gradient of the output ((N, T, u) with
+    return_sequences, else (N, u), the last step); g_h, g_c: gradients of the returned states (None
+    when unused). Returns (gx or None, gkernel, grecurrent_kernel, gbias or None), gx in the input's
+    original time order. Only the recurrence loops over time: the input and weight gradients are one
+    GEMM each over all steps (gx = dZ K^T, gK = X^T dZ, gU = H^T dZ)."""
+    act, rec = cache["activation"], cache["recurrent_activation"]
+    x, zs, gs, hs, cs, acs = cache["x"], cache["z"], cache["g"], cache["h"], cache["c"], cache["ac"]
+    n, steps, u4 = zs.shape
+    u = u4 // 4
+    dt = zs.dtype
+    seq = g_output if cache["return_sequences"] else None
+    dh = np.zeros((n, u), dt)  # gradient reaching h_t (from later steps and from the outputs)
+    dc = np.zeros((n, u), dt)  # gradient reaching c_t
+    if seq is None and g_output is not None:
+        dh += g_output
+    if g_h is not None:
+        dh += g_h
+    if g_c is not None:
+        dc += g_c
+    dz = np.empty_like(zs)
+    ut = recurrent_kernel.T
+    for t in range(steps - 1, -1, -1):
+        if seq is not None:
+            dh += seq[:, t]
+        z, gates, ac = zs[:, t], gs[:, t], acs[:, t]
+        i, f, g, o = gates[:, :u], gates[:, u:2 * u], gates[:, 2 * u:3 * u], gates[:, 3 * u:]
+        # h = o act(c);  c = f c_prev + i g
+        dc += activation_vjp(act, cs[:, t + 1], ac, dh * o)
+        dzt = dz[:, t]
+        dzt[:, :u] = activation_vjp(rec, z[:, :u], i, dc * g)
+        dzt[:, u:2 * u] = activation_vjp(rec, z[:, u:2 * u], f, dc * cs[:, t])
+        dzt[:, 2 * u:3 * u] = activation_vjp(act, z[:, 2 * u:3 * u], g, dc * i)
+        dzt[:, 3 * u:] = activation_vjp(rec, z[:, 3 * u:], o, dh * ac)
+        dc *= f
+        if t:
+            dh = dzt @ ut
+    dz2 = dz.reshape(n * steps, u4)
+    gkernel = x.reshape(n * steps, -1).T @ dz2
+    grecurrent = hs.reshape(n * steps, u).T @ dz2
+    gbias = dz2.sum(axis=0) if use_bias else None
+    gx = None
+    if need_x:
+        gx = (dz2 @ kernel.T).reshape(n, steps, -1)
+        if cache["go_backwards"]:
+            gx = np.ascontiguousarray(gx[:, ::-1])
+    return gx, gkernel, grecurrent, gbias
+# ---- end of the gcomp NumPy runtime, backward pass ----------------------------------------------

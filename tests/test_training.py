@@ -1,0 +1,266 @@
+"""Training: compile/fit/evaluate with Keras's API and History keys, the training graph, gradient
+accumulation for shared layers, the emitted program, callbacks and data errors."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import gcomp
+from gcomp import Input, Model, Sequential, callbacks, layers
+from gcomp.autodiff import LossSpec, training_graph
+from gcomp.errors import InputDataError
+from gcomp.ir import print_graph
+
+from conftest import load_example
+
+
+def mlp(name="m"):
+    x = Input(shape=(6,), name="x")
+    h = layers.Dense(8, activation="relu", name=f"{name}_h")(x)
+    return Model(x, layers.Dense(3, activation="softmax", name=f"{name}_out")(h), name=name)
+
+
+def toy_data(n=48, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6)).astype("float32")
+    labels = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0).astype(int)
+    return x, np.eye(3, dtype="float32")[labels]
+
+
+def test_history_keys_and_values_follow_keras():
+    model = mlp()
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["acc"])
+    x, y = toy_data()
+    history = model.fit(x, y, epochs=3, batch_size=16, validation_split=0.25, shuffle=False, verbose=0)
+    assert list(history.history) == ["acc", "loss", "val_acc", "val_loss"]
+    assert all(len(v) == 3 and all(isinstance(f, float) for f in v) for v in history.history.values())
+    assert history.epoch == [0, 1, 2]
+    # the reported val_loss is evaluate() on the last quarter, before shuffling
+    val_loss, val_acc = model.evaluate(x[36:], y[36:], verbose=0)
+    assert val_loss == pytest.approx(history.history["val_loss"][-1], rel=1e-5)
+    assert val_acc == pytest.approx(history.history["val_acc"][-1], rel=1e-6)
+
+
+def test_epoch_loss_is_the_batch_size_weighted_mean_of_batch_losses():
+    model = mlp()
+    model.compile(optimizer=gcomp.optimizers.SGD(learning_rate=0.0), loss="categorical_crossentropy")
+    x, y = toy_data(40)
+    before = model.get_weights()
+    history = model.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
+    batch_losses = [model.test_on_batch(x[i:i + 16], y[i:i + 16]) for i in (0, 16, 32)]
+    expected = (16 * batch_losses[0] + 16 * batch_losses[1] + 8 * batch_losses[2]) / 40
+    assert history.history["loss"][0] == pytest.approx(expected, rel=1e-6)
+    for a, b in zip(before, model.get_weights()):  # learning rate 0 changes nothing
+        np.testing.assert_array_equal(a, b)
+
+
+def test_one_sgd_step_equals_the_hand_computed_gradient():
+    x_in = Input(shape=(3,), name="x")
+    model = Model(x_in, layers.Dense(2, name="d")(x_in))
+    model.compile(optimizer=gcomp.optimizers.SGD(learning_rate=0.1), loss="mse")
+    kernel, bias = model.get_weights()
+    x = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]], "float32")
+    y = np.array([[1.0, 0.0], [0.0, 1.0]], "float32")
+    loss = model.train_on_batch(x, y)
+    pred = x @ kernel + bias
+    assert loss == pytest.approx(np.mean((pred - y) ** 2), rel=1e-6)
+    grad = 2 * (pred - y) / y.size
+    new_kernel, new_bias = model.get_weights()
+    np.testing.assert_allclose(new_kernel, kernel - 0.1 * x.T @ grad, rtol=1e-6)
+    np.testing.assert_allclose(new_bias, bias - 0.1 * grad.sum(0), rtol=1e-6)
+
+
+def test_shared_layer_gradients_are_summed():
+    shared = layers.Dense(2, name="shared", use_bias=False)
+    a, b = Input(shape=(3,), name="a"), Input(shape=(3,), name="b")
+    model = Model([a, b], layers.add([shared(a), shared(b)], name="sum"))
+    graph, layout = training_graph(model._current_graph(), [LossSpec("sum", "mse")])
+    text = print_graph(graph)
+    assert "%shared/kernel/grad_sum = add_n(%shared#1/vjp, %shared/vjp)" in text
+    model.compile(optimizer=gcomp.optimizers.SGD(learning_rate=1.0), loss="mse")
+    (kernel,) = model.get_weights()
+    xa, xb = np.ones((1, 3), "float32"), np.full((1, 3), 2.0, "float32")
+    y = np.zeros((1, 2), "float32")
+    model.train_on_batch([xa, xb], y)
+    pred = xa @ kernel + xb @ kernel
+    grad_out = 2 * pred / 2
+    np.testing.assert_allclose(model.get_weights()[0], kernel - (xa.T @ grad_out + xb.T @ grad_out), rtol=1e-5)
+
+
+def test_nothing_is_computed_for_integer_inputs_and_frozen_layers():
+    t = Input(shape=(None,), dtype="int32", name="t")
+    emb = layers.Embedding(10, 4, name="emb")
+    emb.trainable = False
+    model = Model(t, layers.Dense(1, name="d")(layers.GlobalAveragePooling1D(name="g")(emb(t))))
+    graph, layout = training_graph(model._current_graph(), [LossSpec("d", "mse")])
+    text = print_graph(graph)
+    assert "emb/vjp" not in text and "g/vjp" not in text  # frozen embedding: no backward below d
+    assert layout.trainable == ["d/kernel", "d/bias"]
+    model.compile(optimizer="sgd", loss="mse")
+    frozen = emb.get_weights()[0].copy()
+    model.fit(np.array([[1, 2, 3]]), np.ones((1, 1)), verbose=0)
+    np.testing.assert_array_equal(emb.get_weights()[0], frozen)
+
+
+def test_multi_output_keys_loss_weights_and_dict_targets():
+    x = Input(shape=(4,), name="x")
+    h = layers.Dense(5, activation="relu", name="h")(x)
+    model = Model(x, [layers.Dense(1, name="age")(h), layers.Dense(3, activation="softmax", name="income")(h),
+                      layers.Dense(1, activation="sigmoid", name="gender")(h)])
+    model.compile(optimizer="rmsprop", loss={"age": "mse", "income": "categorical_crossentropy",
+                                             "gender": "binary_crossentropy"},
+                  loss_weights={"age": 0.25, "income": 1.0, "gender": 10.0},
+                  metrics={"income": ["acc"], "gender": ["acc"]})
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(20, 4)).astype("float32")
+    y = {"age": rng.normal(size=(20, 1)), "income": np.eye(3)[rng.integers(0, 3, 20)],
+         "gender": rng.integers(0, 2, (20, 1)).astype("float32")}
+    history = model.fit(data, y, epochs=2, batch_size=8, validation_split=0.25, verbose=0)
+    assert sorted(history.history) == ["age_loss", "gender_acc", "gender_loss", "income_acc", "income_loss", "loss",
+                                       "val_age_loss", "val_gender_acc", "val_gender_loss", "val_income_acc",
+                                       "val_income_loss", "val_loss"]
+    results = model.evaluate(data, [y["age"], y["income"], y["gender"]], verbose=0, return_dict=True)
+    total = 0.25 * results["age_loss"] + results["income_loss"] + 10 * results["gender_loss"]
+    assert results["loss"] == pytest.approx(total, rel=1e-5)
+
+
+@pytest.mark.parametrize("name, epochs, rate", [("mlp", 12, 0.003), ("qa_two_inputs", 10, 0.02),
+                                                ("siamese_lstm", 8, 0.003), ("multi_output", 5, 0.001),
+                                                ("inception", 5, 3e-4), ("residual", 5, 3e-4)])
+def test_loss_decreases_on_a_learnable_task_for_every_seed_model(name, epochs, rate):
+    from test_onnx import random_inputs
+    model = load_example(name)["model"]
+    lengths = {"qa_two_inputs": 12, "siamese_lstm": 6, "multi_output": 300}
+    x = random_inputs(model, 16 if name in ("multi_output", "inception", "residual") else 32, lengths.get(name, 0))
+    # a target the model can fit: its own initial predictions shifted, so the loss starts high
+    targets = model.predict(x, backend="numpy")
+    targets = targets if isinstance(targets, list) else [targets]
+    losses = []
+    for out, t in zip(model.outputs, targets):
+        if out.shape[-1] > 1 and "softmax" in str(out._keras_history.layer.op_attrs().get("activation")):
+            losses.append("categorical_crossentropy")
+        else:
+            losses.append("mse")
+    y = [np.eye(t.shape[-1])[np.argmin(t, axis=-1)] if l == "categorical_crossentropy" else t * 0.5 + 0.3
+         for l, t in zip(losses, targets)]
+    model.compile(optimizer=gcomp.optimizers.Adam(learning_rate=rate), loss=losses)
+    history = model.fit(x, y if len(y) > 1 else y[0], epochs=epochs, batch_size=16, verbose=0)
+    assert history.history["loss"][-1] < 0.9 * history.history["loss"][0], history.history["loss"]
+
+
+def test_emitted_program_gives_the_same_losses_as_fit(tmp_path):
+    model = mlp("prog")
+    model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["acc"])
+    x, y = toy_data()
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    path, trains = gcomp.build.__globals__["build_numpy"](model, tmp_path / "prog") if False else \
+        __import__("gcomp.build", fromlist=["build_numpy"]).build_numpy(model, tmp_path / "prog")
+    assert trains and sorted(p.name for p in path.iterdir()) == ["README.md", "model.py", "weights.npz"]
+    history = model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0)
+    script = ("import sys, json, numpy as np; sys.modules['gcomp'] = None; import model; m = model.load(); "
+              "h = m.fit(np.load('../x.npy'), np.load('../y.npy'), epochs=3, batch_size=16, shuffle=False, "
+              "verbose=0); print(json.dumps(h))")
+    run = subprocess.run([sys.executable, "-c", script], cwd=path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    import json
+    emitted = json.loads(run.stdout)
+    assert emitted.keys() == history.history.keys()
+    for key in emitted:
+        np.testing.assert_allclose(emitted[key], history.history[key], rtol=1e-6)
+
+
+def test_build_of_an_uncompiled_model_says_it_is_inference_only(tmp_path):
+    from test_cli import EXAMPLES, run_cli
+    run = run_cli("build", str(EXAMPLES / "mlp.py"), "--target", "numpy", "-o", str(tmp_path / "out"))
+    assert run.returncode == 0, run.stderr
+    assert "inference only: the model was never compiled with a loss" in run.stdout
+    script = ("import sys, numpy as np; import model; m = model.load(); print(m.predict(np.ones((2, 64))).shape); "
+              "m.train_on_batch(np.ones((2, 64)), np.ones((2, 10)))")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path / "out", capture_output=True, text=True)
+    assert "(2, 10)" in done.stdout and "never compiled" in done.stderr
+
+
+def test_callbacks(tmp_path):
+    model = mlp("cb")
+    model.compile(optimizer=gcomp.optimizers.SGD(learning_rate=0.0), loss="categorical_crossentropy")
+    x, y = toy_data()
+    seen = []
+    stopper = callbacks.EarlyStopping(monitor="loss", patience=1)
+    log = tmp_path / "log.csv"
+    checkpoint = tmp_path / "w{epoch}.npz"
+    history = model.fit(x, y, epochs=10, verbose=0, shuffle=False, callbacks=[
+        stopper, callbacks.CSVLogger(log), callbacks.ModelCheckpoint(checkpoint),
+        callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append((epoch, round(logs["loss"], 6))))])
+    assert len(history.history["loss"]) == 2 and stopper.stopped_epoch == 1  # no improvement at lr 0
+    assert [e for e, _ in seen] == [0, 1]
+    assert log.read_text().splitlines()[0] == "epoch,loss" and len(log.read_text().splitlines()) == 3
+    model2 = mlp("cb")
+    model2.load_weights(tmp_path / "w2.npz")
+    for a, b in zip(model.get_weights(), model2.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_nan_loss_is_a_clear_error_and_terminate_on_nan_stops():
+    model = mlp("nan")
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    x, y = toy_data()
+    x[20] = np.nan
+    with pytest.raises(FloatingPointError, match="batch 1: the loss of output 'nan_out'"):
+        model.fit(x, y, batch_size=16, shuffle=False, verbose=0)
+    history = model.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0,
+                        callbacks=[callbacks.TerminateOnNaN()])
+    assert len(history.history["loss"]) == 1
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda m, x, y: m.fit(x, y[:, :2], verbose=0), ValueError, 'output "t_out"'),
+    (lambda m, x, y: m.fit(x, y[:10], verbose=0), InputDataError, "different numbers of samples"),
+    (lambda m, x, y: m.fit({"wrong": x}, y, verbose=0), InputDataError, "unknown key(s) ['wrong']"),
+    (lambda m, x, y: m.fit(x, {"nope": y}, verbose=0), InputDataError, "unknown output name(s) ['nope']"),
+])
+def test_data_errors_name_what_is_wrong(call, error, message):
+    model = mlp("t")
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    x, y = toy_data()
+    with pytest.raises(error) as e:
+        call(model, x, y)
+    assert message in str(e.value)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(optimizer="adamm", loss="mse"), "unknown optimizer 'adamm'"),
+    (dict(optimizer="sgd", loss="mse_typo"), "unknown loss 'mse_typo'"),
+    (dict(optimizer="sgd", loss="mse", metrics=["acuracy"]), "unknown metric 'acuracy'"),
+    (dict(optimizer="sgd", loss={"nope": "mse"}), "loss has key(s) ['nope'], which are not outputs"),
+    (dict(optimizer="sgd", loss="mse", loss_weights=[1.0, 2.0]), "loss_weights has 2 entries but the model has 1"),
+])
+def test_compile_errors(kwargs, message):
+    with pytest.raises(ValueError) as e:
+        mlp("c").compile(**kwargs)
+    assert message in str(e.value)
+
+
+def test_fit_before_compile():
+    x, y = toy_data()
+    with pytest.raises(RuntimeError, match="You must call compile"):
+        mlp("u").fit(x, y)
+
+
+def test_optimizer_objects_and_keras_refusing_lr():
+    with pytest.raises(ValueError, match="Keras 3 refuses `lr`"):
+        gcomp.optimizers.Adam(lr=0.1)
+    opt = gcomp.optimizers.RMSprop(learning_rate=0.01, rho=0.8)
+    model = mlp("o")
+    model.compile(optimizer=opt, loss="categorical_crossentropy")
+    assert model._compile_config["optimizer"]["class_name"] == "RMSprop"
+    assert model._compile_config["optimizer"]["config"]["rho"] == pytest.approx(0.8)
+
+
+def test_sequential_trains_and_predict_backends_agree_after_fit():
+    model = Sequential([Input(shape=(6,)), layers.Dense(4, activation="tanh"), layers.Dropout(0.3), layers.Dense(3)])
+    model.compile(optimizer="adam", loss="mse")
+    x, y = toy_data()
+    model.fit(x, y, epochs=2, verbose=0)
+    np.testing.assert_allclose(model.predict(x), model.predict(x, backend="numpy"), rtol=1e-5, atol=1e-6)

@@ -1,0 +1,478 @@
+"""Gradient checks of the NumPy runtime's backward kernels (templates/numpy/vjp.py).
+
+Every kernel is checked in float64 against central finite differences of a random scalar objective
+sum(w * f(x)) built from the forward kernels of templates/numpy/prelude.py, and called in float32 to
+check that float32 stays float32. The kernels are loaded the way a generated training module holds
+them: prelude.py and vjp.py executed, one after the other, in one namespace.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import zlib
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+_TEMPLATES = Path(__file__).parents[1] / "templates" / "numpy"
+
+
+def _load_runtime() -> SimpleNamespace:
+    source = (_TEMPLATES / "prelude.py").read_text() + "\n" + (_TEMPLATES / "vjp.py").read_text()
+    namespace: dict = {"__name__": "gcomp_vjp_under_test"}
+    exec(compile(source, "<prelude.py + vjp.py>", "exec"), namespace)
+    return SimpleNamespace(**namespace)
+
+
+rt = _load_runtime()
+
+RTOL, ATOL = 1e-6, 1e-8
+EPS = 1e-6
+
+
+def rng_for(*key) -> np.random.Generator:
+    """A generator seeded from the test's parameters: each case gets its own fixed data."""
+    return np.random.default_rng(zlib.crc32(repr(key).encode()))
+
+
+def normal(rng, *shape, scale=1.0):
+    return np.asarray(rng.standard_normal(shape) * scale)  # shape () gives a 0-d array
+
+
+def numeric_grad(fn, ws, x, eps=EPS):
+    """Central differences, with respect to every element of the float64 array x (perturbed in place
+    and restored), of the objective sum_k sum(ws[k] * fn()[k]) for fn returning a list of arrays.
+    The weighted sum is taken of the output differences, so outputs that the element does not reach
+    cancel exactly and add no rounding error."""
+    grad = np.zeros_like(x)
+    flat, gflat = x.reshape(-1), grad.reshape(-1)
+    assert np.shares_memory(flat, x)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + eps
+        plus = [np.array(o) for o in fn()]  # copies: an output may be a view of x
+        flat[i] = old - eps
+        minus = [np.array(o) for o in fn()]
+        flat[i] = old
+        gflat[i] = sum(float(np.sum(w * (p - m))) for w, p, m in zip(ws, plus, minus)) / (2 * eps)
+    return grad
+
+
+def check(analytic, numeric):
+    assert analytic.dtype == np.float64
+    assert analytic.shape == numeric.shape
+    np.testing.assert_allclose(analytic, numeric, rtol=RTOL, atol=ATOL)
+
+
+def f32(*arrays):
+    return [a.astype(np.float32) for a in arrays]
+
+
+# ---- forward kernels keep float64 -----------------------------------------------------------------
+def test_forward_kernels_preserve_float64():
+    rng = rng_for("forward64")
+    x = normal(rng, 2, 5, 4)
+    for name, fn in rt.ACTIVATIONS.items():
+        assert fn(x).dtype == np.float64, name
+    k = normal(rng, 2, 4, 3)
+    assert rt.conv(x, k, (1,), "same", (1,), "c").dtype == np.float64
+    assert rt.max_pool(x, (2,), (1,), "same", "m").dtype == np.float64
+    assert rt.avg_pool(x, (2,), (1,), "same", "a").dtype == np.float64
+    out, h, c = rt.lstm(x, normal(rng, 4, 8), normal(rng, 2, 8), normal(rng, 8), "tanh", "sigmoid", True, False)
+    assert out.dtype == h.dtype == c.dtype == np.float64
+    y, mask = rt.dropout_train(x, 0.5, np.random.default_rng(0))
+    assert y.dtype == mask.dtype == np.float64
+    # float32 in, float32 out
+    x32, k32 = f32(x, k)
+    assert rt.conv(x32, k32, (2,), "valid", (1,), "c").dtype == np.float32
+    for name, fn in rt.ACTIVATIONS.items():
+        assert fn(x32).dtype == np.float32, name
+
+
+def test_float32_activations_unchanged():
+    """The float32 results of the activations whose constants became Python floats (so that float64
+    inputs get full-precision constants) are bit-identical to the np.float32-constant formulas."""
+    x = normal(rng_for("f32 constants"), 50, scale=3).astype(np.float32)
+    alpha, scale = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+    f32_elu = np.where(x >= 0, x, np.float32(alpha) * np.expm1(np.minimum(x, np.float32(0))))
+    np.testing.assert_array_equal(rt.selu(x), np.float32(scale) * f32_elu)
+    np.testing.assert_array_equal(rt.leaky_relu(x), np.where(x >= 0, x, x * np.float32(0.2)))
+    np.testing.assert_array_equal(rt.elu(x), np.where(x >= 0, x, np.float32(1) * np.expm1(np.minimum(x, 0))))
+    assert rt.selu(x).dtype == np.float32
+
+
+# ---- activations ---------------------------------------------------------------------------------
+KINKS = (-3.0, 0.0, 3.0, 6.0)
+
+
+def activation_input(rng):
+    """Random values and fixed ones on both sides of every kink, none within 1e-2 of a kink."""
+    x = np.concatenate([normal(rng, 3, 9, scale=2.5).ravel(),
+                        [-7, -4, -2.9, -0.5, 0.5, 2.9, 4, 5.9, 6.5]]).reshape(4, 9)
+    for k in KINKS:
+        near = np.abs(x - k) < 1e-2
+        x[near] = k + 0.05
+    return x
+
+
+@pytest.mark.parametrize("name", sorted(rt.ACTIVATIONS))
+def test_activation_vjp(name):
+    rng = rng_for("act", name)
+    fn = rt.ACTIVATIONS[name]
+    x = activation_input(rng)
+    w = normal(rng, *x.shape)
+    analytic = rt.activation_vjp(name, x, fn(x), w)
+    check(analytic, numeric_grad(lambda: [fn(x)], [w], x))
+    x32, w32 = f32(x, w)
+    assert rt.activation_vjp(name, x32, fn(x32), w32).dtype == np.float32
+
+
+@pytest.mark.parametrize("name, at, expected", [
+    ("relu", 0.0, 0.0), ("relu6", 0.0, 0.0), ("relu6", 6.0, 0.0), ("relu6", 5.5, 1.0),
+    ("leaky_relu", 0.0, 1.0), ("leaky_relu", -1.0, 0.2), ("hard_sigmoid", -3.0, 0.0),
+    ("hard_sigmoid", 3.0, 0.0), ("hard_sigmoid", 0.0, 1 / 6), ("hard_silu", -3.0, 0.0),
+    ("hard_silu", 3.0, 1.0), ("elu", 0.0, 1.0), ("gelu", 0.0, 0.5), ("softsign", 0.0, 1.0),
+])
+def test_activation_derivative_at_kinks(name, at, expected):
+    x = np.array([at])
+    g = rt.activation_vjp(name, x, rt.ACTIVATIONS[name](x), np.ones(1))
+    np.testing.assert_allclose(g, [expected], rtol=1e-12)
+
+
+# ---- dense, embedding -----------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(5, 4), (2, 3, 4)])
+@pytest.mark.parametrize("use_bias", [True, False])
+@pytest.mark.parametrize("need_x", [True, False])
+def test_dense_vjp(shape, use_bias, need_x):
+    rng = rng_for("dense", shape, use_bias)
+    x, k, b = normal(rng, *shape), normal(rng, shape[-1], 3), normal(rng, 3)
+    w = normal(rng, *shape[:-1], 3)
+
+    def loss():
+        return [x @ k + (b if use_bias else 0)]
+
+    ws = [w]
+    gx, gk, gb = rt.dense_vjp(x, k, w, need_x, use_bias)
+    check(gk, numeric_grad(loss, ws, k))
+    if need_x:
+        check(gx, numeric_grad(loss, ws, x))
+    else:
+        assert gx is None
+    if use_bias:
+        check(gb, numeric_grad(loss, ws, b))
+    else:
+        assert gb is None
+    outs = rt.dense_vjp(*f32(x, k, w), need_x, use_bias)
+    assert all(o.dtype == np.float32 for o in outs if o is not None)
+
+
+@pytest.mark.parametrize("index_shape", [(7,), (3, 5), (2, 2, 3)])
+def test_embedding_vjp(index_shape):
+    rng = rng_for("embedding", index_shape)
+    table = normal(rng, 6, 3)
+    indices = rng.integers(0, 4, size=index_shape)  # repeats, and rows 4, 5 unused
+    w = normal(rng, *index_shape, 3)
+    g = rt.embedding_vjp(indices, 6, w)
+    check(g, numeric_grad(lambda: [table[indices]], [w], table))
+    assert not g[4:].any()
+    assert rt.embedding_vjp(indices.astype(np.int32), 6, w.astype(np.float32)).dtype == np.float32
+    assert not rt.embedding_vjp(np.zeros((0, 2), np.int64), 6, np.zeros((0, 2, 3))).any()
+
+
+# ---- convolution ---------------------------------------------------------------------------------
+CONV_CASES = [
+    # x shape, kernel shape, strides, padding, dilation
+    ((2, 7, 3), (3, 3, 4), (1,), "valid", (1,)),
+    ((2, 7, 3), (3, 3, 4), (1,), "same", (1,)),
+    ((2, 7, 3), (3, 3, 4), (1,), "causal", (2,)),
+    ((2, 8, 3), (2, 3, 2), (2,), "same", (1,)),
+    ((2, 9, 2), (3, 2, 2), (3,), "valid", (1,)),
+    ((2, 6, 5, 2), (3, 2, 2, 3), (1, 1), "valid", (1, 1)),
+    ((2, 6, 5, 2), (3, 2, 2, 3), (1, 1), "same", (2, 1)),
+    ((2, 6, 5, 2), (3, 3, 2, 2), (2, 2), "same", (1, 1)),
+    ((1, 7, 6, 2), (2, 3, 2, 2), (2, 1), "valid", (1, 1)),
+    ((1, 4, 4, 3, 2), (2, 2, 2, 2, 2), (2, 2, 1), "same", (1, 1, 1)),
+]
+
+
+@pytest.mark.parametrize("x_shape, k_shape, strides, padding, dilation", CONV_CASES)
+def test_conv_vjp(x_shape, k_shape, strides, padding, dilation):
+    rng = rng_for("conv", x_shape, k_shape, strides, padding, dilation)
+    x, k, b = normal(rng, *x_shape), normal(rng, *k_shape), normal(rng, k_shape[-1])
+
+    def forward():
+        return rt.conv(x, k, strides, padding, dilation, "conv") + b
+
+    w = normal(rng, *forward().shape)
+
+    def loss():
+        return [forward()]
+
+    ws = [w]
+    gx, gk, gb = rt.conv_vjp(x, k, w, strides, padding, dilation, True, True)
+    check(gx, numeric_grad(loss, ws, x))
+    check(gk, numeric_grad(loss, ws, k))
+    check(gb, numeric_grad(loss, ws, b))
+    assert gk.flags.c_contiguous and gx.flags.c_contiguous
+    assert rt.conv_vjp(x, k, w, strides, padding, dilation, False, False)[::2] == (None, None)
+    outs = rt.conv_vjp(*f32(x, k, w), strides, padding, dilation, True, True)
+    assert all(o.dtype == np.float32 for o in outs)
+
+
+# ---- pooling -------------------------------------------------------------------------------------
+POOL_CASES = [
+    # x shape, pool_size, strides, padding
+    ((2, 8, 3), (2,), (2,), "valid"),
+    ((2, 7, 3), (3,), (2,), "same"),
+    ((2, 7, 2), (3,), (1,), "valid"),
+    ((2, 6, 5, 2), (2, 2), (2, 2), "valid"),
+    ((2, 6, 5, 2), (3, 2), (2, 1), "same"),
+    ((1, 5, 5, 2), (3, 3), (1, 1), "same"),
+    ((1, 4, 5, 3, 2), (2, 2, 2), (2, 2, 1), "same"),
+]
+
+
+@pytest.mark.parametrize("x_shape, pool_size, strides, padding", POOL_CASES)
+def test_max_pool_vjp(x_shape, pool_size, strides, padding):
+    rng = rng_for("max_pool", x_shape, pool_size, strides, padding)
+    x = normal(rng, *x_shape)  # distinct values: no ties
+    w = normal(rng, *rt.max_pool(x, pool_size, strides, padding, "p").shape)
+    g = rt.max_pool_vjp(x, w, pool_size, strides, padding)
+    check(g, numeric_grad(lambda: [rt.max_pool(x, pool_size, strides, padding, "p")], [w], x))
+    assert rt.max_pool_vjp(*f32(x, w), pool_size, strides, padding).dtype == np.float32
+
+
+def _max_pool_vjp_loops(x, gy, pool_size, strides, padding):
+    """Reference with explicit loops: each window's gradient to its first max (np.argmax order)."""
+    rank = len(pool_size)
+    ones = (1,) * rank
+    pads = rt._spatial_pads(x.shape[1:-1], pool_size, strides, ones, padding)
+    xp = np.pad(x, [(0, 0)] + pads + [(0, 0)], constant_values=-np.inf)
+    gp = np.zeros_like(xp)
+    for n, ch in itertools.product(range(x.shape[0]), range(x.shape[-1])):
+        for out in np.ndindex(*gy.shape[1:-1]):
+            lo = [o * s for o, s in zip(out, strides)]
+            window = xp[(n,) + tuple(slice(a, a + p) for a, p in zip(lo, pool_size)) + (ch,)]
+            arg = np.unravel_index(np.argmax(window), pool_size)
+            gp[(n,) + tuple(a + i for a, i in zip(lo, arg)) + (ch,)] += gy[(n,) + out + (ch,)]
+    return gp[(slice(None),) + tuple(slice(a, a + m) for (a, _), m in zip(pads, x.shape[1:-1])) + (slice(None),)]
+
+
+@pytest.mark.parametrize("x_shape, pool_size, strides, padding", POOL_CASES)
+def test_max_pool_vjp_ties_go_to_first_max(x_shape, pool_size, strides, padding):
+    rng = rng_for("max_pool_ties", x_shape, pool_size, strides, padding)
+    x = rng.integers(0, 3, size=x_shape).astype(np.float64)  # many ties
+    w = normal(rng, *rt.max_pool(x, pool_size, strides, padding, "p").shape)
+    np.testing.assert_allclose(rt.max_pool_vjp(x, w, pool_size, strides, padding),
+                               _max_pool_vjp_loops(x, w, pool_size, strides, padding), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("x_shape, pool_size, strides, padding", POOL_CASES)
+def test_avg_pool_vjp(x_shape, pool_size, strides, padding):
+    rng = rng_for("avg_pool", x_shape, pool_size, strides, padding)
+    x = normal(rng, *x_shape)
+    w = normal(rng, *rt.avg_pool(x, pool_size, strides, padding, "p").shape)
+    g = rt.avg_pool_vjp(x.shape, x.dtype, w, pool_size, strides, padding)
+    check(g, numeric_grad(lambda: [rt.avg_pool(x, pool_size, strides, padding, "p")], [w], x))
+    assert rt.avg_pool_vjp(x.shape, np.float32, w.astype(np.float32), pool_size, strides, padding).dtype == np.float32
+
+
+@pytest.mark.parametrize("rank", [1, 2])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_global_pool_vjps(rank, keepdims):
+    rng = rng_for("global", rank, keepdims)
+    x = normal(rng, *(2, 4, 3, 5)[:rank + 1], 3)
+    axes = tuple(range(1, rank + 1))
+    for name, reduce in (("max", np.max), ("avg", np.mean)):
+        y = reduce(x, axis=axes, keepdims=keepdims)
+        w = normal(rng, *y.shape)
+        if name == "max":
+            g = rt.global_max_pool_vjp(x, y, w, rank, keepdims)
+            g32 = rt.global_max_pool_vjp(*f32(x, y, w), rank, keepdims)
+        else:
+            g = rt.global_avg_pool_vjp(x.shape, w, rank, keepdims)
+            g32 = rt.global_avg_pool_vjp(x.shape, w.astype(np.float32), rank, keepdims)
+        check(g, numeric_grad(lambda: [reduce(x, axis=axes, keepdims=keepdims)], [w], x))
+        assert g32.dtype == np.float32
+
+
+def test_global_max_pool_vjp_splits_ties():
+    x = np.array([[[1.0, 5.0], [3.0, 5.0], [3.0, 2.0], [0.0, 5.0]]])  # (1, 4, 2)
+    g = rt.global_max_pool_vjp(x, x.max(axis=1), np.array([[6.0, 9.0]]), 1, False)
+    np.testing.assert_array_equal(g, [[[0, 3], [3, 3], [3, 0], [0, 3]]])
+
+
+# ---- merges, reshape, dropout --------------------------------------------------------------------
+def test_concat_vjp():
+    rng = rng_for("concat")
+    xs = [normal(rng, 2, n, 3) for n in (1, 4, 2)]
+    w = normal(rng, 2, 7, 3)
+    grads = rt.concat_vjp(w, [1, 4, 2], 1)
+    for x, g in zip(xs, grads):
+        check(g, numeric_grad(lambda: [np.concatenate(xs, axis=1)], [w], x))
+    assert rt.concat_vjp(w.astype(np.float32), [2, 1], -1)[0].dtype == np.float32
+
+
+@pytest.mark.parametrize("small", [(3, 4), (1, 4), (2, 1, 4), (4,), (1, 1, 1), (), (2, 3, 4), (2, 3, 1)])
+def test_unbroadcast(small):
+    rng = rng_for("unbroadcast", small)
+    a = normal(rng, *small)
+    w = normal(rng, 2, 3, 4)
+    g = rt.unbroadcast(w, small)
+    check(np.asarray(g), numeric_grad(lambda: [np.broadcast_to(a, w.shape)], [w], a))
+    assert rt.unbroadcast(w.astype(np.float32), small).dtype == np.float32
+
+
+ELEMENTWISE = {
+    "add": lambda xs: sum(xs[1:], xs[0]),
+    "subtract": lambda xs: xs[0] - xs[1],
+    "multiply": lambda xs: math.prod(xs[1:], start=xs[0]),
+    "average": lambda xs: sum(xs[1:], xs[0]) / len(xs),
+    "maximum": lambda xs: np.maximum.reduce(np.broadcast_arrays(*xs)),
+    "minimum": lambda xs: np.minimum.reduce(np.broadcast_arrays(*xs)),
+}
+SHAPES = [[(2, 3, 4), (2, 3, 4)], [(2, 3, 4), (3, 4)], [(2, 1, 4), (2, 3, 1)], [(2, 3), (2, 3), (1, 3)]]
+
+
+@pytest.mark.parametrize("op, shapes", [(op, shapes) for op in sorted(ELEMENTWISE) for shapes in SHAPES
+                                        if op != "subtract" or len(shapes) == 2])  # subtract: 2 inputs
+def test_elementwise_vjp(op, shapes):
+    rng = rng_for("elementwise", op, shapes)
+    xs = [normal(rng, *s) for s in shapes]
+    fn = ELEMENTWISE[op]
+    y = fn(xs)
+    w = normal(rng, *y.shape)
+    grads = rt.elementwise_vjp(op, xs, y, w)
+    assert len(grads) == len(xs)
+    for x, g in zip(xs, grads):
+        check(np.asarray(g), numeric_grad(lambda: [fn(xs)], [w], x))
+    xs32 = f32(*xs)
+    assert all(g.dtype == np.float32 for g in rt.elementwise_vjp(op, xs32, fn(xs32), w.astype(np.float32)))
+
+
+@pytest.mark.parametrize("op", ["maximum", "minimum"])
+def test_elementwise_max_min_ties_go_to_first(op):
+    a = np.array([1.0, 2.0, 3.0, 2.0])
+    b = np.array([1.0, 1.0, 3.0, 3.0])
+    c = np.array([0.0, 2.0, 3.0, 3.0])
+    fn = ELEMENTWISE[op]
+    gy = np.array([1.0, 2.0, 4.0, 8.0])
+    ga, gb = rt.elementwise_vjp(op, [a, b], fn([a, b]), gy)
+    np.testing.assert_array_equal(ga + gb, gy)  # nothing lost or doubled
+    np.testing.assert_array_equal(ga != 0, (a >= b) if op == "maximum" else (a <= b))
+    grads = rt.elementwise_vjp(op, [c, b, a], fn([c, b, a]), gy)
+    np.testing.assert_array_equal(sum(grads), gy)
+    owner = np.argmax(np.stack([c, b, a]) == fn([c, b, a]), axis=0)  # first input attaining y
+    for i, g in enumerate(grads):
+        np.testing.assert_array_equal(g, np.where(owner == i, gy, 0))
+
+
+def test_reshape_vjp():
+    rng = rng_for("reshape")
+    x = normal(rng, 2, 3, 4)
+    w = normal(rng, 2, 12)
+    check(rt.reshape_vjp(x.shape, w), numeric_grad(lambda: [x.reshape(2, -1)], [w], x))
+
+
+def test_dropout_vjp():
+    rng = rng_for("dropout_vjp")
+    x = normal(rng, 3, 5)
+    _, mask = rt.dropout_train(x, 0.4, np.random.default_rng(1))
+    w = normal(rng, 3, 5)
+    check(rt.dropout_vjp(mask, w), numeric_grad(lambda: [x * mask], [w], x))
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.3, 0.75])
+def test_dropout_train_statistics(rate):
+    x = np.full((200, 500), 2.0, np.float32)
+    y, mask = rt.dropout_train(x, rate, np.random.default_rng(42))
+    assert y.dtype == mask.dtype == np.float32
+    assert abs((y == 0).mean() - rate) < 0.01
+    assert abs(y.mean() - 2.0) < 0.05
+    np.testing.assert_array_equal(np.unique(mask), [0, np.float32(1 / (1 - rate))])
+    np.testing.assert_array_equal(y, x * mask)
+    y2, _ = rt.dropout_train(x, rate, np.random.default_rng(42))
+    np.testing.assert_array_equal(y, y2)  # same seed, same mask
+
+
+def test_dropout_train_edge_rates():
+    x = np.arange(6.0).reshape(2, 3)
+    y, mask = rt.dropout_train(x, 0.0, np.random.default_rng(0))
+    np.testing.assert_array_equal(y, x)
+    y, mask = rt.dropout_train(x, 1.0, np.random.default_rng(0))
+    assert not y.any() and not mask.any()
+
+
+# ---- LSTM ----------------------------------------------------------------------------------------
+ACTIVATION_PAIRS = [("tanh", "sigmoid"), ("relu", "hard_sigmoid"), ("elu", "softmax")]
+
+
+def lstm_weights(rng, d, u, scale=0.6):
+    return normal(rng, d, 4 * u, scale=scale), normal(rng, u, 4 * u, scale=scale), normal(rng, 4 * u, scale=0.3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("acts", ACTIVATION_PAIRS)
+@pytest.mark.parametrize("return_sequences, go_backwards, use_bias",
+                         list(itertools.product([False, True], [False, True], [True, False])))
+def test_lstm_train_matches_lstm_exactly(dtype, acts, return_sequences, go_backwards, use_bias):
+    rng = rng_for("lstm_fwd", acts, return_sequences, go_backwards)
+    x = normal(rng, 3, 5, 4).astype(dtype)
+    k, r, b = (a.astype(dtype) for a in lstm_weights(rng, 4, 3))
+    b = b if use_bias else None
+    expected = rt.lstm(x, k, r, b, *acts, return_sequences, go_backwards)
+    *got, cache = rt.lstm_train(x, k, r, b, *acts, return_sequences, go_backwards)
+    for e, g in zip(expected, got):
+        assert g.dtype == dtype
+        np.testing.assert_array_equal(g, e)
+    assert all(cache[key].dtype == dtype for key in ("z", "g", "h", "c", "ac"))
+
+
+@pytest.mark.parametrize("acts", ACTIVATION_PAIRS)
+@pytest.mark.parametrize("return_sequences, go_backwards, with_states",
+                         list(itertools.product([False, True], [False, True], [False, True])))
+def test_lstm_vjp(acts, return_sequences, go_backwards, with_states):
+    rng = rng_for("lstm", acts, return_sequences, go_backwards, with_states)
+    n, steps, d, u = 2, 4, 3, 3
+    x = normal(rng, n, steps, d)
+    k, r, b = lstm_weights(rng, d, u)
+    w_out = normal(rng, *((n, steps, u) if return_sequences else (n, u)))
+    w_h, w_c = (normal(rng, n, u), normal(rng, n, u)) if with_states else (None, None)
+
+    def loss():
+        out, h, c = rt.lstm(x, k, r, b, *acts, return_sequences, go_backwards)
+        return [out, h, c]
+
+    ws = [w_out, w_h, w_c] if with_states else [w_out]
+    _, _, _, cache = rt.lstm_train(x, k, r, b, *acts, return_sequences, go_backwards)
+    gx, gk, gr, gb = rt.lstm_vjp(cache, k, r, w_out, w_h, w_c, True, True)
+    check(gx, numeric_grad(loss, ws, x))
+    check(gk, numeric_grad(loss, ws, k))
+    check(gr, numeric_grad(loss, ws, r))
+    check(gb, numeric_grad(loss, ws, b))
+    none_x, _, _, none_b = rt.lstm_vjp(cache, k, r, w_out, w_h, w_c, False, False)
+    assert none_x is None and none_b is None
+
+    x32, k32, r32, b32, w32 = f32(x, k, r, b, w_out)
+    *_, cache32 = rt.lstm_train(x32, k32, r32, b32, *acts, return_sequences, go_backwards)
+    states32 = f32(w_h, w_c) if with_states else (None, None)
+    assert all(g.dtype == np.float32 for g in rt.lstm_vjp(cache32, k32, r32, w32, *states32, True, True))
+
+
+def test_lstm_vjp_states_only():
+    """Only the returned states used (g_output None): h and c gradients still reach every weight."""
+    rng = rng_for("lstm_states")
+    x = normal(rng, 2, 3, 2)
+    k, r, b = lstm_weights(rng, 2, 2)
+    w_c = normal(rng, 2, 2)
+    *_, cache = rt.lstm_train(x, k, r, b, "tanh", "sigmoid", True, False)
+    ws = [w_c]
+    gx, gk, gr, gb = rt.lstm_vjp(cache, k, r, None, None, w_c, True, True)
+
+    def loss():
+        return [rt.lstm(x, k, r, b, "tanh", "sigmoid", True, False)[2]]
+
+    check(gx, numeric_grad(loss, ws, x))
+    check(gr, numeric_grad(loss, ws, r))
