@@ -264,3 +264,19 @@ def test_sequential_trains_and_predict_backends_agree_after_fit():
     x, y = toy_data()
     model.fit(x, y, epochs=2, verbose=0)
     np.testing.assert_allclose(model.predict(x), model.predict(x, backend="numpy"), rtol=1e-5, atol=1e-6)
+
+
+def test_evaluate_list_order_follows_keras_for_several_outputs():
+    """Keras: loss, per-output losses in output order, then the per-output metric keys sorted by name."""
+    x = Input(shape=(4,), name="x")
+    model = Model(x, [layers.Dense(3, activation="softmax", name="income")(x),
+                      layers.Dense(1, activation="sigmoid", name="gender")(x)])
+    model.compile("sgd", ["categorical_crossentropy", "binary_crossentropy"],
+                  metrics={"income": ["mse", "acc"], "gender": ["acc"]})
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(10, 4)).astype("float32")
+    y = [np.eye(3, dtype="float32")[rng.integers(0, 3, 10)], rng.integers(0, 2, (10, 1)).astype("float32")]
+    as_list = model.evaluate(data, y, verbose=0)
+    as_dict = model.evaluate(data, y, verbose=0, return_dict=True)
+    keys = ["loss", "income_loss", "gender_loss", "gender_acc", "income_acc", "income_mse"]
+    assert as_list == pytest.approx([as_dict[k] for k in keys])

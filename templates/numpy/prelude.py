@@ -200,31 +200,76 @@ def avg_pool(x, pool_size, strides, padding, layer):
     return (sums / counts).astype(x.dtype, copy=False)
 
 
+def _gate_activation(name):
+    """An in-place activation for the LSTM loop: f(src, out) writes name(src) into out."""
+    if name == "sigmoid":  # 1 / (1 + exp(-x)), written as 0.5 tanh(x / 2) + 0.5: three in-place passes
+        def apply(src, out):
+            np.multiply(src, 0.5, out=out)
+            np.tanh(out, out=out)
+            out *= 0.5
+            out += 0.5
+    elif name == "tanh":
+        def apply(src, out):
+            np.tanh(src, out=out)
+    else:
+        fn = ACTIVATIONS[name]
+
+        def apply(src, out):
+            out[...] = fn(src)
+    return apply
+
+
+def _lstm_core(x, kernel, recurrent_kernel, bias, activation, recurrent_activation, go_backwards, save):
+    """The LSTM recurrence, time-major so each step reads and writes contiguous rows. Gates i, f, c, o.
+    Returns (hs, c_last, cache): hs (T + 1, N, u) holds h_0 = 0 then every step's h; with `save` the
+    cache also keeps pre-activations z, gate values g (T, N, 4u), cell states c (T + 1, N, u) and
+    act(c) (T, N, u), which the backward reads."""
+    act, rec_act = _gate_activation(activation), _gate_activation(recurrent_activation)
+    rec_elementwise = recurrent_activation not in ("softmax", "log_softmax")
+    n, steps = x.shape[0], x.shape[1]
+    u = recurrent_kernel.shape[0]
+    xt = x.transpose(1, 0, 2)  # (T, N, d): one input projection for all steps
+    if go_backwards:
+        xt = xt[::-1]
+    z = np.matmul(xt, kernel)  # becomes the pre-activations in place
+    if bias is not None:
+        z += bias
+    dt = z.dtype
+    hs = np.zeros((steps + 1, n, u), dt)
+    gates = np.empty((steps, n, 4 * u), dt) if save else np.empty((1, n, 4 * u), dt)
+    cs = np.zeros((steps + 1, n, u), dt) if save else np.zeros((2, n, u), dt)
+    acs = np.empty((steps, n, u), dt) if save else np.empty((1, n, u), dt)
+    recurrent = np.empty((n, 4 * u), dt)
+    ig = np.empty((n, u), dt)
+    for t in range(steps):
+        zt, gt = z[t], gates[t if save else 0]
+        np.matmul(hs[t], recurrent_kernel, out=recurrent)
+        zt += recurrent
+        if rec_elementwise:  # i and f in one call
+            rec_act(zt[:, :2 * u], gt[:, :2 * u])
+        else:  # softmax-like: each gate on its own
+            rec_act(zt[:, :u], gt[:, :u])
+            rec_act(zt[:, u:2 * u], gt[:, u:2 * u])
+        act(zt[:, 2 * u:3 * u], gt[:, 2 * u:3 * u])
+        rec_act(zt[:, 3 * u:], gt[:, 3 * u:])
+        c_prev, c_new = (cs[t], cs[t + 1]) if save else (cs[t % 2], cs[(t + 1) % 2])
+        np.multiply(gt[:, u:2 * u], c_prev, out=c_new)
+        np.multiply(gt[:, :u], gt[:, 2 * u:3 * u], out=ig)
+        c_new += ig
+        a = acs[t if save else 0]
+        act(c_new, a)
+        np.multiply(gt[:, 3 * u:], a, out=hs[t + 1])
+    c_last = cs[steps if save else steps % 2].copy()
+    cache = {"x": xt, "z": z, "g": gates, "c": cs, "ac": acs} if save else None
+    return hs, c_last, cache
+
+
 def lstm(x, kernel, recurrent_kernel, bias, activation, recurrent_activation, return_sequences, go_backwards):
     """Keras LSTM: gates i, f, c, o. Input projections for all steps in one matmul, then the loop.
     Returns (output, h, c); with go_backwards the output sequence is in processing order (reversed)."""
-    act, rec_act = ACTIVATIONS[activation], ACTIVATIONS[recurrent_activation]
-    n, steps = x.shape[0], x.shape[1]
-    u = recurrent_kernel.shape[0]
-    if go_backwards:
-        x = x[:, ::-1]
-    zx = x @ kernel
-    if bias is not None:
-        zx += bias
-    h = np.zeros((n, u), zx.dtype)
-    c = np.zeros((n, u), zx.dtype)
-    ys = np.empty((n, steps, u), zx.dtype) if return_sequences else None
-    for t in range(steps):
-        z = zx[:, t] + h @ recurrent_kernel
-        i = rec_act(z[:, :u])
-        f = rec_act(z[:, u:2 * u])
-        g = act(z[:, 2 * u:3 * u])
-        o = rec_act(z[:, 3 * u:])
-        c = f * c + i * g
-        h = o * act(c)
-        if ys is not None:
-            ys[:, t] = h
-    return (ys if return_sequences else h), h, c
+    hs, c, _ = _lstm_core(x, kernel, recurrent_kernel, bias, activation, recurrent_activation, go_backwards, False)
+    h = hs[-1].copy()
+    return (np.ascontiguousarray(hs[1:].transpose(1, 0, 2)) if return_sequences else h), h, c
 
 
 def dropout_train(x, rate, rng):
@@ -240,52 +285,18 @@ def dropout_train(x, rate, rng):
 
 def lstm_train(x, kernel, recurrent_kernel, bias, activation, recurrent_activation, return_sequences,
                go_backwards):
-    """`lstm` for training: the same arithmetic (bit-identical output, h and c) and also a cache for
-    lstm_vjp. Returns (output, h, c, cache); cache is a dict of, over the T processed steps,
-      x   the input in processing order (reversed if go_backwards), (N, T, d)
-      z   gate pre-activations x K + h U + b, (N, T, 4u), blocks i, f, c, o
-      g   gate values rec_act(z_i), rec_act(z_f), act(z_c), rec_act(z_o), (N, T, 4u)
-      h   the hidden state entering each step (h_0 = 0), (N, T, u)
-      c   cell states c_0 = 0, c_1, ..., c_T, (N, T + 1, u)
-      ac  act(c_t) for t = 1..T, (N, T, u)
+    """`lstm` for training: the same arithmetic (the same output, h and c) and a cache for lstm_vjp.
+    Returns (output, h, c, cache); the cache (time-major, T processed steps) holds
+      x   the input in processing order (reversed if go_backwards), (T, N, d)
+      z   gate pre-activations x K + h U + b, (T, N, 4u), blocks i, f, c, o
+      g   gate values rec_act(z_i), rec_act(z_f), act(z_c), rec_act(z_o), (T, N, 4u)
+      h   hidden states h_0 = 0, h_1, ..., h_T, (T + 1, N, u)
+      c   cell states c_0 = 0, c_1, ..., c_T, (T + 1, N, u)
+      ac  act(c_t) for t = 1..T, (T, N, u)
     plus the layer's activation names and flags."""
-    act, rec_act = ACTIVATIONS[activation], ACTIVATIONS[recurrent_activation]
-    n, steps = x.shape[0], x.shape[1]
-    u = recurrent_kernel.shape[0]
-    if go_backwards:
-        x = x[:, ::-1]
-    zx = x @ kernel
-    if bias is not None:
-        zx += bias
-    dt = zx.dtype
-    h = np.zeros((n, u), dt)
-    c = np.zeros((n, u), dt)
-    ys = np.empty((n, steps, u), dt) if return_sequences else None
-    zs = np.empty((n, steps, 4 * u), dt)
-    gs = np.empty((n, steps, 4 * u), dt)
-    hs = np.empty((n, steps, u), dt)
-    cs = np.empty((n, steps + 1, u), dt)
-    acs = np.empty((n, steps, u), dt)
-    cs[:, 0] = 0
-    for t in range(steps):
-        hs[:, t] = h
-        z = zx[:, t] + h @ recurrent_kernel
-        # exactly lstm's calls on exactly lstm's operands, so the results match bit for bit
-        i = rec_act(z[:, :u])
-        f = rec_act(z[:, u:2 * u])
-        g = act(z[:, 2 * u:3 * u])
-        o = rec_act(z[:, 3 * u:])
-        c = f * c + i * g
-        a = act(c)
-        h = o * a
-        zs[:, t] = z
-        gs[:, t, :u], gs[:, t, u:2 * u], gs[:, t, 2 * u:3 * u], gs[:, t, 3 * u:] = i, f, g, o
-        cs[:, t + 1] = c
-        acs[:, t] = a
-        if ys is not None:
-            ys[:, t] = h
-    cache = {"x": x, "z": zs, "g": gs, "h": hs, "c": cs, "ac": acs, "activation": activation,
-             "recurrent_activation": recurrent_activation, "return_sequences": return_sequences,
-             "go_backwards": go_backwards}
-    return (ys if return_sequences else h), h, c, cache
+    hs, c, cache = _lstm_core(x, kernel, recurrent_kernel, bias, activation, recurrent_activation, go_backwards, True)
+    cache.update(h=hs, activation=activation, recurrent_activation=recurrent_activation,
+                 return_sequences=return_sequences, go_backwards=go_backwards)
+    h = hs[-1].copy()
+    return (np.ascontiguousarray(hs[1:].transpose(1, 0, 2)) if return_sequences else h), h, c, cache
 # ---- end of the gcomp NumPy runtime ------------------------------------------------------------

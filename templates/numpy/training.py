@@ -252,8 +252,11 @@ class Program:
         """Keras's evaluate result: the loss alone, or [loss, per-output losses, metrics]."""
         if return_dict:
             return logs
+        metrics = [key for key, _, _ in self._metrics]
+        if len(self.config["outputs"]) > 1:
+            metrics.sort()  # Keras: per-output metric keys after the losses, by name
         keys = ["loss"] + [s["output"] + "_loss" for s in self.config["losses"] if len(self.config["losses"]) > 1] \
-            + [key for key, _, _ in self._metrics]
+            + metrics
         values = [logs[k] for k in keys]
         return values[0] if len(values) == 1 else values
 

@@ -317,51 +317,113 @@ def dropout_vjp(mask, gy):
 
 # ---- LSTM ---------------------------------------------------------------------------------------
 
+def _activation_slope(name, x, y):
+    """The elementwise derivative of ACTIVATIONS[name] at x (y its output), for whole arrays."""
+    if name == "sigmoid":
+        return y * (1 - y)
+    if name == "tanh":
+        return 1 - y * y
+    return activation_vjp(name, x, y, np.ones_like(y))
+
+
 def lstm_vjp(cache, kernel, recurrent_kernel, g_output, g_h, g_c, need_x, use_bias):
     """Backpropagation through time for lstm_train. g_output: gradient of the output ((N, T, u) with
     return_sequences, else (N, u), the last step); g_h, g_c: gradients of the returned states (None
     when unused). Returns (gx or None, gkernel, grecurrent_kernel, gbias or None), gx in the input's
-    original time order. Only the recurrence loops over time: the input and weight gradients are one
-    GEMM each over all steps (gx = dZ K^T, gK = X^T dZ, gU = H^T dZ)."""
+    original time order. The activations' slopes are computed for all steps at once before the loop;
+    the loop does a few in-place products per step and one small GEMM, and the input and weight
+    gradients are one GEMM each over all steps (gx = dZ K^T, gK = X^T dZ, gU = H^T dZ)."""
     act, rec = cache["activation"], cache["recurrent_activation"]
     x, zs, gs, hs, cs, acs = cache["x"], cache["z"], cache["g"], cache["h"], cache["c"], cache["ac"]
-    n, steps, u4 = zs.shape
+    steps, n, u4 = zs.shape
     u = u4 // 4
     dt = zs.dtype
-    seq = g_output if cache["return_sequences"] else None
+    if {act, rec} & {"softmax", "log_softmax"}:
+        return _lstm_vjp_generic(cache, kernel, recurrent_kernel, g_output, g_h, g_c, need_x, use_bias)
+    slope = np.empty_like(gs)  # d gate / d z for every step
+    slope[..., :2 * u] = _activation_slope(rec, zs[..., :2 * u], gs[..., :2 * u])
+    slope[..., 2 * u:3 * u] = _activation_slope(act, zs[..., 2 * u:3 * u], gs[..., 2 * u:3 * u])
+    slope[..., 3 * u:] = _activation_slope(rec, zs[..., 3 * u:], gs[..., 3 * u:])
+    c_slope = _activation_slope(act, cs[1:], acs)  # d act(c_t) / d c_t
+    seq = None
+    if cache["return_sequences"] and g_output is not None:
+        seq = g_output.transpose(1, 0, 2)
     dh = np.zeros((n, u), dt)  # gradient reaching h_t (from later steps and from the outputs)
     dc = np.zeros((n, u), dt)  # gradient reaching c_t
-    if seq is None and g_output is not None:
+    if not cache["return_sequences"] and g_output is not None:
         dh += g_output
     if g_h is not None:
         dh += g_h
     if g_c is not None:
         dc += g_c
     dz = np.empty_like(zs)
-    ut = recurrent_kernel.T
+    tmp = np.empty((n, u), dt)
+    ut = np.ascontiguousarray(recurrent_kernel.T)
     for t in range(steps - 1, -1, -1):
         if seq is not None:
-            dh += seq[:, t]
-        z, gates, ac = zs[:, t], gs[:, t], acs[:, t]
-        i, f, g, o = gates[:, :u], gates[:, u:2 * u], gates[:, 2 * u:3 * u], gates[:, 3 * u:]
-        # h = o act(c);  c = f c_prev + i g
-        dc += activation_vjp(act, cs[:, t + 1], ac, dh * o)
-        dzt = dz[:, t]
-        dzt[:, :u] = activation_vjp(rec, z[:, :u], i, dc * g)
-        dzt[:, u:2 * u] = activation_vjp(rec, z[:, u:2 * u], f, dc * cs[:, t])
-        dzt[:, 2 * u:3 * u] = activation_vjp(act, z[:, 2 * u:3 * u], g, dc * i)
-        dzt[:, 3 * u:] = activation_vjp(rec, z[:, 3 * u:], o, dh * ac)
-        dc *= f
+            dh += seq[t]
+        g, d = gs[t], dz[t]
+        # h = o act(c): dc += dh o act'(c);  c = f c_prev + i g
+        np.multiply(dh, g[:, 3 * u:], out=tmp)
+        tmp *= c_slope[t]
+        dc += tmp
+        np.multiply(dc, g[:, 2 * u:3 * u], out=d[:, :u])
+        np.multiply(dc, cs[t], out=d[:, u:2 * u])
+        np.multiply(dc, g[:, :u], out=d[:, 2 * u:3 * u])
+        np.multiply(dh, acs[t], out=d[:, 3 * u:])
+        d *= slope[t]
+        dc *= g[:, u:2 * u]
         if t:
-            dh = dzt @ ut
-    dz2 = dz.reshape(n * steps, u4)
-    gkernel = x.reshape(n * steps, -1).T @ dz2
-    grecurrent = hs.reshape(n * steps, u).T @ dz2
+            np.matmul(d, ut, out=dh)
+    return _lstm_weight_grads(cache, kernel, dz, need_x, use_bias)
+
+
+def _lstm_vjp_generic(cache, kernel, recurrent_kernel, g_output, g_h, g_c, need_x, use_bias):
+    """lstm_vjp for gate activations that are not elementwise (softmax): each gate's vjp per step."""
+    act, rec = cache["activation"], cache["recurrent_activation"]
+    zs, gs, cs, acs = cache["z"], cache["g"], cache["c"], cache["ac"]
+    steps, n, u4 = zs.shape
+    u = u4 // 4
+    seq = g_output.transpose(1, 0, 2) if cache["return_sequences"] and g_output is not None else None
+    dh = np.zeros((n, u), zs.dtype)
+    dc = np.zeros((n, u), zs.dtype)
+    if not cache["return_sequences"] and g_output is not None:
+        dh += g_output
+    if g_h is not None:
+        dh += g_h
+    if g_c is not None:
+        dc += g_c
+    dz = np.empty_like(zs)
+    for t in range(steps - 1, -1, -1):
+        if seq is not None:
+            dh += seq[t]
+        z, g = zs[t], gs[t]
+        i, f, gg, o = g[:, :u], g[:, u:2 * u], g[:, 2 * u:3 * u], g[:, 3 * u:]
+        dc += activation_vjp(act, cs[t + 1], acs[t], dh * o)
+        dz[t, :, :u] = activation_vjp(rec, z[:, :u], i, dc * gg)
+        dz[t, :, u:2 * u] = activation_vjp(rec, z[:, u:2 * u], f, dc * cs[t])
+        dz[t, :, 2 * u:3 * u] = activation_vjp(act, z[:, 2 * u:3 * u], gg, dc * i)
+        dz[t, :, 3 * u:] = activation_vjp(rec, z[:, 3 * u:], o, dh * acs[t])
+        dc = dc * f
+        if t:
+            dh = dz[t] @ recurrent_kernel.T
+    return _lstm_weight_grads(cache, kernel, dz, need_x, use_bias)
+
+
+def _lstm_weight_grads(cache, kernel, dz, need_x, use_bias):
+    """Given dL/dz for every step: the weight, bias and input gradients, one GEMM each."""
+    x, hs = cache["x"], cache["h"]
+    steps, n, u4 = dz.shape
+    u = u4 // 4
+    dz2 = dz.reshape(steps * n, u4)
+    gkernel = x.reshape(steps * n, -1).T @ dz2
+    grecurrent = hs[:-1].reshape(steps * n, u).T @ dz2
     gbias = dz2.sum(axis=0) if use_bias else None
     gx = None
     if need_x:
-        gx = (dz2 @ kernel.T).reshape(n, steps, -1)
+        gx = (dz2 @ kernel.T).reshape(steps, n, -1)
         if cache["go_backwards"]:
-            gx = np.ascontiguousarray(gx[:, ::-1])
+            gx = gx[::-1]
+        gx = np.ascontiguousarray(gx.transpose(1, 0, 2))
     return gx, gkernel, grecurrent, gbias
 # ---- end of the gcomp NumPy runtime, backward pass ----------------------------------------------
