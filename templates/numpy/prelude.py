@@ -228,10 +228,9 @@ def _lstm_core(x, kernel, recurrent_kernel, bias, activation, recurrent_activati
     rec_elementwise = recurrent_activation not in ("softmax", "log_softmax")
     n, steps = x.shape[0], x.shape[1]
     u = recurrent_kernel.shape[0]
-    xt = x.transpose(1, 0, 2)  # (T, N, d): one input projection for all steps
-    if go_backwards:
-        xt = xt[::-1]
-    z = np.matmul(xt, kernel)  # becomes the pre-activations in place
+    xt = x.transpose(1, 0, 2)  # (T, N, d): one input projection for all steps, as one 2-D GEMM
+    xt = np.ascontiguousarray(xt[::-1] if go_backwards else xt)
+    z = (xt.reshape(steps * n, -1) @ kernel).reshape(steps, n, -1)  # becomes the pre-activations
     if bias is not None:
         z += bias
     dt = z.dtype
