@@ -44,6 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from _seed_models import fixed_inputs
 
 ROOT = Path(__file__).resolve().parent.parent
 KERAS_SIDE = Path(__file__).resolve().parent / "_keras_side.py"
@@ -53,7 +54,6 @@ DEFAULT_VENV = Path("/tmp/gcomp-bench-keras-venv")
 REQUIREMENTS = ["tensorflow-cpu", "keras", "tf2onnx", "onnx", "numpy"]
 VERSIONED = ["tensorflow-cpu", "keras", "tf2onnx", "onnx", "numpy", "protobuf"]
 MODELS = ["mlp", "qa_two_inputs", "multi_output", "inception", "residual", "siamese_lstm"]
-SEED_LENGTHS = {"qa_two_inputs": 100, "multi_output": 500, "siamese_lstm": 100}  # free sequence dims
 BATCH = 64
 MATCH_RTOL = 1e-4
 HEAVY_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
@@ -124,22 +124,6 @@ def run_filtered(command: list[str], cwd: Path) -> int:
 def load_gcomp_model(name: str):
     """The module-level `model` of examples/NAME.py, built by gcomp."""
     return runpy.run_path(str(ROOT / "examples" / f"{name}.py"))["model"]
-
-
-def fixed_inputs(model, name: str, batch: int) -> list[np.ndarray]:
-    """Seeded random inputs in model input order: normal floats; integers below every input_dim of the
-    Embeddings an input feeds; free sequence dims set to the seed notes' lengths."""
-    from gcomp.frontend.data import embedding_index_limits
-    limits = embedding_index_limits(model._inference_graph())
-    rng = np.random.default_rng(0)
-    arrays = []
-    for t, input_name in zip(model.inputs, model.input_names):
-        shape = [batch] + [SEED_LENGTHS.get(name, 1) if d is None else d for d in t.shape[1:]]
-        if input_name in limits:
-            arrays.append(rng.integers(0, min(d for _, d in limits[input_name]), shape).astype(t.dtype))
-        else:
-            arrays.append(rng.normal(size=shape).astype(t.dtype))
-    return arrays
 
 
 def gcomp_export_kwargs(opt_level: int | None, device: str) -> dict:

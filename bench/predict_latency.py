@@ -15,25 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+from _seed_models import fixed_inputs
 
 ROOT = Path(__file__).resolve().parent.parent
-SEED_LENGTHS = {"qa_two_inputs": 100, "multi_output": 500, "siamese_lstm": 100}
 MODELS = ["mlp", "qa_two_inputs", "multi_output", "inception", "residual", "siamese_lstm"]
-
-
-def inputs_for(model, name: str, batch: int) -> list[np.ndarray]:
-    from gcomp.frontend.data import embedding_index_limits
-    limits = embedding_index_limits(model._inference_graph())
-    rng = np.random.default_rng(0)
-    arrays = []
-    for t, input_name in zip(model.inputs, model.input_names):
-        shape = [batch] + [SEED_LENGTHS.get(name, 1) if d is None else d for d in t.shape[1:]]
-        if input_name in limits:
-            arrays.append(rng.integers(0, min(d for _, d in limits[input_name]), shape).astype(t.dtype))
-        else:
-            arrays.append(rng.normal(size=shape).astype(t.dtype))
-    return arrays
 
 
 def main() -> int:
@@ -54,7 +39,7 @@ def main() -> int:
                                      allow_spinning=False)
         forward, params = compile_graph(model._inference_graph()), model._param_values()
         for batch in (int(b) for b in args.batches.split(",")):
-            arrays = inputs_for(model, name, batch)
+            arrays = fixed_inputs(model, name, batch)
             feeds = dict(zip(session.input_names, arrays))
             runners = {"ort": lambda: session._session.run(None, feeds), "numpy": lambda: forward(params, arrays)}
             for run in runners.values():  # warm-up

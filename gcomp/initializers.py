@@ -86,15 +86,19 @@ class RandomNormal(Initializer):
         return self._rng().normal(self.mean, self.stddev, shape).astype(dtype)
 
 
+def _truncated_normal(rng: np.random.Generator, shape) -> np.ndarray:
+    """Unit normal draws, redrawn where they fall beyond two standard deviations (as Keras)."""
+    x = rng.normal(0.0, 1.0, shape)
+    while (bad := np.abs(x) > 2).any():
+        x[bad] = rng.normal(0.0, 1.0, int(bad.sum()))
+    return x
+
+
 class TruncatedNormal(RandomNormal):
     """Normal draws, redrawn where they fall beyond two standard deviations."""
 
     def __call__(self, shape, dtype="float32"):
-        rng = self._rng()
-        x = rng.normal(0.0, 1.0, shape)
-        while (bad := np.abs(x) > 2).any():
-            x[bad] = rng.normal(0.0, 1.0, int(bad.sum()))
-        return (self.mean + self.stddev * x).astype(dtype)
+        return (self.mean + self.stddev * _truncated_normal(self._rng(), shape)).astype(dtype)
 
 
 class VarianceScaling(Initializer):
@@ -115,15 +119,7 @@ class VarianceScaling(Initializer):
         if self.distribution == "untruncated_normal":
             return rng.normal(0.0, math.sqrt(scale), shape).astype(dtype)
         stddev = math.sqrt(scale) / 0.87962566103423978  # std of a unit normal truncated at 2
-        return TruncatedNormal(0.0, stddev, seed=None if self.seed is None else self.seed)(shape, dtype) \
-            if self.seed is not None else _truncated(rng, stddev, shape, dtype)
-
-
-def _truncated(rng, stddev, shape, dtype):
-    x = rng.normal(0.0, 1.0, shape)
-    while (bad := np.abs(x) > 2).any():
-        x[bad] = rng.normal(0.0, 1.0, int(bad.sum()))
-    return (stddev * x).astype(dtype)
+        return (stddev * _truncated_normal(rng, shape)).astype(dtype)
 
 
 class GlorotUniform(VarianceScaling):
@@ -197,8 +193,6 @@ def get(identifier) -> Initializer:
             return _BY_NAME[key]()
         raise LayerConfigError(f"unknown initializer {identifier!r}; known: {', '.join(sorted(_BY_NAME))}")
     if callable(identifier):
-        wrapped = Initializer()
-        wrapped.__call__ = lambda shape, dtype="float32": np.asarray(identifier(shape, dtype), dtype)  # type: ignore
         return _Callable(identifier)
     raise LayerConfigError(f"cannot interpret {identifier!r} as an initializer")
 

@@ -25,6 +25,23 @@ def shape_text(t: TensorType) -> str:
     return "(" + ", ".join(str(d) for d in t.shape) + ")"
 
 
+def assign_all(variables: list[Variable], weights: Sequence[Any], owner: str) -> None:
+    """set_weights: every count and shape is checked before any variable changes."""
+    if len(weights) != len(variables):
+        detail = (f'; the first weight without one is "{variables[len(weights)].path}" {variables[len(weights)].shape}'
+                  if len(weights) < len(variables) else "")
+        raise ValueError(f"{owner} has {len(variables)} weights "
+                         f"({', '.join(v.path for v in variables) or 'none'}) but set_weights received "
+                         f"{len(weights)} arrays{detail}")
+    arrays = [np.asarray(w) for w in weights]
+    for var, w in zip(variables, arrays):
+        if w.shape != var.shape:
+            raise ValueError(f'{owner}: weight "{var.path}" has shape {var.shape}, but set_weights received an '
+                             f"array of shape {w.shape}")
+    for var, w in zip(variables, arrays):
+        var.assign(w)
+
+
 class Node:
     """One call of a layer: its input tensors, output tensors and where the user made the call."""
 
@@ -128,17 +145,7 @@ class Layer:
         return [v.numpy() for v in self.weights]
 
     def set_weights(self, weights: Sequence[Any]) -> None:
-        own = self.weights
-        if len(weights) != len(own):
-            raise ValueError(f'Layer "{self.name}" expects {len(own)} weights '
-                             f"({', '.join(v.name for v in own) or 'none'}), but received {len(weights)}")
-        arrays = [np.asarray(w) for w in weights]
-        for var, w in zip(own, arrays):
-            if w.shape != var.shape:
-                raise ValueError(f'Layer "{self.name}" weight "{var.name}" has shape {var.shape}, '
-                                 f"which is not compatible with the provided weight shape {w.shape}")
-        for var, w in zip(own, arrays):
-            var.assign(w)
+        assign_all(self.weights, weights, f'Layer "{self.name}"')
 
     def count_params(self) -> int:
         return sum(math.prod(v.shape) for v in self.weights)

@@ -13,7 +13,7 @@ import numpy as np
 
 from gcomp.errors import GraphError, ShapeError
 from gcomp.frontend.graph_map import GraphMap, map_graph
-from gcomp.frontend.layer import Layer, shape_text
+from gcomp.frontend.layer import Layer, assign_all, shape_text
 from gcomp.frontend.layers.input_layer import InputLayer
 from gcomp.frontend.tensor import KerasTensor
 from gcomp.frontend.training import TrainingMixin
@@ -161,19 +161,7 @@ class Model(TrainingMixin, Layer):
 
     def set_weights(self, weights: Sequence[Any]) -> None:
         """Assign every weight, in get_weights() order; shapes are checked before anything changes."""
-        own = self.weights
-        if len(weights) != len(own):
-            detail = (f'; the first weight without one is "{own[len(weights)].path}" {own[len(weights)].shape}'
-                      if len(weights) < len(own) else "")
-            raise ValueError(f'Model "{self.name}" has {len(own)} weights but set_weights received '
-                             f"{len(weights)} arrays{detail}")
-        arrays = [np.asarray(w) for w in weights]
-        for var, w in zip(own, arrays):
-            if w.shape != var.shape:
-                raise ValueError(f'weight "{var.path}" has shape {var.shape}, but set_weights received an '
-                                 f"array of shape {w.shape}")
-        for var, w in zip(own, arrays):
-            var.assign(w)
+        assign_all(self.weights, weights, f'Model "{self.name}"')
 
     # ---- summary ------------------------------------------------------------------------------
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,

@@ -326,6 +326,20 @@ def _activation_slope(name, x, y):
     return activation_vjp(name, x, y, np.ones_like(y))
 
 
+def _lstm_output_grads(cache, g_output, g_h, g_c, n, u, dt):
+    """(time-major output-sequence gradient or None, gradient reaching h_T, gradient reaching c_T)."""
+    seq = g_output.transpose(1, 0, 2) if cache["return_sequences"] and g_output is not None else None
+    dh = np.zeros((n, u), dt)  # gradient reaching h_t (from later steps and from the outputs)
+    dc = np.zeros((n, u), dt)  # gradient reaching c_t
+    if not cache["return_sequences"] and g_output is not None:
+        dh += g_output
+    if g_h is not None:
+        dh += g_h
+    if g_c is not None:
+        dc += g_c
+    return seq, dh, dc
+
+
 def lstm_vjp(cache, kernel, recurrent_kernel, g_output, g_h, g_c, need_x, use_bias):
     """Backpropagation through time for lstm_train. g_output: gradient of the output ((N, T, u) with
     return_sequences, else (N, u), the last step); g_h, g_c: gradients of the returned states (None
@@ -345,17 +359,7 @@ def lstm_vjp(cache, kernel, recurrent_kernel, g_output, g_h, g_c, need_x, use_bi
     slope[..., 2 * u:3 * u] = _activation_slope(act, zs[..., 2 * u:3 * u], gs[..., 2 * u:3 * u])
     slope[..., 3 * u:] = _activation_slope(rec, zs[..., 3 * u:], gs[..., 3 * u:])
     c_slope = _activation_slope(act, cs[1:], acs)  # d act(c_t) / d c_t
-    seq = None
-    if cache["return_sequences"] and g_output is not None:
-        seq = g_output.transpose(1, 0, 2)
-    dh = np.zeros((n, u), dt)  # gradient reaching h_t (from later steps and from the outputs)
-    dc = np.zeros((n, u), dt)  # gradient reaching c_t
-    if not cache["return_sequences"] and g_output is not None:
-        dh += g_output
-    if g_h is not None:
-        dh += g_h
-    if g_c is not None:
-        dc += g_c
+    seq, dh, dc = _lstm_output_grads(cache, g_output, g_h, g_c, n, u, dt)
     dz = np.empty_like(zs)
     tmp = np.empty((n, u), dt)
     ut = np.ascontiguousarray(recurrent_kernel.T)
@@ -384,15 +388,7 @@ def _lstm_vjp_generic(cache, kernel, recurrent_kernel, g_output, g_h, g_c, need_
     zs, gs, cs, acs = cache["z"], cache["g"], cache["c"], cache["ac"]
     steps, n, u4 = zs.shape
     u = u4 // 4
-    seq = g_output.transpose(1, 0, 2) if cache["return_sequences"] and g_output is not None else None
-    dh = np.zeros((n, u), zs.dtype)
-    dc = np.zeros((n, u), zs.dtype)
-    if not cache["return_sequences"] and g_output is not None:
-        dh += g_output
-    if g_h is not None:
-        dh += g_h
-    if g_c is not None:
-        dc += g_c
+    seq, dh, dc = _lstm_output_grads(cache, g_output, g_h, g_c, n, u, zs.dtype)
     dz = np.empty_like(zs)
     for t in range(steps - 1, -1, -1):
         if seq is not None:
