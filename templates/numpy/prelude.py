@@ -168,15 +168,50 @@ def _windows(x, kernel, strides, dilation, layer):
     return view[index]
 
 
+def im2col(x, window, strides, padding, dilation, layer):
+    """The (M, k... C) patch matrix of channels-last x, M = N * prod(out), channels innermost (x's
+    contiguous axis, so the copy reads memory in runs), and the output's spatial shape."""
+    rank = len(window)
+    view = _windows(_pad_spatial(x, window, strides, dilation, padding, 0), window, strides, dilation, layer)
+    order = tuple(range(rank + 1)) + tuple(range(rank + 2, 2 * rank + 2)) + (rank + 1,)
+    out = view.shape[1:rank + 1]
+    return np.ascontiguousarray(view.transpose(order)).reshape(x.shape[0] * int(np.prod(out)), -1), out
+
+
+def shifted_rows(padded_shape, window, dilation):
+    """For a stride-1 window over channels-last data flattened to rows (N * prod(spatial), C): each
+    kernel offset's row shift, and R, the rows every shift can read. Row r + shift is the input under
+    offset `shift` of the window at row r; rows whose window leaves their sample are computed and
+    dropped (a few per sample: (k - 1) d of each axis)."""
+    spatial = padded_shape[1:-1]
+    row_strides = [int(np.prod(spatial[i + 1:], dtype=np.int64)) for i in range(len(spatial))]
+    offsets = np.stack(np.meshgrid(*[np.arange(k) * d for k, d in zip(window, dilation)], indexing="ij"), -1)
+    shifts = [int(np.dot(o, row_strides)) for o in offsets.reshape(-1, len(window))]
+    rows = padded_shape[0] * int(np.prod(spatial, dtype=np.int64))
+    return shifts, rows - shifts[-1]
+
+
 def conv(x, kernel, strides, padding, dilation, layer):
-    """Channels-last convolution, kernel (k..., C, F): im2col by strided view, then one GEMM."""
+    """Channels-last convolution, kernel (k..., C, F). At stride 1: one GEMM per kernel offset on
+    row-shifted views of the padded input (no im2col copy); strided: im2col, then one GEMM."""
     rank = kernel.ndim - 2
-    k = kernel.shape[:rank]
-    patches = _windows(_pad_spatial(x, k, strides, dilation, padding, 0), k, strides, dilation, layer)
-    # contract (C, k...) of the patches against (k..., C) of the kernel
-    axes_p = list(range(rank + 2, 2 * rank + 2)) + [rank + 1]
-    axes_k = list(range(rank)) + [rank]
-    return np.tensordot(patches, kernel, axes=(axes_p, axes_k)).astype(x.dtype, copy=False)
+    window, f = kernel.shape[:rank], kernel.shape[-1]
+    if any(s != 1 for s in strides):
+        patches, out = im2col(x, window, strides, padding, dilation, layer)
+        return (patches @ kernel.reshape(-1, f)).reshape((x.shape[0],) + out + (f,))
+    xp = _pad_spatial(x, window, strides, dilation, padding, 0)
+    _windows(xp, window, strides, dilation, layer)  # checks the input is not shorter than the window
+    rows2d = xp.reshape(-1, xp.shape[-1])
+    shifts, r = shifted_rows(xp.shape, window, dilation)
+    w = kernel.reshape(-1, kernel.shape[-2], f)
+    full = np.zeros((rows2d.shape[0], f), np.result_type(x.dtype, kernel.dtype))
+    part = np.empty((r, f), full.dtype)
+    for q, shift in enumerate(shifts):
+        np.matmul(rows2d[shift:shift + r], w[q], out=part)
+        full[:r] += part
+    out = tuple(p - d * (k - 1) for p, k, d in zip(xp.shape[1:-1], window, dilation))
+    full = full.reshape(xp.shape[:-1] + (f,))
+    return np.ascontiguousarray(full[(slice(None),) + tuple(slice(0, o) for o in out)])
 
 
 def max_pool(x, pool_size, strides, padding, layer):
