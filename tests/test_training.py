@@ -155,8 +155,8 @@ def test_emitted_program_gives_the_same_losses_as_fit(tmp_path):
     x, y = toy_data()
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", y)
-    path, trains = gcomp.build.__globals__["build_numpy"](model, tmp_path / "prog") if False else \
-        __import__("gcomp.build", fromlist=["build_numpy"]).build_numpy(model, tmp_path / "prog")
+    from gcomp.build import build_numpy
+    path, trains = build_numpy(model, tmp_path / "prog")
     assert trains and sorted(p.name for p in path.iterdir()) == ["README.md", "model.py", "weights.npz"]
     history = model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0)
     script = ("import sys, json, numpy as np; sys.modules['gcomp'] = None; import model; m = model.load(); "

@@ -292,7 +292,7 @@ class Model(TrainingMixin, Layer):
         return self._compiled_cache[key]
 
     def _onnx_runner(self, session):
-        from gcomp.runtime import quiet_run_options
+        from gcomp.runtime import RunError, quiet_run_options
         names, options = session.input_names, quiet_run_options()
 
         def run(arrays):
@@ -302,7 +302,7 @@ class Model(TrainingMixin, Layer):
                 # onnxruntime's messages name its nodes, not the user's layers (an embedding index
                 # out of range, say): the NumPy reference on the same batch names them.
                 self._runner("numpy")(arrays)
-                raise RuntimeError(f'onnxruntime failed on model "{self.name}": {ort_error}') from None
+                raise RunError(f'onnxruntime failed on model "{self.name}": {ort_error}') from None
         return run
 
     def predict(self, x, batch_size: int | None = None, verbose="auto", steps=None, callbacks=None,
