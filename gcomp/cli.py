@@ -31,6 +31,12 @@ def _cmd_ir(args) -> None:
 def _cmd_build(args) -> None:
     from gcomp.build import build, build_numpy
     from gcomp.passes import Report
+    if args.target == "c":
+        from gcomp.build import build_c
+        folder = build_c(args.model_file, args.output, model_name=args.model, max_batch=args.max_batch,
+                         max_len=args.max_len)
+        print(f"wrote {folder}: C99 inference code, Makefile, README.md, weights.bin (run make there)")
+        return
     if args.target == "numpy":
         folder, trains = build_numpy(args.model_file, args.output, model_name=args.model)
         kind = "training and inference" if trains else \
@@ -62,9 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     build = model_command("build", "compile the model to an ONNX file (written atomically)", _cmd_build)
     build.add_argument("-o", "--output", required=True, metavar="PATH",
                        help="output: a file for --target onnx (model.onnx), a folder for --target numpy")
-    build.add_argument("--target", default="onnx", choices=["onnx", "numpy"],
+    build.add_argument("--target", default="onnx", choices=["onnx", "numpy", "c"],
                        help="onnx (default): an ONNX file for onnxruntime; numpy: a standalone NumPy program "
-                            "that predicts and, if model.py compiled the model, trains")
+                            "that predicts and, if model.py compiled the model, trains; c: C99 inference "
+                            "code with a Makefile")
+    build.add_argument("--max-batch", type=int, default=64, metavar="N",
+                       help="--target c: the most samples one call takes (default 64)")
+    build.add_argument("--max-len", type=int, default=512, metavar="N",
+                       help="--target c: the longest free length (sequence) one call takes (default 512)")
     build.add_argument("--format", default="onnx", choices=["onnx"], help="output format (default: onnx)")
     build.add_argument("--opt-level", type=int, default=2, choices=[0, 1, 2],
                        help="0: no passes; 1: clean-ups that keep the weights; 2 (default): also merges")

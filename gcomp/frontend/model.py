@@ -269,10 +269,11 @@ class Model(TrainingMixin, Layer):
         if verbose:
             print(f"Saved ONNX model to {filepath}")
 
-    def _runner(self, backend: str):
-        """A callable(list of arrays) -> list of arrays for ``backend``, cached until weights change."""
+    def _runner(self, backend: str, limits: tuple[int, int] = (0, 0)):
+        """A callable(list of arrays) -> list of arrays for ``backend``, cached until weights change
+        (the C backend's code also depends on the largest batch and length it must take)."""
         versions = tuple(v.version for v in self.weights)
-        key = (backend, versions)
+        key = (backend, versions) + (limits if backend == "c" else ())
         if key not in self._compiled_cache:
             for stale in [k for k in self._compiled_cache if isinstance(k, tuple) and k[0] == backend]:
                 del self._compiled_cache[stale]
@@ -282,13 +283,19 @@ class Model(TrainingMixin, Layer):
                 session = runtime.from_bytes(self.to_onnx(device=device).SerializeToString(),
                                              f'model "{self.name}"', device=device)
                 self._compiled_cache[key] = self._onnx_runner(session)
+            elif backend == "c":
+                from gcomp.backends.c_runtime import CProgram
+                graph = self._current_graph()
+                program = CProgram(graph, *limits)
+                program.set_weights(graph.params)
+                self._compiled_cache[key] = program.forward
             elif backend == "numpy":
                 from gcomp.backends import numpy_backend
                 graph = self._current_graph()
                 forward = numpy_backend.compile_graph(graph)
                 self._compiled_cache[key] = lambda arrays: forward(graph.params, arrays)
             else:
-                raise ValueError(f"unknown backend {backend!r}; available: 'onnx', 'numpy'")
+                raise ValueError(f"unknown backend {backend!r}; available: 'onnx', 'numpy', 'c'")
         return self._compiled_cache[key]
 
     def _onnx_runner(self, session):
@@ -319,8 +326,13 @@ class Model(TrainingMixin, Layer):
         return self._structure_outputs(self._run_batches(arrays, step, backend))
 
     def _run_batches(self, arrays: list[np.ndarray], step: int, backend: str) -> list[np.ndarray]:
-        run = self._runner(backend)
         n = arrays[0].shape[0]
+        limits = (0, 0)
+        if backend == "c":  # the C code is built for a largest batch and length: round up, reuse builds
+            free = [a.shape[axis] for a, t in zip(arrays, self.inputs) for axis, d in enumerate(t.shape)
+                    if axis and d is None]
+            limits = (min(step, max(n, 1)), 1 << max(max(free, default=1) - 1, 7).bit_length())
+        run = self._runner(backend, limits)
         chunks = [run([a[i:i + step] for a in arrays]) for i in range(0, max(n, 1), step)]
         return [np.concatenate([c[j] for c in chunks]) for j in range(len(self.outputs))]
 

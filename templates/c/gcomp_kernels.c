@@ -1,0 +1,872 @@
+/* gcomp C kernels: implementations of gcomp_kernels.h. C99 (also C11), float32, only libc and
+ * libm, no allocation (the GEMM's packing buffers are fixed-size arrays on the stack, about
+ * 160 KiB per thread on AVX-512), deterministic: every output element is accumulated in an order
+ * fixed by the sizes alone, whatever the thread count.
+ *
+ * Speed: gk_matmul is a cache-blocked GEMM (blocks of KC along k, row blocks of MC, packed
+ * KC x NR panels of b) around an MR x NR register-tiled micro-kernel written for gcc's
+ * auto-vectorizer (-O3: the accumulator tile stays in vector registers). With OpenMP (-fopenmp)
+ * the blocks are shared among threads. Transcendentals of the activations are vectorizable
+ * polynomial approximations (a few float32 ulps), so whole rows vectorize too. */
+#include "gcomp_kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#define GK_PRAGMA(x) _Pragma(#x)
+#else
+#define GK_PRAGMA(x)
+#endif
+
+/* ---- small helpers ----------------------------------------------------------------------- */
+
+static long gk_minl(long a, long b) { return a < b ? a : b; }
+static long gk_maxl(long a, long b) { return a > b ? a : b; }
+
+/* Fused multiply-add where the target has it in hardware (gcc vectorizes fmaf into vfmadd);
+ * elsewhere a plain multiply-add, never a slow software fma. */
+#ifdef FP_FAST_FMAF
+#define GK_FMA(a, b, c) fmaf((a), (b), (c))
+#else
+#define GK_FMA(a, b, c) ((a) * (b) + (c))
+#endif
+
+static float gk_bits_to_float(int32_t i)
+{
+    float f;
+    memcpy(&f, &i, sizeof f);
+    return f;
+}
+
+static float gk_ubits_to_float(uint32_t i)
+{
+    float f;
+    memcpy(&f, &i, sizeof f);
+    return f;
+}
+
+static uint32_t gk_float_to_ubits(float f)
+{
+    uint32_t i;
+    memcpy(&i, &f, sizeof i);
+    return i;
+}
+
+/* cond ? a : b, as bit masks. With plain ?: gcc (under its default -ftrapping-math) may move the
+ * computation of an arm into a branch, and a loop with branches does not vectorize; masks keep
+ * the transcendentals below branch-free. */
+static inline float gk_select(int cond, float a, float b)
+{
+    const uint32_t m = 0u - (uint32_t)(cond != 0);
+    return gk_ubits_to_float((gk_float_to_ubits(a) & m) | (gk_float_to_ubits(b) & ~m));
+}
+
+/* exp(x) in float32: Cephes' polynomial after x = n ln2 + r (about 1 ulp); inf above 88.72, 0
+ * below -87.33 (no denormals), NaN stays NaN. */
+static inline float gk_expf(float x)
+{
+    const float hi = 88.7228317f, lo = -87.3365479f;
+    const float xc = gk_select(isgreater(x, hi), hi, gk_select(isless(x, lo), lo, x));
+    const float t = xc * 1.44269504088896341f;
+    /* n = round(t): adding 1.5 * 2^23 leaves it in the low mantissa bits (no float-to-int
+     * conversion, which could trap); clamped in integers, whatever a NaN left there */
+    int32_t n = (int32_t)(gk_float_to_ubits(t + 12582912.0f) - 0x4b400000u);
+    float fn, r, r2, p;
+    n = n < -126 ? -126 : n;
+    n = n > 128 ? 128 : n;
+    fn = (float)n;
+    r = xc - fn * 0.693359375f;
+    r = r - fn * -2.12194440e-4f;
+    r2 = r * r;
+    p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r2 + r + 1.0f;
+    /* times 2^n in two halves, so that n = 128 (x near 88.72) fits the exponent field */
+    p = p * gk_bits_to_float((n / 2 + 127) << 23) * gk_bits_to_float((n - n / 2 + 127) << 23);
+    return gk_select(isgreater(x, hi), HUGE_VALF, gk_select(isless(x, lo), 0.0f, p));
+}
+
+/* exp(x) - 1, accurate near 0 (Taylor series on (-0.5, 0.5)). */
+static inline float gk_expm1f(float x)
+{
+    const float e = gk_expf(x) - 1.0f;
+    float q = 1.0f / 40320.0f;
+    q = q * x + 1.0f / 5040.0f;
+    q = q * x + 1.0f / 720.0f;
+    q = q * x + 1.0f / 120.0f;
+    q = q * x + 1.0f / 24.0f;
+    q = q * x + 1.0f / 6.0f;
+    q = q * x + 0.5f;
+    q = q * x * x + x;
+    return gk_select(isless(fabsf(x), 0.5f), q, e);
+}
+
+/* log(x) for normal x > 0 (the callers only pass values in [1, 2]): Cephes' logf. */
+static inline float gk_logf(float x)
+{
+    const uint32_t bits = gk_float_to_ubits(x);
+    const float e0 = (float)(int32_t)((bits >> 23) & 0xffu) - 126.0f;
+    const float m0 = gk_ubits_to_float((bits & 0x807fffffu) | 0x3f000000u); /* [0.5, 1) */
+    const int small = isless(m0, 0.707106781186547524f);
+    const float e = gk_select(small, e0 - 1.0f, e0);
+    const float m = gk_select(small, m0 + m0 - 1.0f, m0 - 1.0f);
+    const float z = m * m;
+    float y = 7.0376836292e-2f;
+    y = y * m - 1.1514610310e-1f;
+    y = y * m + 1.1676998740e-1f;
+    y = y * m - 1.2420140846e-1f;
+    y = y * m + 1.4249322787e-1f;
+    y = y * m - 1.6668057665e-1f;
+    y = y * m + 2.0000714765e-1f;
+    y = y * m - 2.4999993993e-1f;
+    y = y * m + 3.3333331174e-1f;
+    y = y * m * z;
+    y += -2.12194440e-4f * e;
+    y += -0.5f * z;
+    return m + y + 0.693359375f * e;
+}
+
+/* log(1 + t) for t in [0, 1], accurate for tiny t: log(u) t / (u - 1) with u = 1 + t rounded. */
+static inline float gk_log1pf01(float t)
+{
+    const float u = 1.0f + t;
+    const float d = u - 1.0f;
+    const float l = gk_logf(u) * (t / gk_select(d == 0.0f, 1.0f, d));
+    return gk_select(d == 0.0f, t, l);
+}
+
+/* softplus(x) = log(1 + exp(x)) = log1p(exp(-|x|)) + max(x, 0). */
+static inline float gk_softplusf(float x)
+{
+    return gk_log1pf01(gk_expf(-fabsf(x))) + gk_select(isgreater(x, 0.0f), x, 0.0f);
+}
+
+/* tanh: Cephes' odd polynomial for |x| < 0.625, else 1 - 2 / (exp(2|x|) + 1) with x's sign. */
+static inline float gk_tanhf(float x)
+{
+    const float ax = fabsf(x);
+    const float z = x * x;
+    float p = -5.70498872745e-3f, big;
+    p = p * z + 2.06390887954e-2f;
+    p = p * z - 5.37397155531e-2f;
+    p = p * z + 1.33314422036e-1f;
+    p = p * z - 3.33332819422e-1f;
+    p = p * z * x + x;
+    big = copysignf(1.0f - 2.0f / (gk_expf(ax + ax) + 1.0f), x);
+    return gk_select(isless(ax, 0.625f), p, big);
+}
+
+static inline float gk_sigmoidf(float x) { return 1.0f / (1.0f + gk_expf(-x)); }
+
+static inline float gk_hard_sigmoidf(float x)
+{
+    float v = x / 6.0f + 0.5f;
+    v = v < 0.0f ? 0.0f : v;
+    return v > 1.0f ? 1.0f : v;
+}
+
+/* ---- GEMM ---------------------------------------------------------------------------------- */
+
+/* Register tile MR x NR (NR contiguous floats of c per row: whole vectors), chosen per target so
+ * that the MR * NR / width accumulators, a row of b and a broadcast fit the vector registers. */
+#ifndef GK_MR
+#if defined(__AVX512F__)
+#define GK_NR 32
+#define GK_MR 12
+#elif defined(__AVX__)
+#define GK_NR 16
+#define GK_MR 6
+#else
+#define GK_NR 8
+#define GK_MR 6
+#endif
+#endif
+#ifndef GK_KC
+#define GK_KC 192             /* k block: a packed KC x NR panel of b (24 KiB) stays in L1 */
+#endif
+#ifndef GK_MC
+#define GK_MC (GK_MR * 16)    /* row block: a packed MC x KC block of a stays in L2 */
+#endif
+#ifndef GK_PAR_WORK
+#define GK_PAR_WORK 200000L   /* m * n * k below which threads cost more than they save */
+#endif
+
+#define GK_NH (GK_NR / 2)     /* the half-width tiles, for panels of at most NR / 2 columns */
+
+/* gcc must unroll the rows of a tile before vectorizing, or it may vectorize across the rows of a
+ * narrow tile (with shuffles) instead of along them. */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8
+#define GK_UNROLL_ROWS _Pragma("GCC unroll 16")
+#else
+#define GK_UNROLL_ROWS
+#endif
+
+#ifndef GK_PF
+#define GK_PF 4               /* rows ahead to prefetch when b is read in place */
+#endif
+#if defined(__GNUC__)
+#define GK_PREFETCH(p) __builtin_prefetch((p), 0, 3)
+#else
+#define GK_PREFETCH(p) ((void)(p))
+#endif
+
+/* The micro-kernels, one per tile height R (MR, and smaller ones for the last rows of a matrix)
+ * and width W (NR, or NR / 2 for narrow panels): c (mr, nr) (=|+=) a_panel (R, kc) @ b_panel
+ * (kc, W) [+ bias (nr)], mr <= R, nr <= W. a_panel is packed (element (i, p) at ap[p * R + i]);
+ * b_panel rows are W floats `ldb` apart (packed: ldb = W). The tile lives in acc[R][W], indexed
+ * only by constants so that gcc keeps it in vector registers. */
+#define GK_DEFINE_MICRO(NAME, R, W)                                                              \
+    static void NAME(long kc, const float *restrict ap, const float *restrict bp, long ldb,      \
+                     float *restrict c, long ldc, long mr, long nr, int first,                   \
+                     const float *restrict bias)                                                 \
+    {                                                                                            \
+        float acc[R][W];                                                                         \
+        long p;                                                                                  \
+        int i, j;                                                                                \
+        for (i = 0; i < R; ++i)                                                                  \
+            for (j = 0; j < W; ++j) acc[i][j] = 0.0f;                                            \
+        for (p = 0; p < kc; ++p) {                                                               \
+            const float *restrict b = bp + p * ldb;                                              \
+            const float *restrict a = ap + p * R;                                                \
+            if (ldb != W) {                                                                      \
+                const float *pf = bp + (p + GK_PF < kc ? p + GK_PF : p) * ldb;                   \
+                for (j = 0; j < W; j += 16) GK_PREFETCH(pf + j);                                 \
+            }                                                                                    \
+            GK_UNROLL_ROWS                                                                       \
+            for (i = 0; i < R; ++i) {                                                            \
+                const float ai = a[i];                                                           \
+                for (j = 0; j < W; ++j) acc[i][j] = GK_FMA(ai, b[j], acc[i][j]);                 \
+            }                                                                                    \
+        }                                                                                        \
+        if (mr == R && nr == W) {                                                                \
+            for (i = 0; i < R; ++i) {                                                            \
+                float *restrict ci = c + i * ldc;                                                \
+                if (first)                                                                       \
+                    for (j = 0; j < W; ++j) ci[j] = acc[i][j];                                   \
+                else                                                                             \
+                    for (j = 0; j < W; ++j) ci[j] += acc[i][j];                                  \
+                if (bias)                                                                        \
+                    for (j = 0; j < W; ++j) ci[j] += bias[j];                                    \
+            }                                                                                    \
+        } else { /* through a copy, so that acc itself is never indexed by variables */         \
+            float tile[R][W];                                                                    \
+            long ii, jj;                                                                         \
+            for (i = 0; i < R; ++i)                                                              \
+                for (j = 0; j < W; ++j) tile[i][j] = acc[i][j];                                  \
+            for (ii = 0; ii < mr; ++ii) {                                                        \
+                float *restrict ci = c + ii * ldc;                                               \
+                if (first)                                                                       \
+                    for (jj = 0; jj < nr; ++jj) ci[jj] = tile[ii][jj];                           \
+                else                                                                             \
+                    for (jj = 0; jj < nr; ++jj) ci[jj] += tile[ii][jj];                          \
+                if (bias)                                                                        \
+                    for (jj = 0; jj < nr; ++jj) ci[jj] += bias[jj];                              \
+            }                                                                                    \
+        }                                                                                        \
+    }
+
+GK_DEFINE_MICRO(gk_micro_1, 1, GK_NR)
+GK_DEFINE_MICRO(gk_micro_2, 2, GK_NR)
+GK_DEFINE_MICRO(gk_micro_4, 4, GK_NR)
+GK_DEFINE_MICRO(gk_micro_mr, GK_MR, GK_NR)
+GK_DEFINE_MICRO(gk_micro_1h, 1, GK_NH)
+GK_DEFINE_MICRO(gk_micro_2h, 2, GK_NH)
+GK_DEFINE_MICRO(gk_micro_4h, 4, GK_NH)
+GK_DEFINE_MICRO(gk_micro_mrh, GK_MR, GK_NH)
+#if GK_MR > 8
+GK_DEFINE_MICRO(gk_micro_8, 8, GK_NR)
+GK_DEFINE_MICRO(gk_micro_8h, 8, GK_NH)
+#endif
+/* Wide tiles for blocks of at most 4 rows, whose b is read in place: more accumulators to hide
+ * the FMA latency, and longer contiguous runs of each row of b. */
+GK_DEFINE_MICRO(gk_micro_1w, 1, 4 * GK_NR)
+GK_DEFINE_MICRO(gk_micro_2w, 2, 2 * GK_NR)
+GK_DEFINE_MICRO(gk_micro_4w, 4, 2 * GK_NR)
+
+/* The tile height used for a panel of mr rows: the smallest defined R >= mr. */
+static long gk_tile_rows(long mr)
+{
+    if (mr <= 1) return 1;
+    if (mr <= 2) return 2;
+    if (mr <= 4) return 4;
+#if GK_MR > 8
+    if (mr <= 8) return 8;
+#endif
+    return GK_MR;
+}
+
+static void gk_micro(long r, long w, long kc, const float *ap, const float *bp, long ldb, float *c,
+                     long ldc, long mr, long nr, int first, const float *bias)
+{
+    if (w == GK_NR) {
+        switch (r) {
+        case 1: gk_micro_1(kc, ap, bp, ldb, c, ldc, mr, nr, first, bias); return;
+        case 2: gk_micro_2(kc, ap, bp, ldb, c, ldc, mr, nr, first, bias); return;
+        case 4: gk_micro_4(kc, ap, bp, ldb, c, ldc, mr, nr, first, bias); return;
+#if GK_MR > 8
+        case 8: gk_micro_8(kc, ap, bp, ldb, c, ldc, mr, nr, first, bias); return;
+#endif
+        default: gk_micro_mr(kc, ap, bp, ldb, c, ldc, mr, nr, first, bias); return;
+        }
+    }
+    switch (r) {
+    case 1: gk_micro_1h(kc, ap, bp, ldb, c, ldc, mr, nr, first, bias); return;
+    case 2: gk_micro_2h(kc, ap, bp, ldb, c, ldc, mr, nr, first, bias); return;
+    case 4: gk_micro_4h(kc, ap, bp, ldb, c, ldc, mr, nr, first, bias); return;
+#if GK_MR > 8
+    case 8: gk_micro_8h(kc, ap, bp, ldb, c, ldc, mr, nr, first, bias); return;
+#endif
+    default: gk_micro_mrh(kc, ap, bp, ldb, c, ldc, mr, nr, first, bias); return;
+    }
+}
+
+/* dst[p * r + i] = a[i * lda + p] for i < mr, zero for mr <= i < r (p < kc). */
+static void gk_pack_a(const float *a, long lda, long mr, long kc, long r, float *dst)
+{
+    long i, p;
+    if (mr == GK_MR && r == GK_MR) {
+        for (p = 0; p < kc; ++p) {
+            int ii;
+            for (ii = 0; ii < GK_MR; ++ii) dst[p * GK_MR + ii] = a[ii * lda + p];
+        }
+        return;
+    }
+    for (i = 0; i < mr; ++i) {
+        const float *ai = a + i * lda;
+        for (p = 0; p < kc; ++p) dst[p * r + i] = ai[p];
+    }
+    for (; i < r; ++i)
+        for (p = 0; p < kc; ++p) dst[p * r + i] = 0.0f;
+}
+
+/* dst[p * w + j] = b[p * ldb + j] for j < nr, zero for nr <= j < w (p < kc). */
+static void gk_pack_b(const float *b, long ldb, long kc, long nr, long w, float *dst)
+{
+    long p, j;
+    if (nr == GK_NR) {
+        for (p = 0; p < kc; ++p) {
+            const float *restrict bp = b + p * ldb;
+            float *restrict d = dst + p * GK_NR;
+            int jj;
+            for (jj = 0; jj < GK_NR; ++jj) d[jj] = bp[jj];
+        }
+        return;
+    }
+    for (p = 0; p < kc; ++p) {
+        const float *bp = b + p * ldb;
+        float *d = dst + p * w;
+        for (j = 0; j < nr; ++j) d[j] = bp[j];
+        for (; j < w; ++j) d[j] = 0.0f;
+    }
+}
+
+static float *gk_align64(float *p)
+{
+    return p + ((64u - (unsigned)((uintptr_t)p % 64u)) % 64u) / sizeof *p;
+}
+
+/* One unit of work: y[i0:i1, j0:j1] of the product. Rows are taken in blocks of at most MC; each
+ * block's a is packed per k block, then every NR-wide panel of b is packed once (or read in
+ * place when the block has a single row panel, so b is read exactly once) and swept by the row
+ * panels while it sits in L1. */
+static void gk_gemm_part(const float *a, long lda, const float *b, long ldb, const float *bias,
+                         float *y, long ldy, long i0, long i1, long j0, long j1, long k)
+{
+    float apack_raw[GK_MC * GK_KC + 16];
+    float bpack_raw[GK_KC * GK_NR + 16];
+    /* 64-byte aligned: whole-vector loads of the b panel never straddle cache lines */
+    float *const apack = gk_align64(apack_raw);
+    float *const bpack = gk_align64(bpack_raw);
+    long ic, pc, ir, jr;
+    for (ic = i0; ic < i1; ic += GK_MC) {
+        const long mc = gk_minl(GK_MC, i1 - ic);
+        const int direct_b = mc <= GK_MR;
+        for (pc = 0; pc < k; pc += GK_KC) {
+            const long kc = gk_minl(GK_KC, k - pc);
+            const int first = pc == 0;
+            const float *bias_k = pc + kc >= k ? bias : NULL;
+            for (ir = 0; ir < mc; ir += GK_MR) {
+                const long mr = gk_minl(GK_MR, mc - ir);
+                gk_pack_a(a + (ic + ir) * lda + pc, lda, mr, kc, gk_tile_rows(mr), apack + ir * kc);
+            }
+            jr = j0;
+            if (mc <= 4) { /* whole wide panels straight from b */
+                const long r = gk_tile_rows(mc), ww = r == 1 ? 4 * GK_NR : 2 * GK_NR;
+                for (; jr + ww <= j1; jr += ww) {
+                    const float *bp = b + pc * ldb + jr;
+                    float *yp = y + ic * ldy + jr;
+                    const float *bj = bias_k ? bias_k + jr : NULL;
+                    if (r == 1)
+                        gk_micro_1w(kc, apack, bp, ldb, yp, ldy, mc, ww, first, bj);
+                    else if (r == 2)
+                        gk_micro_2w(kc, apack, bp, ldb, yp, ldy, mc, ww, first, bj);
+                    else
+                        gk_micro_4w(kc, apack, bp, ldb, yp, ldy, mc, ww, first, bj);
+                }
+            }
+            for (; jr < j1; jr += GK_NR) {
+                const long nr = gk_minl(GK_NR, j1 - jr);
+                const long w = nr <= GK_NH ? GK_NH : GK_NR;
+                const float *bp = b + pc * ldb + jr;
+                long bld = ldb;
+                if (!direct_b || nr < w) {
+                    gk_pack_b(bp, ldb, kc, nr, w, bpack);
+                    bp = bpack;
+                    bld = w;
+                }
+                for (ir = 0; ir < mc; ir += GK_MR) {
+                    const long mr = gk_minl(GK_MR, mc - ir);
+                    gk_micro(gk_tile_rows(mr), w, kc, apack + ir * kc, bp, bld, y + (ic + ir) * ldy + jr,
+                             ldy, mr, nr, first, bias_k ? bias_k + jr : NULL);
+                }
+            }
+        }
+    }
+}
+
+/* y (m, n) = a (m, k) @ b (k, n) [+ bias], rows lda, ldb, ldy floats apart. */
+static void gk_gemm(const float *a, long lda, const float *b, long ldb, const float *bias, float *y,
+                    long ldy, long m, long k, long n)
+{
+    long panels, blocks, groups, npanels, items, item;
+    int threads = 1;
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) {
+        long i, j;
+        for (i = 0; i < m; ++i)
+            for (j = 0; j < n; ++j) y[i * ldy + j] = bias ? bias[j] : 0.0f;
+        return;
+    }
+#ifdef _OPENMP
+    if ((double)m * (double)n * (double)k >= (double)GK_PAR_WORK && !omp_in_parallel())
+        threads = omp_get_max_threads();
+#endif
+    /* Row blocks of whole MR panels, as even as possible and a multiple of the thread count;
+     * when there are fewer row blocks than threads, the NR panels of n are split too. */
+    panels = (m + GK_MR - 1) / GK_MR;
+    blocks = (panels + GK_MC / GK_MR - 1) / (GK_MC / GK_MR);
+    blocks = (blocks + threads - 1) / threads * threads;
+    blocks = gk_minl(blocks, panels);
+    npanels = (n + GK_NR - 1) / GK_NR;
+    groups = gk_minl(gk_maxl(1, (threads + blocks - 1) / blocks), npanels);
+    items = blocks * groups;
+    GK_PRAGMA(omp parallel for schedule(static) num_threads(threads) if (threads > 1 && items > 1))
+    for (item = 0; item < items; ++item) {
+        const long rb = item / groups, cg = item % groups;
+        const long i0 = gk_minl(m, rb * panels / blocks * GK_MR);
+        const long i1 = gk_minl(m, (rb + 1) * panels / blocks * GK_MR);
+        const long j0 = gk_minl(n, cg * npanels / groups * GK_NR);
+        const long j1 = gk_minl(n, (cg + 1) * npanels / groups * GK_NR);
+        if (i0 < i1 && j0 < j1) gk_gemm_part(a, lda, b, ldb, bias, y, ldy, i0, i1, j0, j1, k);
+    }
+}
+
+void gk_matmul(const float *a, const float *b, const float *bias, float *y, long m, long k, long n)
+{
+    gk_gemm(a, k, b, n, bias, y, n, m, k, n);
+}
+
+/* ---- activations --------------------------------------------------------------------------- */
+
+static void gk_softmax_row(const float *x, float *y, long n, int log_form)
+{
+    float mx = -HUGE_VALF;
+    double sum = 0.0;
+    long j;
+    for (j = 0; j < n; ++j) mx = x[j] > mx ? x[j] : mx;
+    if (log_form) {
+        for (j = 0; j < n; ++j) sum += (double)gk_expf(x[j] - mx);
+        {
+            const float ls = (float)log(sum);
+            for (j = 0; j < n; ++j) y[j] = (x[j] - mx) - ls;
+        }
+    } else {
+        for (j = 0; j < n; ++j) {
+            const float e = gk_expf(x[j] - mx);
+            y[j] = e;
+            sum += (double)e;
+        }
+        {
+            const float s = (float)sum;
+            for (j = 0; j < n; ++j) y[j] = y[j] / s;
+        }
+    }
+}
+
+void gk_activation(int act, const float *x, float *y, long rows, long row_len)
+{
+    const long n = rows * row_len;
+    const float selu_alpha = 1.6732632423543772848170429916717f;
+    const float selu_scale = 1.0507009873554804934193349852946f;
+    long i;
+    if (rows <= 0 || row_len <= 0) return;
+    switch (act) {
+    case GK_RELU:
+        for (i = 0; i < n; ++i) y[i] = x[i] < 0.0f ? 0.0f : x[i];
+        break;
+    case GK_SIGMOID:
+        for (i = 0; i < n; ++i) y[i] = gk_sigmoidf(x[i]);
+        break;
+    case GK_TANH:
+        for (i = 0; i < n; ++i) y[i] = gk_tanhf(x[i]);
+        break;
+    case GK_SOFTMAX:
+    case GK_LOG_SOFTMAX:
+        for (i = 0; i < rows; ++i)
+            gk_softmax_row(x + i * row_len, y + i * row_len, row_len, act == GK_LOG_SOFTMAX);
+        break;
+    case GK_ELU:
+        for (i = 0; i < n; ++i) {
+            const int pos = isgreaterequal(x[i], 0.0f);
+            y[i] = gk_select(pos, x[i], gk_expm1f(gk_select(pos, 0.0f, x[i])));
+        }
+        break;
+    case GK_SELU:
+        for (i = 0; i < n; ++i) {
+            const int pos = isgreaterequal(x[i], 0.0f);
+            y[i] = selu_scale * gk_select(pos, x[i], selu_alpha * gk_expm1f(gk_select(pos, 0.0f, x[i])));
+        }
+        break;
+    case GK_SOFTPLUS:
+        for (i = 0; i < n; ++i) y[i] = gk_softplusf(x[i]);
+        break;
+    case GK_SOFTSIGN:
+        for (i = 0; i < n; ++i) y[i] = x[i] / (1.0f + fabsf(x[i]));
+        break;
+    case GK_SILU:
+        for (i = 0; i < n; ++i) y[i] = x[i] * gk_sigmoidf(x[i]);
+        break;
+    case GK_GELU: /* exact: 0.5 x (1 + erf(x / sqrt 2)), as 0.5 x erfc(-x / sqrt 2) (no cancellation) */
+        for (i = 0; i < n; ++i) y[i] = 0.5f * x[i] * erfcf(-x[i] * 0.707106781186547524f);
+        break;
+    case GK_HARD_SIGMOID:
+        for (i = 0; i < n; ++i) y[i] = gk_hard_sigmoidf(x[i]);
+        break;
+    case GK_EXPONENTIAL:
+        for (i = 0; i < n; ++i) y[i] = gk_expf(x[i]);
+        break;
+    case GK_RELU6:
+        for (i = 0; i < n; ++i) {
+            const float v = x[i] < 0.0f ? 0.0f : x[i];
+            y[i] = v > 6.0f ? 6.0f : v;
+        }
+        break;
+    case GK_LEAKY_RELU:
+        for (i = 0; i < n; ++i) y[i] = x[i] >= 0.0f ? x[i] : x[i] * 0.2f;
+        break;
+    case GK_MISH:
+        for (i = 0; i < n; ++i) y[i] = x[i] * gk_tanhf(gk_softplusf(x[i]));
+        break;
+    case GK_HARD_SILU:
+        for (i = 0; i < n; ++i) y[i] = x[i] * gk_hard_sigmoidf(x[i]);
+        break;
+    default: /* GK_LINEAR */
+        if (y != x) memmove(y, x, (size_t)n * sizeof *y);
+        break;
+    }
+}
+
+/* ---- embedding gather ---------------------------------------------------------------------- */
+
+long gk_gather_i32(const float *table, long input_dim, long dim, const int32_t *idx, long n, float *y)
+{
+    long i;
+    for (i = 0; i < n; ++i) {
+        const long r = (long)idx[i];
+        if (r < 0 || r >= input_dim) return i;
+        if (dim > 0) memcpy(y + i * dim, table + r * dim, (size_t)dim * sizeof *y);
+    }
+    return -1;
+}
+
+long gk_gather_i64(const float *table, long input_dim, long dim, const int64_t *idx, long n, float *y)
+{
+    long i;
+    for (i = 0; i < n; ++i) {
+        const int64_t r = idx[i];
+        if (r < 0 || r >= (int64_t)input_dim) return i;
+        if (dim > 0) memcpy(y + i * dim, table + (long)r * dim, (size_t)dim * sizeof *y);
+    }
+    return -1;
+}
+
+/* ---- convolution ----------------------------------------------------------------------------- */
+
+/* patches (out0 * out1, k0 * k1 * C) of one sample, channels innermost; zeros where the window
+ * leaves x. */
+static void gk_im2col(const float *x, const long in[2], long channels, const long ks[2],
+                      const long stride[2], const long dilation[2], const long pad[2],
+                      const long out[2], float *patches)
+{
+    const long kcols = ks[0] * ks[1] * channels;
+    const long rows = out[0] * out[1];
+    long r;
+    GK_PRAGMA(omp parallel for schedule(static) if (rows * kcols >= 65536L && !omp_in_parallel()))
+    for (r = 0; r < rows; ++r) {
+        const long o0 = r / out[1], o1 = r % out[1];
+        float *dst = patches + r * kcols;
+        long a, b;
+        for (a = 0; a < ks[0]; ++a) {
+            const long i0 = o0 * stride[0] - pad[0] + a * dilation[0];
+            if (i0 < 0 || i0 >= in[0]) {
+                memset(dst, 0, (size_t)(ks[1] * channels) * sizeof *dst);
+                dst += ks[1] * channels;
+                continue;
+            }
+            for (b = 0; b < ks[1]; ++b) {
+                const long i1 = o1 * stride[1] - pad[1] + b * dilation[1];
+                if (i1 < 0 || i1 >= in[1])
+                    memset(dst, 0, (size_t)channels * sizeof *dst);
+                else
+                    memcpy(dst, x + (i0 * in[1] + i1) * channels, (size_t)channels * sizeof *dst);
+                dst += channels;
+            }
+        }
+    }
+}
+
+void gk_conv2d(const float *x, const float *kernel, const float *bias, float *y, long batch,
+               const long in[2], long channels, const long kernel_size[2], long filters,
+               const long stride[2], const long dilation[2], const long pad_before[2], const long out[2],
+               float *scratch)
+{
+    const long rows = out[0] * out[1];
+    const long kcols = kernel_size[0] * kernel_size[1] * channels;
+    long s;
+    if (batch <= 0 || rows <= 0 || filters <= 0) return;
+    if (kernel_size[0] == 1 && kernel_size[1] == 1 && stride[0] == 1 && stride[1] == 1 &&
+        pad_before[0] == 0 && pad_before[1] == 0 && out[0] == in[0] && out[1] == in[1]) {
+        /* pointwise: x already is the patch matrix, for the whole batch at once */
+        gk_gemm(x, channels, kernel, filters, bias, y, filters, batch * rows, channels, filters);
+        return;
+    }
+    for (s = 0; s < batch; ++s) {
+        gk_im2col(x + s * in[0] * in[1] * channels, in, channels, kernel_size, stride, dilation,
+                  pad_before, out, scratch);
+        gk_gemm(scratch, kcols, kernel, filters, bias, y + s * rows * filters, filters, rows, kcols,
+                filters);
+    }
+}
+
+/* ---- pooling ------------------------------------------------------------------------------- */
+
+void gk_pool2d(int is_max, const float *x, float *y, long batch, const long in[2], long channels,
+               const long pool[2], const long stride[2], const long pad_before[2], const long out[2])
+{
+    const long rows = batch * out[0] * out[1];
+    long r;
+    if (rows <= 0 || channels <= 0) return;
+    GK_PRAGMA(omp parallel for schedule(static) if (rows * channels * pool[0] * pool[1] >= 65536L && !omp_in_parallel()))
+    for (r = 0; r < rows; ++r) {
+        const long s = r / (out[0] * out[1]), o = r % (out[0] * out[1]);
+        const long o0 = o / out[1], o1 = o % out[1];
+        const long a0 = gk_maxl(0, o0 * stride[0] - pad_before[0]);
+        const long a1 = gk_minl(in[0], o0 * stride[0] - pad_before[0] + pool[0]);
+        const long b0 = gk_maxl(0, o1 * stride[1] - pad_before[1]);
+        const long b1 = gk_minl(in[1], o1 * stride[1] - pad_before[1] + pool[1]);
+        const float *xs = x + s * in[0] * in[1] * channels;
+        float *yr = y + r * channels;
+        long i0, i1, c;
+        for (c = 0; c < channels; ++c) yr[c] = is_max ? -HUGE_VALF : 0.0f;
+        for (i0 = a0; i0 < a1; ++i0)
+            for (i1 = b0; i1 < b1; ++i1) {
+                const float *xp = xs + (i0 * in[1] + i1) * channels;
+                if (is_max)
+                    for (c = 0; c < channels; ++c) yr[c] = xp[c] > yr[c] ? xp[c] : yr[c];
+                else
+                    for (c = 0; c < channels; ++c) yr[c] += xp[c];
+            }
+        if (!is_max) {
+            const long count = (a1 > a0 && b1 > b0) ? (a1 - a0) * (b1 - b0) : 0;
+            const float fc = (float)count;
+            if (count > 0)
+                for (c = 0; c < channels; ++c) yr[c] = yr[c] / fc;
+        }
+    }
+}
+
+void gk_global_pool(int is_max, const float *x, float *y, long batch, long spatial, long channels)
+{
+    enum { CHUNK = 64 };
+    long s, c0;
+    for (s = 0; s < batch; ++s) {
+        const float *xs = x + s * spatial * channels;
+        for (c0 = 0; c0 < channels; c0 += CHUNK) {
+            const long cn = gk_minl(CHUNK, channels - c0);
+            long p, c;
+            if (is_max) {
+                float m[CHUNK];
+                for (c = 0; c < cn; ++c) m[c] = -HUGE_VALF;
+                for (p = 0; p < spatial; ++p) {
+                    const float *xp = xs + p * channels + c0;
+                    for (c = 0; c < cn; ++c) m[c] = xp[c] > m[c] ? xp[c] : m[c];
+                }
+                for (c = 0; c < cn; ++c) y[s * channels + c0 + c] = m[c];
+            } else { /* mean, summed in double */
+                double acc[CHUNK];
+                for (c = 0; c < cn; ++c) acc[c] = 0.0;
+                for (p = 0; p < spatial; ++p) {
+                    const float *xp = xs + p * channels + c0;
+                    for (c = 0; c < cn; ++c) acc[c] += (double)xp[c];
+                }
+                for (c = 0; c < cn; ++c)
+                    y[s * channels + c0 + c] = spatial > 0 ? (float)(acc[c] / (double)spatial) : 0.0f;
+            }
+        }
+    }
+}
+
+/* ---- concat and merges ----------------------------------------------------------------------- */
+
+void gk_concat(int count, const float *const *xs, const long *widths, float *y, long outer, long inner)
+{
+    long o;
+    int i;
+    for (o = 0; o < outer; ++o)
+        for (i = 0; i < count; ++i) {
+            const long w = widths[i] * inner;
+            if (w > 0) memcpy(y, xs[i] + o * w, (size_t)w * sizeof *y);
+            y += w;
+        }
+}
+
+void gk_merge(int op, int count, const float *const *xs, float *y, long n)
+{
+    enum { CHUNK = 256 };
+    float acc[CHUNK];
+    long j0;
+    if (count <= 0 || n <= 0) return;
+    /* chunk by chunk, all inputs read before the chunk of y is written: y may be one of xs */
+    for (j0 = 0; j0 < n; j0 += CHUNK) {
+        const long cn = gk_minl(CHUNK, n - j0);
+        long j;
+        int i;
+        for (j = 0; j < cn; ++j) acc[j] = xs[0][j0 + j];
+        for (i = 1; i < count; ++i) {
+            const float *xi = xs[i] + j0;
+            switch (op) {
+            case GK_SUBTRACT:
+                for (j = 0; j < cn; ++j) acc[j] -= xi[j];
+                break;
+            case GK_MULTIPLY:
+                for (j = 0; j < cn; ++j) acc[j] *= xi[j];
+                break;
+            case GK_MAXIMUM:
+                for (j = 0; j < cn; ++j) acc[j] = xi[j] > acc[j] ? xi[j] : acc[j];
+                break;
+            case GK_MINIMUM:
+                for (j = 0; j < cn; ++j) acc[j] = xi[j] < acc[j] ? xi[j] : acc[j];
+                break;
+            default: /* GK_ADD, GK_AVERAGE */
+                for (j = 0; j < cn; ++j) acc[j] += xi[j];
+                break;
+            }
+        }
+        if (op == GK_AVERAGE) {
+            const float fc = (float)count;
+            for (j = 0; j < cn; ++j) acc[j] = acc[j] / fc;
+        }
+        memcpy(y + j0, acc, (size_t)cn * sizeof *y);
+    }
+}
+
+/* ---- LSTM ---------------------------------------------------------------------------------- */
+
+static int gk_elementwise(int act) { return act != GK_SOFTMAX && act != GK_LOG_SOFTMAX; }
+
+static inline float gk_reluf(float x) { return gk_select(isless(x, 0.0f), 0.0f, x); }
+
+/* One batch row of one step in a single vectorizable loop, for the common activation pairs:
+ * gates from zt (+ rr, h_{t-1} @ recurrent, unless NULL at the first step), then c and h. */
+#define GK_DEFINE_LSTM_ROW(NAME, ACT, REC)                                                       \
+    static void NAME(const float *restrict zt, const float *restrict rr, float *restrict cr,     \
+                     float *restrict hr, long u)                                                 \
+    {                                                                                            \
+        long j;                                                                                  \
+        if (rr) {                                                                                \
+            for (j = 0; j < u; ++j) {                                                            \
+                const float gi = REC(zt[j] + rr[j]), gf = REC(zt[u + j] + rr[u + j]);            \
+                const float gg = ACT(zt[2 * u + j] + rr[2 * u + j]);                             \
+                const float go = REC(zt[3 * u + j] + rr[3 * u + j]);                             \
+                const float cn = gf * cr[j] + gi * gg;                                           \
+                cr[j] = cn;                                                                      \
+                hr[j] = go * ACT(cn);                                                            \
+            }                                                                                    \
+        } else {                                                                                 \
+            for (j = 0; j < u; ++j) {                                                            \
+                const float gi = REC(zt[j]), gf = REC(zt[u + j]), gg = ACT(zt[2 * u + j]);       \
+                const float go = REC(zt[3 * u + j]);                                             \
+                const float cn = gf * cr[j] + gi * gg;                                           \
+                cr[j] = cn;                                                                      \
+                hr[j] = go * ACT(cn);                                                            \
+            }                                                                                    \
+        }                                                                                        \
+    }
+
+GK_DEFINE_LSTM_ROW(gk_lstm_row_tanh_sigmoid, gk_tanhf, gk_sigmoidf)
+GK_DEFINE_LSTM_ROW(gk_lstm_row_tanh_hard_sigmoid, gk_tanhf, gk_hard_sigmoidf)
+GK_DEFINE_LSTM_ROW(gk_lstm_row_relu_sigmoid, gk_reluf, gk_sigmoidf)
+
+/* The generic step of one batch row: activations by gk_activation (softmax-like ones act on each
+ * gate's u values), in place in zt. */
+static void gk_lstm_row(float *zt, const float *rr, float *cr, float *hr, long u, int activation,
+                        int recurrent_activation)
+{
+    float *ac = zt; /* act(c) overwrites the input gate once c is updated */
+    long j;
+    if (rr)
+        for (j = 0; j < 4 * u; ++j) zt[j] += rr[j];
+    if (gk_elementwise(recurrent_activation)) {
+        gk_activation(recurrent_activation, zt, zt, 1, 2 * u);
+    } else {
+        gk_activation(recurrent_activation, zt, zt, 1, u);
+        gk_activation(recurrent_activation, zt + u, zt + u, 1, u);
+    }
+    gk_activation(activation, zt + 2 * u, zt + 2 * u, 1, u);
+    gk_activation(recurrent_activation, zt + 3 * u, zt + 3 * u, 1, u);
+    for (j = 0; j < u; ++j) cr[j] = zt[u + j] * cr[j] + zt[j] * zt[2 * u + j];
+    gk_activation(activation, cr, ac, 1, u);
+    for (j = 0; j < u; ++j) hr[j] = zt[3 * u + j] * ac[j];
+}
+
+void gk_lstm(const float *x, const float *kernel, const float *recurrent, const float *bias,
+             float *y_seq, float *h, float *c, long batch, long steps, long in_dim, long units,
+             int activation, int recurrent_activation, int go_backwards, float *scratch)
+{
+    const long u = units, g4 = 4 * units;
+    float *z = scratch;                        /* (batch, steps, 4u): x K + b, in x's step order */
+    float *hb = scratch + batch * steps * g4;  /* h (batch, u) */
+    float *cb = hb + batch * u;                /* c (batch, u) */
+    long t, b;
+    if (batch <= 0 || u <= 0) return;
+    memset(hb, 0, (size_t)(2 * batch * u) * sizeof *hb);
+    if (steps > 0) gk_gemm(x, in_dim, kernel, g4, bias, z, g4, batch * steps, in_dim, g4);
+    for (t = 0; t < steps; ++t) {
+        const long ts = go_backwards ? steps - 1 - t : t;         /* x's step processed now */
+        const long tp = go_backwards ? ts + 1 : ts - 1;           /* the step processed before */
+        if (t > 0) /* h_{t-1} @ recurrent into the previous step's rows of z, no longer needed */
+            gk_gemm(hb, u, recurrent, g4, NULL, z + tp * g4, steps * g4, batch, u, g4);
+        for (b = 0; b < batch; ++b) {
+            float *zt = z + (b * steps + ts) * g4;
+            const float *rr = t > 0 ? z + (b * steps + tp) * g4 : NULL;
+            float *cr = cb + b * u, *hr = hb + b * u;
+            if (activation == GK_TANH && recurrent_activation == GK_SIGMOID)
+                gk_lstm_row_tanh_sigmoid(zt, rr, cr, hr, u);
+            else if (activation == GK_TANH && recurrent_activation == GK_HARD_SIGMOID)
+                gk_lstm_row_tanh_hard_sigmoid(zt, rr, cr, hr, u);
+            else if (activation == GK_RELU && recurrent_activation == GK_SIGMOID)
+                gk_lstm_row_relu_sigmoid(zt, rr, cr, hr, u);
+            else
+                gk_lstm_row(zt, rr, cr, hr, u, activation, recurrent_activation);
+            if (y_seq) memcpy(y_seq + (b * steps + t) * u, hr, (size_t)u * sizeof *hr);
+        }
+    }
+    if (h) memcpy(h, hb, (size_t)(batch * u) * sizeof *h);
+    if (c) memcpy(c, cb, (size_t)(batch * u) * sizeof *c);
+}

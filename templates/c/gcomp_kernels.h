@@ -1,0 +1,65 @@
+/* gcomp C kernels: the computations generated C models call. C99, float32, row-major,
+ * channels-last (Keras's layouts). No allocation: callers pass every buffer, scratch included.
+ * Each kernel's comment states its shapes; sizes are `long` element counts. */
+#ifndef GCOMP_KERNELS_H
+#define GCOMP_KERNELS_H
+
+#include <stdint.h>
+
+/* Activation codes (Keras names). Softmax and log_softmax act on the last axis (rows of `row_len`). */
+enum gk_activation {
+    GK_LINEAR = 0, GK_RELU, GK_SIGMOID, GK_TANH, GK_SOFTMAX, GK_ELU, GK_SELU, GK_SOFTPLUS,
+    GK_SOFTSIGN, GK_SILU, GK_GELU, GK_HARD_SIGMOID, GK_EXPONENTIAL, GK_RELU6, GK_LEAKY_RELU,
+    GK_MISH, GK_LOG_SOFTMAX, GK_HARD_SILU
+};
+
+/* Elementwise merge codes. */
+enum gk_merge { GK_ADD = 0, GK_SUBTRACT, GK_MULTIPLY, GK_AVERAGE, GK_MAXIMUM, GK_MINIMUM };
+
+/* y (m, n) = a (m, k) @ b (k, n) [+ bias (n)]; bias may be NULL. Cache-blocked, vectorizable. */
+void gk_matmul(const float *a, const float *b, const float *bias, float *y, long m, long k, long n);
+
+/* y = act(x) over `rows` rows of `row_len` values (in place allowed: y == x). */
+void gk_activation(int act, const float *x, float *y, long rows, long row_len);
+
+/* y (n, dim) = table[idx] for idx (n) int32/int64. Returns -1 when every index is in
+ * [0, input_dim), else the position of the first bad index (y is then unspecified). */
+long gk_gather_i32(const float *table, long input_dim, long dim, const int32_t *idx, long n, float *y);
+long gk_gather_i64(const float *table, long input_dim, long dim, const int64_t *idx, long n, float *y);
+
+/* Channels-last convolution of rank 1 or 2 (rank-1 uses in[1] = out[1] = kernel[1] = 1,
+ * stride[1] = dilation[1] = 1, pad[1] = 0). x (batch, in[0], in[1], channels), kernel
+ * (kernel[0], kernel[1], channels, filters), y (batch, out[0], out[1], filters).
+ * pad_before[i]: zeros before each spatial axis (the padding after is implied by out[i]).
+ * bias may be NULL. scratch: at least out[0] * out[1] * kernel[0] * kernel[1] * channels floats. */
+void gk_conv2d(const float *x, const float *kernel, const float *bias, float *y, long batch,
+               const long in[2], long channels, const long kernel_size[2], long filters,
+               const long stride[2], const long dilation[2], const long pad_before[2], const long out[2],
+               float *scratch);
+
+/* Max (is_max = 1) or average pooling, channels-last, rank 1 or 2 as gk_conv2d. Average counts
+ * only in-bounds elements (Keras's "same"); max ignores padded positions. */
+void gk_pool2d(int is_max, const float *x, float *y, long batch, const long in[2], long channels,
+               const long pool[2], const long stride[2], const long pad_before[2], const long out[2]);
+
+/* y (batch, channels) = max or mean of x (batch, spatial, channels) over `spatial` positions. */
+void gk_global_pool(int is_max, const float *x, float *y, long batch, long spatial, long channels);
+
+/* Concatenate `count` inputs along an axis: each input is (outer, widths[i] * inner) row blocks;
+ * y is (outer, sum(widths) * inner). */
+void gk_concat(int count, const float *const *xs, const long *widths, float *y, long outer, long inner);
+
+/* y = merge of `count` inputs of identical shape (n values each), Keras's order of operations
+ * (average: sum then divide by count). */
+void gk_merge(int op, int count, const float *const *xs, float *y, long n);
+
+/* Keras LSTM (gate blocks i, f, c, o) over x (batch, steps, in_dim): kernel (in_dim, 4u),
+ * recurrent (u, 4u), bias (4u) or NULL. Writes y_seq (batch, steps, u) if not NULL, and the last
+ * h and c (batch, u) into h and c (h, c may be NULL). go_backwards reads the input from the end
+ * and writes y_seq in that processing order. scratch: at least batch * steps * 4u + 2 * batch * u
+ * floats. */
+void gk_lstm(const float *x, const float *kernel, const float *recurrent, const float *bias,
+             float *y_seq, float *h, float *c, long batch, long steps, long in_dim, long units,
+             int activation, int recurrent_activation, int go_backwards, float *scratch);
+
+#endif
