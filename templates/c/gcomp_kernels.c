@@ -1,7 +1,7 @@
 /* gcomp C kernels: implementations of gcomp_kernels.h. C99 (also C11), float32, only libc and
- * libm, no allocation (the GEMM's packing buffers are fixed-size arrays on the stack, about
- * 160 KiB per thread on AVX-512), deterministic: every output element is accumulated in an order
- * fixed by the sizes alone, whatever the thread count.
+ * libm, no allocation (the GEMM's packing buffers are fixed-size arrays on the stack: about
+ * 170 KiB per thread with AVX-512, 85 KiB otherwise), deterministic: every output element is
+ * accumulated in an order fixed by the sizes alone, whatever the thread count.
  *
  * Speed: gk_matmul is a cache-blocked GEMM (blocks of KC along k, row blocks of MC, packed
  * KC x NR panels of b) around an MR x NR register-tiled micro-kernel written for gcc's
@@ -24,14 +24,6 @@
 
 static long gk_minl(long a, long b) { return a < b ? a : b; }
 static long gk_maxl(long a, long b) { return a > b ? a : b; }
-
-/* Fused multiply-add where the target has it in hardware (gcc vectorizes fmaf into vfmadd);
- * elsewhere a plain multiply-add, never a slow software fma. */
-#ifdef FP_FAST_FMAF
-#define GK_FMA(a, b, c) fmaf((a), (b), (c))
-#else
-#define GK_FMA(a, b, c) ((a) * (b) + (c))
-#endif
 
 static float gk_bits_to_float(int32_t i)
 {
@@ -63,7 +55,7 @@ static inline float gk_select(int cond, float a, float b)
     return gk_ubits_to_float((gk_float_to_ubits(a) & m) | (gk_float_to_ubits(b) & ~m));
 }
 
-/* exp(x) in float32: Cephes' polynomial after x = n ln2 + r (about 1 ulp); inf above 88.72, 0
+/* exp(x) in float32: Cephes' polynomial after x = n ln2 + r (within 3 ulps); inf above 88.72, 0
  * below -87.33 (no denormals), NaN stays NaN. */
 static inline float gk_expf(float x)
 {
@@ -75,7 +67,7 @@ static inline float gk_expf(float x)
     int32_t n = (int32_t)(gk_float_to_ubits(t + 12582912.0f) - 0x4b400000u);
     float fn, r, r2, p;
     n = n < -126 ? -126 : n;
-    n = n > 128 ? 128 : n;
+    n = n > 127 ? 127 : n; /* x in (88.03, 88.72]: r up to ln 2, error still below 4e-7 */
     fn = (float)n;
     r = xc - fn * 0.693359375f;
     r = r - fn * -2.12194440e-4f;
@@ -87,8 +79,7 @@ static inline float gk_expf(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r2 + r + 1.0f;
-    /* times 2^n in two halves, so that n = 128 (x near 88.72) fits the exponent field */
-    p = p * gk_bits_to_float((n / 2 + 127) << 23) * gk_bits_to_float((n - n / 2 + 127) << 23);
+    p = p * gk_bits_to_float((n + 127) << 23);
     return gk_select(isgreater(x, hi), HUGE_VALF, gk_select(isless(x, lo), 0.0f, p));
 }
 
@@ -147,22 +138,33 @@ static inline float gk_softplusf(float x)
     return gk_log1pf01(gk_expf(-fabsf(x))) + gk_select(isgreater(x, 0.0f), x, 0.0f);
 }
 
-/* tanh: Cephes' odd polynomial for |x| < 0.625, else 1 - 2 / (exp(2|x|) + 1) with x's sign. */
+/* tanh: a rational minimax approximation (odd degree 13 over even degree 6, as in Eigen) on
+ * [-7.9, 7.9], x itself below 4e-4: relative error below 5e-7 (a few float32 ulps), one division. */
 static inline float gk_tanhf(float x)
 {
-    const float ax = fabsf(x);
-    const float z = x * x;
-    float p = -5.70498872745e-3f, big;
-    p = p * z + 2.06390887954e-2f;
-    p = p * z - 5.37397155531e-2f;
-    p = p * z + 1.33314422036e-1f;
-    p = p * z - 3.33332819422e-1f;
-    p = p * z * x + x;
-    big = copysignf(1.0f - 2.0f / (gk_expf(ax + ax) + 1.0f), x);
-    return gk_select(isless(ax, 0.625f), p, big);
+    const float lim = 7.90531110763549805f;
+    const float xc = gk_select(isgreater(x, lim), lim, gk_select(isless(x, -lim), -lim, x));
+    const float x2 = xc * xc;
+    float p = -2.76076847742355e-16f, q = 1.19825839466702e-06f;
+    p = p * x2 + 2.00018790482477e-13f;
+    p = p * x2 - 8.60467152213735e-11f;
+    p = p * x2 + 5.12229709037114e-08f;
+    p = p * x2 + 1.48572235717979e-05f;
+    p = p * x2 + 6.37261928875436e-04f;
+    p = p * x2 + 4.89352455891786e-03f;
+    q = q * x2 + 1.18534705686654e-04f;
+    q = q * x2 + 2.26843463243900e-03f;
+    q = q * x2 + 4.89352518554385e-03f;
+    return gk_select(isless(fabsf(x), 4e-4f), x, xc * p / q);
 }
 
-static inline float gk_sigmoidf(float x) { return 1.0f / (1.0f + gk_expf(-x)); }
+/* 1 / (1 + exp(-x)) with x clamped to [-88, 88], where exp stays finite (no inf / inf, even
+ * under -ffast-math); beyond, the clamped values are 1 and 6e-39 anyway. */
+static inline float gk_sigmoidf(float x)
+{
+    const float xc = gk_select(isgreater(x, 88.0f), 88.0f, gk_select(isless(x, -88.0f), -88.0f, x));
+    return 1.0f / (1.0f + gk_expf(-xc));
+}
 
 static inline float gk_hard_sigmoidf(float x)
 {
@@ -173,31 +175,51 @@ static inline float gk_hard_sigmoidf(float x)
 
 /* ---- GEMM ---------------------------------------------------------------------------------- */
 
-/* Register tile MR x NR (NR contiguous floats of c per row: whole vectors), chosen per target so
- * that the MR * NR / width accumulators, a row of b and a broadcast fit the vector registers. */
-#ifndef GK_MR
-#if defined(__AVX512F__)
-#define GK_NR 32
-#define GK_MR 12
-#elif defined(__AVX__)
-#define GK_NR 16
-#define GK_MR 6
-#else
-#define GK_NR 8
-#define GK_MR 6
-#endif
-#endif
 #ifndef GK_KC
-#define GK_KC 192             /* k block: a packed KC x NR panel of b (24 KiB) stays in L1 */
-#endif
-#ifndef GK_MC
-#define GK_MC (GK_MR * 16)    /* row block: a packed MC x KC block of a stays in L2 */
+#define GK_KC 192             /* k block: a packed KC x NR panel of b (24 KiB at NR = 32) stays in L1 */
 #endif
 #ifndef GK_PAR_WORK
 #define GK_PAR_WORK 200000L   /* m * n * k below which threads cost more than they save */
 #endif
+#ifndef GK_PF
+#define GK_PF 4               /* rows ahead to prefetch when b is read in place */
+#endif
 
-#define GK_NH (GK_NR / 2)     /* the half-width tiles, for panels of at most NR / 2 columns */
+/* Register tile MR x NR of the build's own target (NR contiguous floats of c per row: whole
+ * vectors), chosen so that the MR * NR / width accumulators, a row of b and the broadcasts fit the
+ * vector registers. */
+#ifndef GK_MR
+#if defined(__AVX512F__)
+#define GK_MR 12
+#define GK_NR 32
+#elif defined(__AVX__)
+#define GK_MR 5               /* 6 leaves gcc too few registers for its broadcasts: it spills */
+#define GK_NR 16
+#else
+#define GK_MR 6
+#define GK_NR 8
+#endif
+#endif
+
+/* On x86 with GCC or Clang, builds for an older baseline (plain -O3 is SSE2) also carry AVX2 and
+ * AVX-512 GEMMs, chosen at run time from the CPU's features (-DGK_NO_DISPATCH: baseline only). */
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__)) && \
+    !defined(GK_NO_DISPATCH)
+#if !defined(__AVX512F__)
+#define GK_HAVE_AVX512 1
+#endif
+#if !defined(__AVX2__) || !defined(__FMA__)
+#define GK_HAVE_AVX2 1
+#endif
+#endif
+
+#if defined(__GNUC__)
+#define GK_NOINLINE __attribute__((noinline)) /* one big inlined loop nest compiles worse */
+#define GK_PREFETCH(p) __builtin_prefetch((p), 0, 3)
+#else
+#define GK_NOINLINE
+#define GK_PREFETCH(p) ((void)(p))
+#endif
 
 /* gcc must unroll the rows of a tile before vectorizing, or it may vectorize across the rows of a
  * narrow tile (with shuffles) instead of along them. */
@@ -207,41 +229,40 @@ static inline float gk_hard_sigmoidf(float x)
 #define GK_UNROLL_ROWS
 #endif
 
-#ifndef GK_PF
-#define GK_PF 4               /* rows ahead to prefetch when b is read in place */
-#endif
-#if defined(__GNUC__)
-#define GK_PREFETCH(p) __builtin_prefetch((p), 0, 3)
-#else
-#define GK_PREFETCH(p) ((void)(p))
-#endif
+static float *gk_align64(float *p)
+{
+    return p + ((64u - (unsigned)((uintptr_t)p % 64u)) % 64u) / sizeof *p;
+}
 
-/* The micro-kernels, one per tile height R (MR, and smaller ones for the last rows of a matrix)
- * and width W (NR, or NR / 2 for narrow panels): c (mr, nr) (=|+=) a_panel (R, kc) @ b_panel
- * (kc, W) [+ bias (nr)], mr <= R, nr <= W. a_panel is packed (element (i, p) at ap[p * R + i]);
- * b_panel rows are W floats `ldb` apart (packed: ldb = W). The tile lives in acc[R][W], indexed
- * only by constants so that gcc keeps it in vector registers. */
-#define GK_DEFINE_MICRO(NAME, R, W)                                                              \
-    static void NAME(long kc, const float *restrict ap, const float *restrict bp, long ldb,      \
-                     float *restrict c, long ldc, long mr, long nr, int first,                   \
-                     const float *restrict bias)                                                 \
+/* A micro-kernel for tile height R and width W: c (mr, nr) (=|+=) a_panel (R, kc) @ b_panel
+ * (kc, W) [+ bias (nr)], mr <= R, nr <= W, c = on the first k block, += after, the bias on the
+ * last. Element (i, p) of a_panel is ap[i * A_RS + p * A_CS] (packed: A_RS = 1, A_CS = R; read in
+ * place: lda, 1); b_panel rows are W floats `ldb` apart (packed: ldb = W; read in place, the rows
+ * a few steps ahead are prefetched). The tile lives in acc[R][W], indexed only by constants so that
+ * gcc keeps it in vector registers. ATTR: the function's target; FMA: its multiply-add. */
+#define GK_DEFINE_MICRO(NAME, R, W, A_RS, A_CS, ATTR, FMA)                                       \
+    static GK_NOINLINE ATTR void NAME(long kc, const float *restrict ap, long lda,               \
+                                      const float *restrict bp, long ldb, float *restrict c,     \
+                                      long ldc, long mr, long nr, int first,                     \
+                                      const float *restrict bias)                                \
     {                                                                                            \
         float acc[R][W];                                                                         \
         long p;                                                                                  \
         int i, j;                                                                                \
+        (void)lda;                                                                               \
         for (i = 0; i < R; ++i)                                                                  \
             for (j = 0; j < W; ++j) acc[i][j] = 0.0f;                                            \
         for (p = 0; p < kc; ++p) {                                                               \
             const float *restrict b = bp + p * ldb;                                              \
-            const float *restrict a = ap + p * R;                                                \
+            const float *restrict a = ap + p * (A_CS);                                           \
             if (ldb != W) {                                                                      \
                 const float *pf = bp + (p + GK_PF < kc ? p + GK_PF : p) * ldb;                   \
                 for (j = 0; j < W; j += 16) GK_PREFETCH(pf + j);                                 \
             }                                                                                    \
             GK_UNROLL_ROWS                                                                       \
             for (i = 0; i < R; ++i) {                                                            \
-                const float ai = a[i];                                                           \
-                for (j = 0; j < W; ++j) acc[i][j] = GK_FMA(ai, b[j], acc[i][j]);                 \
+                const float ai = a[i * (A_RS)];                                                  \
+                for (j = 0; j < W; ++j) acc[i][j] = FMA(ai, b[j], acc[i][j]);                    \
             }                                                                                    \
         }                                                                                        \
         if (mr == R && nr == W) {                                                                \
@@ -271,170 +292,224 @@ static inline float gk_hard_sigmoidf(float x)
         }                                                                                        \
     }
 
-GK_DEFINE_MICRO(gk_micro_1, 1, GK_NR)
-GK_DEFINE_MICRO(gk_micro_2, 2, GK_NR)
-GK_DEFINE_MICRO(gk_micro_4, 4, GK_NR)
-GK_DEFINE_MICRO(gk_micro_mr, GK_MR, GK_NR)
-GK_DEFINE_MICRO(gk_micro_1h, 1, GK_NH)
-GK_DEFINE_MICRO(gk_micro_2h, 2, GK_NH)
-GK_DEFINE_MICRO(gk_micro_4h, 4, GK_NH)
-GK_DEFINE_MICRO(gk_micro_mrh, GK_MR, GK_NH)
-#if GK_MR > 8
-GK_DEFINE_MICRO(gk_micro_8, 8, GK_NR)
-GK_DEFINE_MICRO(gk_micro_8h, 8, GK_NH)
+/* A whole GEMM for one register tile MR x NR and target ATTR: its micro-kernels (heights 1, 2, 4,
+ * 8 and MR; widths NR and NR / 2 for narrow panels; wide ones for blocks of at most 4 rows, whose
+ * b is read in place: more accumulators to hide the FMA latency, longer runs of each row of b;
+ * and ones reading a in place), the packing and gk_gemm_part_SFX, one unit of work:
+ * y[i0:i1, j0:j1] of the product. Its rows are taken in blocks of at most MC = 16 MR; each block's
+ * a is packed per k block (unless the unit has at most 4 NR columns: packing would cost more
+ * than it saves), then every NR-wide panel of b is packed once (or read in place when the block
+ * has a single row panel, so b is read exactly once) and swept by the row panels while it sits in
+ * L1. The packing buffers are arrays on the stack (MC * KC + KC * NR floats). */
+#define GK_DEFINE_GEMM(SFX, MR, NR, ATTR, FMA)                                                   \
+    GK_DEFINE_MICRO(gk_micro_1_##SFX, 1, NR, 1, 1, ATTR, FMA)                                    \
+    GK_DEFINE_MICRO(gk_micro_2_##SFX, 2, NR, 1, 2, ATTR, FMA)                                    \
+    GK_DEFINE_MICRO(gk_micro_4_##SFX, 4, NR, 1, 4, ATTR, FMA)                                    \
+    GK_DEFINE_MICRO(gk_micro_8_##SFX, 8, NR, 1, 8, ATTR, FMA)                                    \
+    GK_DEFINE_MICRO(gk_micro_mr_##SFX, MR, NR, 1, MR, ATTR, FMA)                                 \
+    GK_DEFINE_MICRO(gk_micro_1h_##SFX, 1, NR / 2, 1, 1, ATTR, FMA)                               \
+    GK_DEFINE_MICRO(gk_micro_2h_##SFX, 2, NR / 2, 1, 2, ATTR, FMA)                               \
+    GK_DEFINE_MICRO(gk_micro_4h_##SFX, 4, NR / 2, 1, 4, ATTR, FMA)                               \
+    GK_DEFINE_MICRO(gk_micro_8h_##SFX, 8, NR / 2, 1, 8, ATTR, FMA)                               \
+    GK_DEFINE_MICRO(gk_micro_mrh_##SFX, MR, NR / 2, 1, MR, ATTR, FMA)                            \
+    GK_DEFINE_MICRO(gk_micro_1w_##SFX, 1, 4 * NR, 1, 1, ATTR, FMA)                               \
+    GK_DEFINE_MICRO(gk_micro_2w_##SFX, 2, 2 * NR, 1, 2, ATTR, FMA)                               \
+    GK_DEFINE_MICRO(gk_micro_4w_##SFX, 4, 2 * NR, 1, 4, ATTR, FMA)                               \
+    GK_DEFINE_MICRO(gk_micro_mr_da_##SFX, MR, NR, lda, 1, ATTR, FMA)                             \
+    GK_DEFINE_MICRO(gk_micro_mrh_da_##SFX, MR, NR / 2, lda, 1, ATTR, FMA)                        \
+                                                                                                 \
+    /* the tile height for a panel of mr rows: the smallest of 1, 2, 4, 8 (if < MR), MR >= mr */ \
+    static ATTR long gk_tile_rows_##SFX(long mr)                                                 \
+    {                                                                                            \
+        if (mr <= 1) return 1;                                                                   \
+        if (mr <= 2) return 2;                                                                   \
+        if (mr <= 4) return 4;                                                                   \
+        if ((MR) > 8 && mr <= 8) return 8;                                                       \
+        return MR;                                                                               \
+    }                                                                                            \
+                                                                                                 \
+    static ATTR void gk_micro_##SFX(long r, long w, long kc, const float *ap, const float *bp,   \
+                                    long ldb, float *c, long ldc, long mr, long nr, int first,   \
+                                    const float *bias)                                           \
+    {                                                                                            \
+        if (w == (NR)) {                                                                         \
+            switch (r) {                                                                         \
+            case 1: gk_micro_1_##SFX(kc, ap, 0, bp, ldb, c, ldc, mr, nr, first, bias); return;   \
+            case 2: gk_micro_2_##SFX(kc, ap, 0, bp, ldb, c, ldc, mr, nr, first, bias); return;   \
+            case 4: gk_micro_4_##SFX(kc, ap, 0, bp, ldb, c, ldc, mr, nr, first, bias); return;   \
+            case 8: gk_micro_8_##SFX(kc, ap, 0, bp, ldb, c, ldc, mr, nr, first, bias); return;   \
+            default: gk_micro_mr_##SFX(kc, ap, 0, bp, ldb, c, ldc, mr, nr, first, bias); return; \
+            }                                                                                    \
+        }                                                                                        \
+        switch (r) {                                                                             \
+        case 1: gk_micro_1h_##SFX(kc, ap, 0, bp, ldb, c, ldc, mr, nr, first, bias); return;      \
+        case 2: gk_micro_2h_##SFX(kc, ap, 0, bp, ldb, c, ldc, mr, nr, first, bias); return;      \
+        case 4: gk_micro_4h_##SFX(kc, ap, 0, bp, ldb, c, ldc, mr, nr, first, bias); return;      \
+        case 8: gk_micro_8h_##SFX(kc, ap, 0, bp, ldb, c, ldc, mr, nr, first, bias); return;      \
+        default: gk_micro_mrh_##SFX(kc, ap, 0, bp, ldb, c, ldc, mr, nr, first, bias); return;    \
+        }                                                                                        \
+    }                                                                                            \
+                                                                                                 \
+    /* dst[p * r + i] = a[i * lda + p] for i < mr, zero for mr <= i < r (p < kc) */              \
+    static ATTR void gk_pack_a_##SFX(const float *a, long lda, long mr, long kc, long r,         \
+                                     float *dst)                                                 \
+    {                                                                                            \
+        long i, p;                                                                               \
+        if (mr == (MR) && r == (MR)) {                                                           \
+            for (p = 0; p < kc; ++p) {                                                           \
+                int ii;                                                                          \
+                for (ii = 0; ii < (MR); ++ii) dst[p * (MR) + ii] = a[ii * lda + p];              \
+            }                                                                                    \
+            return;                                                                              \
+        }                                                                                        \
+        for (i = 0; i < mr; ++i)                                                                 \
+            for (p = 0; p < kc; ++p) dst[p * r + i] = a[i * lda + p];                            \
+        for (; i < r; ++i)                                                                       \
+            for (p = 0; p < kc; ++p) dst[p * r + i] = 0.0f;                                      \
+    }                                                                                            \
+                                                                                                 \
+    /* dst[p * w + j] = b[p * ldb + j] for j < nr, zero for nr <= j < w (p < kc) */              \
+    static ATTR void gk_pack_b_##SFX(const float *b, long ldb, long kc, long nr, long w,         \
+                                     float *dst)                                                 \
+    {                                                                                            \
+        long p, j;                                                                               \
+        if (nr == (NR)) {                                                                        \
+            for (p = 0; p < kc; ++p) {                                                           \
+                const float *restrict bp = b + p * ldb;                                          \
+                float *restrict d = dst + p * (NR);                                              \
+                int jj;                                                                          \
+                for (jj = 0; jj < (NR); ++jj) d[jj] = bp[jj];                                    \
+            }                                                                                    \
+            return;                                                                              \
+        }                                                                                        \
+        for (p = 0; p < kc; ++p) {                                                               \
+            for (j = 0; j < nr; ++j) dst[p * w + j] = b[p * ldb + j];                            \
+            for (; j < w; ++j) dst[p * w + j] = 0.0f;                                            \
+        }                                                                                        \
+    }                                                                                            \
+                                                                                                 \
+    static ATTR void gk_gemm_part_##SFX(const float *a, long lda, const float *b, long ldb,      \
+                                        const float *bias, float *y, long ldy, long i0, long i1, \
+                                        long j0, long j1, long k)                                \
+    {                                                                                            \
+        float apack_raw[16 * (MR) * GK_KC + 16];                                                 \
+        float bpack_raw[GK_KC * (NR) + 16];                                                      \
+        /* 64-byte aligned: whole-vector loads of b panels never straddle cache lines */         \
+        float *const apack = gk_align64(apack_raw);                                              \
+        float *const bpack = gk_align64(bpack_raw);                                              \
+        const int direct_a = j1 - j0 <= 4 * (NR);                                                \
+        long ic, pc, ir, jr;                                                                     \
+        for (ic = i0; ic < i1; ic += 16 * (MR)) {                                                \
+            const long mc = gk_minl(16 * (MR), i1 - ic);                                         \
+            const int direct_b = mc <= (MR);                                                     \
+            for (pc = 0; pc < k; pc += GK_KC) {                                                  \
+                const long kc = gk_minl(GK_KC, k - pc);                                          \
+                const int first = pc == 0;                                                       \
+                const float *bias_k = pc + kc >= k ? bias : NULL;                                \
+                for (ir = 0; ir < mc; ir += (MR)) {                                              \
+                    const long mr = gk_minl(MR, mc - ir);                                        \
+                    if (!direct_a || mr < (MR))                                                  \
+                        gk_pack_a_##SFX(a + (ic + ir) * lda + pc, lda, mr, kc,                   \
+                                        gk_tile_rows_##SFX(mr), apack + ir * kc);                \
+                }                                                                                \
+                jr = j0;                                                                         \
+                if (mc <= 4) { /* whole wide panels straight from b */                           \
+                    const long r = gk_tile_rows_##SFX(mc), ww = r == 1 ? 4 * (NR) : 2 * (NR);    \
+                    for (; jr + ww <= j1; jr += ww) {                                            \
+                        const float *bp = b + pc * ldb + jr;                                     \
+                        float *yp = y + ic * ldy + jr;                                           \
+                        const float *bj = bias_k ? bias_k + jr : NULL;                           \
+                        if (r == 1)                                                              \
+                            gk_micro_1w_##SFX(kc, apack, 0, bp, ldb, yp, ldy, mc, ww, first, bj);\
+                        else if (r == 2)                                                         \
+                            gk_micro_2w_##SFX(kc, apack, 0, bp, ldb, yp, ldy, mc, ww, first, bj);\
+                        else                                                                     \
+                            gk_micro_4w_##SFX(kc, apack, 0, bp, ldb, yp, ldy, mc, ww, first, bj);\
+                    }                                                                            \
+                }                                                                                \
+                for (; jr < j1; jr += (NR)) {                                                    \
+                    const long nr = gk_minl(NR, j1 - jr);                                        \
+                    const long w = nr <= (NR) / 2 ? (NR) / 2 : (NR);                             \
+                    const float *bp = b + pc * ldb + jr;                                         \
+                    long bld = ldb;                                                              \
+                    if (!direct_b || nr < w) {                                                   \
+                        gk_pack_b_##SFX(bp, ldb, kc, nr, w, bpack);                              \
+                        bp = bpack;                                                              \
+                        bld = w;                                                                 \
+                    }                                                                            \
+                    for (ir = 0; ir < mc; ir += (MR)) {                                          \
+                        const long mr = gk_minl(MR, mc - ir);                                    \
+                        float *yp = y + (ic + ir) * ldy + jr;                                    \
+                        const float *bj = bias_k ? bias_k + jr : NULL;                           \
+                        if (direct_a && mr == (MR)) {                                            \
+                            const float *ap = a + (ic + ir) * lda + pc;                          \
+                            if (w == (NR))                                                       \
+                                gk_micro_mr_da_##SFX(kc, ap, lda, bp, bld, yp, ldy, mr, nr,      \
+                                                     first, bj);                                 \
+                            else                                                                 \
+                                gk_micro_mrh_da_##SFX(kc, ap, lda, bp, bld, yp, ldy, mr, nr,     \
+                                                      first, bj);                                \
+                        } else {                                                                 \
+                            gk_micro_##SFX(gk_tile_rows_##SFX(mr), w, kc, apack + ir * kc, bp,   \
+                                           bld, yp, ldy, mr, nr, first, bj);                     \
+                        }                                                                        \
+                    }                                                                            \
+                }                                                                                \
+            }                                                                                    \
+        }                                                                                        \
+    }
+
+/* Fused multiply-add where the build's target has it in hardware (gcc vectorizes fmaf into
+ * vfmadd); elsewhere a plain multiply-add, never a slow software fma. */
+#ifdef FP_FAST_FMAF
+#define GK_FMA(a, b, c) fmaf((a), (b), (c))
+#else
+#define GK_FMA(a, b, c) ((a) * (b) + (c))
 #endif
-/* Wide tiles for blocks of at most 4 rows, whose b is read in place: more accumulators to hide
- * the FMA latency, and longer contiguous runs of each row of b. */
-GK_DEFINE_MICRO(gk_micro_1w, 1, 4 * GK_NR)
-GK_DEFINE_MICRO(gk_micro_2w, 2, 2 * GK_NR)
-GK_DEFINE_MICRO(gk_micro_4w, 4, 2 * GK_NR)
+#define GK_HW_FMA(a, b, c) fmaf((a), (b), (c)) /* in functions targeting FMA hardware */
+#define GK_NO_ATTR
 
-/* The tile height used for a panel of mr rows: the smallest defined R >= mr. */
-static long gk_tile_rows(long mr)
-{
-    if (mr <= 1) return 1;
-    if (mr <= 2) return 2;
-    if (mr <= 4) return 4;
-#if GK_MR > 8
-    if (mr <= 8) return 8;
+GK_DEFINE_GEMM(base, GK_MR, GK_NR, GK_NO_ATTR, GK_FMA)
+#ifdef GK_HAVE_AVX2
+GK_DEFINE_GEMM(avx2, 5, 16, __attribute__((target("avx2,fma"))), GK_HW_FMA)
 #endif
-    return GK_MR;
-}
-
-static void gk_micro(long r, long w, long kc, const float *ap, const float *bp, long ldb, float *c,
-                     long ldc, long mr, long nr, int first, const float *bias)
-{
-    if (w == GK_NR) {
-        switch (r) {
-        case 1: gk_micro_1(kc, ap, bp, ldb, c, ldc, mr, nr, first, bias); return;
-        case 2: gk_micro_2(kc, ap, bp, ldb, c, ldc, mr, nr, first, bias); return;
-        case 4: gk_micro_4(kc, ap, bp, ldb, c, ldc, mr, nr, first, bias); return;
-#if GK_MR > 8
-        case 8: gk_micro_8(kc, ap, bp, ldb, c, ldc, mr, nr, first, bias); return;
+#ifdef GK_HAVE_AVX512
+GK_DEFINE_GEMM(avx512, 12, 32, __attribute__((target("avx512f,avx512vl,avx2,fma"))), GK_HW_FMA)
 #endif
-        default: gk_micro_mr(kc, ap, bp, ldb, c, ldc, mr, nr, first, bias); return;
-        }
+
+typedef void (*gk_gemm_part_fn)(const float *, long, const float *, long, const float *, float *,
+                                long, long, long, long, long, long);
+
+/* The GEMM for this CPU: its unit of work and register tile. */
+static gk_gemm_part_fn gk_gemm_impl(long *mr, long *nr)
+{
+#ifdef GK_HAVE_AVX512
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) {
+        *mr = 12;
+        *nr = 32;
+        return gk_gemm_part_avx512;
     }
-    switch (r) {
-    case 1: gk_micro_1h(kc, ap, bp, ldb, c, ldc, mr, nr, first, bias); return;
-    case 2: gk_micro_2h(kc, ap, bp, ldb, c, ldc, mr, nr, first, bias); return;
-    case 4: gk_micro_4h(kc, ap, bp, ldb, c, ldc, mr, nr, first, bias); return;
-#if GK_MR > 8
-    case 8: gk_micro_8h(kc, ap, bp, ldb, c, ldc, mr, nr, first, bias); return;
 #endif
-    default: gk_micro_mrh(kc, ap, bp, ldb, c, ldc, mr, nr, first, bias); return;
+#ifdef GK_HAVE_AVX2
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        *mr = 5;
+        *nr = 16;
+        return gk_gemm_part_avx2;
     }
+#endif
+    *mr = GK_MR;
+    *nr = GK_NR;
+    return gk_gemm_part_base;
 }
 
-/* dst[p * r + i] = a[i * lda + p] for i < mr, zero for mr <= i < r (p < kc). */
-static void gk_pack_a(const float *a, long lda, long mr, long kc, long r, float *dst)
-{
-    long i, p;
-    if (mr == GK_MR && r == GK_MR) {
-        for (p = 0; p < kc; ++p) {
-            int ii;
-            for (ii = 0; ii < GK_MR; ++ii) dst[p * GK_MR + ii] = a[ii * lda + p];
-        }
-        return;
-    }
-    for (i = 0; i < mr; ++i) {
-        const float *ai = a + i * lda;
-        for (p = 0; p < kc; ++p) dst[p * r + i] = ai[p];
-    }
-    for (; i < r; ++i)
-        for (p = 0; p < kc; ++p) dst[p * r + i] = 0.0f;
-}
-
-/* dst[p * w + j] = b[p * ldb + j] for j < nr, zero for nr <= j < w (p < kc). */
-static void gk_pack_b(const float *b, long ldb, long kc, long nr, long w, float *dst)
-{
-    long p, j;
-    if (nr == GK_NR) {
-        for (p = 0; p < kc; ++p) {
-            const float *restrict bp = b + p * ldb;
-            float *restrict d = dst + p * GK_NR;
-            int jj;
-            for (jj = 0; jj < GK_NR; ++jj) d[jj] = bp[jj];
-        }
-        return;
-    }
-    for (p = 0; p < kc; ++p) {
-        const float *bp = b + p * ldb;
-        float *d = dst + p * w;
-        for (j = 0; j < nr; ++j) d[j] = bp[j];
-        for (; j < w; ++j) d[j] = 0.0f;
-    }
-}
-
-static float *gk_align64(float *p)
-{
-    return p + ((64u - (unsigned)((uintptr_t)p % 64u)) % 64u) / sizeof *p;
-}
-
-/* One unit of work: y[i0:i1, j0:j1] of the product. Rows are taken in blocks of at most MC; each
- * block's a is packed per k block, then every NR-wide panel of b is packed once (or read in
- * place when the block has a single row panel, so b is read exactly once) and swept by the row
- * panels while it sits in L1. */
-static void gk_gemm_part(const float *a, long lda, const float *b, long ldb, const float *bias,
-                         float *y, long ldy, long i0, long i1, long j0, long j1, long k)
-{
-    float apack_raw[GK_MC * GK_KC + 16];
-    float bpack_raw[GK_KC * GK_NR + 16];
-    /* 64-byte aligned: whole-vector loads of the b panel never straddle cache lines */
-    float *const apack = gk_align64(apack_raw);
-    float *const bpack = gk_align64(bpack_raw);
-    long ic, pc, ir, jr;
-    for (ic = i0; ic < i1; ic += GK_MC) {
-        const long mc = gk_minl(GK_MC, i1 - ic);
-        const int direct_b = mc <= GK_MR;
-        for (pc = 0; pc < k; pc += GK_KC) {
-            const long kc = gk_minl(GK_KC, k - pc);
-            const int first = pc == 0;
-            const float *bias_k = pc + kc >= k ? bias : NULL;
-            for (ir = 0; ir < mc; ir += GK_MR) {
-                const long mr = gk_minl(GK_MR, mc - ir);
-                gk_pack_a(a + (ic + ir) * lda + pc, lda, mr, kc, gk_tile_rows(mr), apack + ir * kc);
-            }
-            jr = j0;
-            if (mc <= 4) { /* whole wide panels straight from b */
-                const long r = gk_tile_rows(mc), ww = r == 1 ? 4 * GK_NR : 2 * GK_NR;
-                for (; jr + ww <= j1; jr += ww) {
-                    const float *bp = b + pc * ldb + jr;
-                    float *yp = y + ic * ldy + jr;
-                    const float *bj = bias_k ? bias_k + jr : NULL;
-                    if (r == 1)
-                        gk_micro_1w(kc, apack, bp, ldb, yp, ldy, mc, ww, first, bj);
-                    else if (r == 2)
-                        gk_micro_2w(kc, apack, bp, ldb, yp, ldy, mc, ww, first, bj);
-                    else
-                        gk_micro_4w(kc, apack, bp, ldb, yp, ldy, mc, ww, first, bj);
-                }
-            }
-            for (; jr < j1; jr += GK_NR) {
-                const long nr = gk_minl(GK_NR, j1 - jr);
-                const long w = nr <= GK_NH ? GK_NH : GK_NR;
-                const float *bp = b + pc * ldb + jr;
-                long bld = ldb;
-                if (!direct_b || nr < w) {
-                    gk_pack_b(bp, ldb, kc, nr, w, bpack);
-                    bp = bpack;
-                    bld = w;
-                }
-                for (ir = 0; ir < mc; ir += GK_MR) {
-                    const long mr = gk_minl(GK_MR, mc - ir);
-                    gk_micro(gk_tile_rows(mr), w, kc, apack + ir * kc, bp, bld, y + (ic + ir) * ldy + jr,
-                             ldy, mr, nr, first, bias_k ? bias_k + jr : NULL);
-                }
-            }
-        }
-    }
-}
-
-/* y (m, n) = a (m, k) @ b (k, n) [+ bias], rows lda, ldb, ldy floats apart. */
+/* y (m, n) = a (m, k) @ b (k, n) [+ bias], rows lda, ldb, ldy floats apart. Each element is the
+ * sum over k blocks (in order) of that block's products (in order), then + bias: the same for any
+ * thread count and any split of the work. */
 static void gk_gemm(const float *a, long lda, const float *b, long ldb, const float *bias, float *y,
                     long ldy, long m, long k, long n)
 {
-    long panels, blocks, groups, npanels, items, item;
+    long mr, nr, panels, blocks, groups, npanels, items, item;
+    gk_gemm_part_fn part;
     int threads = 1;
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {
@@ -443,27 +518,29 @@ static void gk_gemm(const float *a, long lda, const float *b, long ldb, const fl
             for (j = 0; j < n; ++j) y[i * ldy + j] = bias ? bias[j] : 0.0f;
         return;
     }
+    part = gk_gemm_impl(&mr, &nr);
 #ifdef _OPENMP
     if ((double)m * (double)n * (double)k >= (double)GK_PAR_WORK && !omp_in_parallel())
         threads = omp_get_max_threads();
 #endif
-    /* Row blocks of whole MR panels, as even as possible and a multiple of the thread count;
-     * when there are fewer row blocks than threads, the NR panels of n are split too. */
-    panels = (m + GK_MR - 1) / GK_MR;
-    blocks = (panels + GK_MC / GK_MR - 1) / (GK_MC / GK_MR);
+    /* Row blocks of whole MR panels (at most 16 panels each), as even as possible and a multiple
+     * of the thread count; when there are fewer row blocks than threads, the NR panels of n are
+     * split too. */
+    panels = (m + mr - 1) / mr;
+    blocks = (panels + 15) / 16;
     blocks = (blocks + threads - 1) / threads * threads;
     blocks = gk_minl(blocks, panels);
-    npanels = (n + GK_NR - 1) / GK_NR;
+    npanels = (n + nr - 1) / nr;
     groups = gk_minl(gk_maxl(1, (threads + blocks - 1) / blocks), npanels);
     items = blocks * groups;
     GK_PRAGMA(omp parallel for schedule(static) num_threads(threads) if (threads > 1 && items > 1))
     for (item = 0; item < items; ++item) {
         const long rb = item / groups, cg = item % groups;
-        const long i0 = gk_minl(m, rb * panels / blocks * GK_MR);
-        const long i1 = gk_minl(m, (rb + 1) * panels / blocks * GK_MR);
-        const long j0 = gk_minl(n, cg * npanels / groups * GK_NR);
-        const long j1 = gk_minl(n, (cg + 1) * npanels / groups * GK_NR);
-        if (i0 < i1 && j0 < j1) gk_gemm_part(a, lda, b, ldb, bias, y, ldy, i0, i1, j0, j1, k);
+        const long i0 = gk_minl(m, rb * panels / blocks * mr);
+        const long i1 = gk_minl(m, (rb + 1) * panels / blocks * mr);
+        const long j0 = gk_minl(n, cg * npanels / groups * nr);
+        const long j1 = gk_minl(n, (cg + 1) * npanels / groups * nr);
+        if (i0 < i1 && j0 < j1) part(a, lda, b, ldb, bias, y, ldy, i0, i1, j0, j1, k);
     }
 }
 
@@ -474,38 +551,52 @@ void gk_matmul(const float *a, const float *b, const float *bias, float *y, long
 
 /* ---- activations --------------------------------------------------------------------------- */
 
+/* Softmax or log-softmax of one row: exp(x - max) / sum, or (x - max) - log(sum). The max and
+ * the sum (in double) are taken over 16 interleaved partial results so that the loops
+ * vectorize, then combined in a fixed order. */
 static void gk_softmax_row(const float *x, float *y, long n, int log_form)
 {
-    float mx = -HUGE_VALF;
-    double sum = 0.0;
-    long j;
-    for (j = 0; j < n; ++j) mx = x[j] > mx ? x[j] : mx;
-    if (log_form) {
-        for (j = 0; j < n; ++j) sum += (double)gk_expf(x[j] - mx);
-        {
-            const float ls = (float)log(sum);
-            for (j = 0; j < n; ++j) y[j] = (x[j] - mx) - ls;
-        }
+    enum { LANES = 16 };
+    float mx[LANES], mxv;
+    double acc[LANES], sum = 0.0;
+    long j, body = n / LANES * LANES;
+    int l;
+    for (l = 0; l < LANES; ++l) {
+        mx[l] = -HUGE_VALF;
+        acc[l] = 0.0;
+    }
+    for (j = 0; j < body; j += LANES)
+        for (l = 0; l < LANES; ++l) mx[l] = x[j + l] > mx[l] ? x[j + l] : mx[l];
+    mxv = -HUGE_VALF;
+    for (l = 0; l < LANES; ++l) mxv = mx[l] > mxv ? mx[l] : mxv;
+    for (j = body; j < n; ++j) mxv = x[j] > mxv ? x[j] : mxv;
+    if (log_form) { /* y = x - max first: in place (y == x) stays correct */
+        for (j = 0; j < n; ++j) y[j] = x[j] - mxv;
+        for (j = 0; j < body; j += LANES)
+            for (l = 0; l < LANES; ++l) acc[l] += (double)gk_expf(y[j + l]);
+        for (j = body; j < n; ++j) sum += (double)gk_expf(y[j]);
     } else {
-        for (j = 0; j < n; ++j) {
-            const float e = gk_expf(x[j] - mx);
-            y[j] = e;
-            sum += (double)e;
-        }
-        {
-            const float s = (float)sum;
-            for (j = 0; j < n; ++j) y[j] = y[j] / s;
-        }
+        for (j = 0; j < n; ++j) y[j] = gk_expf(x[j] - mxv);
+        for (j = 0; j < body; j += LANES)
+            for (l = 0; l < LANES; ++l) acc[l] += (double)y[j + l];
+        for (j = body; j < n; ++j) sum += (double)y[j];
+    }
+    for (l = 0; l < LANES; ++l) sum += acc[l];
+    if (log_form) {
+        const float ls = (float)log(sum);
+        for (j = 0; j < n; ++j) y[j] = y[j] - ls;
+    } else {
+        const float s = (float)sum;
+        for (j = 0; j < n; ++j) y[j] = y[j] / s;
     }
 }
 
-void gk_activation(int act, const float *x, float *y, long rows, long row_len)
+/* An elementwise activation on n values. */
+static void gk_activation_span(int act, const float *x, float *y, long n)
 {
-    const long n = rows * row_len;
     const float selu_alpha = 1.6732632423543772848170429916717f;
     const float selu_scale = 1.0507009873554804934193349852946f;
     long i;
-    if (rows <= 0 || row_len <= 0) return;
     switch (act) {
     case GK_RELU:
         for (i = 0; i < n; ++i) y[i] = x[i] < 0.0f ? 0.0f : x[i];
@@ -515,11 +606,6 @@ void gk_activation(int act, const float *x, float *y, long rows, long row_len)
         break;
     case GK_TANH:
         for (i = 0; i < n; ++i) y[i] = gk_tanhf(x[i]);
-        break;
-    case GK_SOFTMAX:
-    case GK_LOG_SOFTMAX:
-        for (i = 0; i < rows; ++i)
-            gk_softmax_row(x + i * row_len, y + i * row_len, row_len, act == GK_LOG_SOFTMAX);
         break;
     case GK_ELU:
         for (i = 0; i < n; ++i) {
@@ -572,6 +658,27 @@ void gk_activation(int act, const float *x, float *y, long rows, long row_len)
     }
 }
 
+void gk_activation(int act, const float *x, float *y, long rows, long row_len)
+{
+    enum { CHUNK = 8192 };
+    const long n = rows * row_len;
+    long i;
+    if (rows <= 0 || row_len <= 0) return;
+    if (act == GK_SOFTMAX || act == GK_LOG_SOFTMAX) {
+        GK_PRAGMA(omp parallel for schedule(static) if (n >= 65536L && rows > 1 && !omp_in_parallel()))
+        for (i = 0; i < rows; ++i)
+            gk_softmax_row(x + i * row_len, y + i * row_len, row_len, act == GK_LOG_SOFTMAX);
+        return;
+    }
+    if (act == GK_LINEAR) {
+        if (y != x) memmove(y, x, (size_t)n * sizeof *y);
+        return;
+    }
+    GK_PRAGMA(omp parallel for schedule(static) if (n >= 65536L && !omp_in_parallel()))
+    for (i = 0; i < (n + CHUNK - 1) / CHUNK; ++i)
+        gk_activation_span(act, x + i * CHUNK, y + i * CHUNK, gk_minl(CHUNK, n - i * CHUNK));
+}
+
 /* ---- embedding gather ---------------------------------------------------------------------- */
 
 long gk_gather_i32(const float *table, long input_dim, long dim, const int32_t *idx, long n, float *y)
@@ -614,19 +721,28 @@ static void gk_im2col(const float *x, const long in[2], long channels, const lon
         long a, b;
         for (a = 0; a < ks[0]; ++a) {
             const long i0 = o0 * stride[0] - pad[0] + a * dilation[0];
+            const long base = o1 * stride[1] - pad[1]; /* input column under kernel column 0 */
+            const float *xrow = x + gk_maxl(0, gk_minl(i0, in[0] - 1)) * in[1] * channels;
             if (i0 < 0 || i0 >= in[0]) {
                 memset(dst, 0, (size_t)(ks[1] * channels) * sizeof *dst);
-                dst += ks[1] * channels;
-                continue;
+            } else if (dilation[1] == 1) { /* the window's row is one run of x: one copy */
+                const long b0 = gk_minl(ks[1], gk_maxl(0, -base));
+                const long b1 = gk_maxl(b0, gk_minl(ks[1], in[1] - base));
+                if (b0 > 0) memset(dst, 0, (size_t)(b0 * channels) * sizeof *dst);
+                if (b1 > b0)
+                    memcpy(dst + b0 * channels, xrow + (base + b0) * channels,
+                           (size_t)((b1 - b0) * channels) * sizeof *dst);
+                if (b1 < ks[1]) memset(dst + b1 * channels, 0, (size_t)((ks[1] - b1) * channels) * sizeof *dst);
+            } else {
+                for (b = 0; b < ks[1]; ++b) {
+                    const long i1 = base + b * dilation[1];
+                    if (i1 < 0 || i1 >= in[1])
+                        memset(dst + b * channels, 0, (size_t)channels * sizeof *dst);
+                    else
+                        memcpy(dst + b * channels, xrow + i1 * channels, (size_t)channels * sizeof *dst);
+                }
             }
-            for (b = 0; b < ks[1]; ++b) {
-                const long i1 = o1 * stride[1] - pad[1] + b * dilation[1];
-                if (i1 < 0 || i1 >= in[1])
-                    memset(dst, 0, (size_t)channels * sizeof *dst);
-                else
-                    memcpy(dst, x + (i0 * in[1] + i1) * channels, (size_t)channels * sizeof *dst);
-                dst += channels;
-            }
+            dst += ks[1] * channels;
         }
     }
 }
