@@ -1,13 +1,19 @@
 /* gcomp C kernels: implementations of gcomp_kernels.h. C99 (also C11), float32, only libc and
  * libm, no allocation (the GEMM's packing buffers are fixed-size arrays on the stack: about
- * 170 KiB per thread with AVX-512, 85 KiB otherwise), deterministic: every output element is
- * accumulated in an order fixed by the sizes alone, whatever the thread count.
+ * 170 KiB per thread for the AVX-512 tiles, 80 KiB for SSE2), deterministic: on a given CPU,
+ * every output element is accumulated in an order fixed by the sizes alone, whatever the thread
+ * count.
  *
  * Speed: gk_matmul is a cache-blocked GEMM (blocks of KC along k, row blocks of MC, packed
  * KC x NR panels of b) around an MR x NR register-tiled micro-kernel written for gcc's
- * auto-vectorizer (-O3: the accumulator tile stays in vector registers). With OpenMP (-fopenmp)
- * the blocks are shared among threads. Transcendentals of the activations are vectorizable
- * polynomial approximations (a few float32 ulps), so whole rows vectorize too. */
+ * auto-vectorizer (-O3: the accumulator tile stays in vector registers). On x86 with GCC or Clang
+ * a build for a baseline without them (plain -O3: SSE2) also carries AVX2 and AVX-512 versions of
+ * the GEMM, chosen at run time from the CPU's features, so -march=native is not needed for fast
+ * GEMMs (it still speeds up the elementwise kernels). With OpenMP (-fopenmp) the GEMM's blocks,
+ * im2col, pooling and large activations are shared among threads; without it all runs serially.
+ * Transcendentals of the activations are branch-free polynomial approximations (a few float32
+ * ulps), so whole rows vectorize too. gk_conv2d is im2col per sample plus one GEMM; gk_lstm is one
+ * GEMM for every step's input projection, then per step one small GEMM and a fused gate loop. */
 #include "gcomp_kernels.h"
 
 #include <math.h>
