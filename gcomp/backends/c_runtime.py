@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import shutil
@@ -33,13 +34,27 @@ def compiler() -> str:
     return cc
 
 
+@functools.cache
+def _accepts(cc: str, flag: str, source: str) -> bool:
+    """Whether ``cc`` compiles and links ``source`` with ``flag`` (probed once per process)."""
+    with tempfile.TemporaryDirectory(prefix="gcomp-probe-") as folder:
+        probe = Path(folder) / "probe.c"
+        probe.write_text(source)
+        return subprocess.run([cc, flag, str(probe), "-o", str(probe.with_suffix(".out"))],
+                              capture_output=True).returncode == 0
+
+
 def _openmp_flags(cc: str) -> tuple[str, ...]:
     """-fopenmp if this compiler can use it (both cores for GEMMs), else nothing."""
-    probe = Path(tempfile.gettempdir()) / "gcomp_openmp_probe.c"
-    probe.write_text("#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n")
-    ok = subprocess.run([cc, "-fopenmp", str(probe), "-o", str(probe.with_suffix(".out"))],
-                        capture_output=True).returncode == 0
+    ok = _accepts(cc, "-fopenmp", "#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n")
     return ("-fopenmp",) if ok else ()
+
+
+def _native_flags(cc: str) -> tuple[str, ...]:
+    """-march=native where the compiler has it: predict() compiles for the machine it runs on, and
+    the elementwise kernels (activations, LSTM gates) then use the widest vectors (the GEMM picks
+    its AVX2/AVX-512 version at run time either way)."""
+    return ("-march=native",) if _accepts(cc, "-march=native", "int main(void) { return 0; }\n") else ()
 
 
 def cache_dir() -> Path:
@@ -50,7 +65,7 @@ def cache_dir() -> Path:
 def build_library(sources: dict[str, str], prefix: str, cflags: tuple[str, ...] | None = None) -> Path:
     """lib<prefix>.so from the sources, compiled once per content (and flags)."""
     cc = compiler()
-    flags = tuple(cflags) if cflags is not None else DEFAULT_CFLAGS + _openmp_flags(cc)
+    flags = tuple(cflags) if cflags is not None else DEFAULT_CFLAGS + _native_flags(cc) + _openmp_flags(cc)
     digest = hashlib.sha256(repr((sorted(sources.items()), cc, flags)).encode()).hexdigest()[:16]
     folder = cache_dir() / digest
     library = folder / f"lib{prefix}.so"
