@@ -555,6 +555,25 @@ void gk_matmul(const float *a, const float *b, const float *bias, float *y, long
     gk_gemm(a, k, b, n, bias, y, n, m, k, n);
 }
 
+void gk_matmul_strided(const float *a, long lda, const float *b, long ldb, const float *bias, float *y,
+                       long ldy, long m, long k, long n)
+{
+    gk_gemm(a, lda, b, ldb, bias, y, ldy, m, k, n);
+}
+
+/* 32 x 32 blocks: both the rows read and the rows written stay in L1. */
+void gk_transpose(const float *x, float *y, long rows, long cols)
+{
+    enum { B = 32 };
+    long i0, j0, i, j;
+    for (i0 = 0; i0 < rows; i0 += B)
+        for (j0 = 0; j0 < cols; j0 += B) {
+            const long i1 = gk_minl(i0 + B, rows), j1 = gk_minl(j0 + B, cols);
+            for (j = j0; j < j1; ++j)
+                for (i = i0; i < i1; ++i) y[j * rows + i] = x[i * cols + j];
+        }
+}
+
 /* ---- activations --------------------------------------------------------------------------- */
 
 /* Softmax or log-softmax of one row: exp(x - max) / sum, or (x - max) - log(sum). The max and

@@ -19,6 +19,13 @@ enum gk_merge { GK_ADD = 0, GK_SUBTRACT, GK_MULTIPLY, GK_AVERAGE, GK_MAXIMUM, GK
 /* y (m, n) = a (m, k) @ b (k, n) [+ bias (n)]; bias may be NULL. Cache-blocked, vectorizable. */
 void gk_matmul(const float *a, const float *b, const float *bias, float *y, long m, long k, long n);
 
+/* The same product with rows of a, b and y lda, ldb and ldy floats apart (sub-matrices). */
+void gk_matmul_strided(const float *a, long lda, const float *b, long ldb, const float *bias, float *y,
+                       long ldy, long m, long k, long n);
+
+/* y (cols, rows) = x (rows, cols) transposed; y must not overlap x. */
+void gk_transpose(const float *x, float *y, long rows, long cols);
+
 /* y = act(x) over `rows` rows of `row_len` values (in place allowed: y == x). */
 void gk_activation(int act, const float *x, float *y, long rows, long row_len);
 
