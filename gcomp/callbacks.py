@@ -127,13 +127,20 @@ class ModelCheckpoint(Callback):
             if current is None or (self.best is not None and not self._better(current, self.best)):
                 return
             self.best = current
-        self.model.save_weights(path)
+        folder = os.path.dirname(path)
+        if folder:
+            os.makedirs(folder, exist_ok=True)  # as Keras does
+        self.model.save_weights(path)  # atomic: an interrupted save leaves the previous checkpoint
         if self.verbose:
             print(f"Epoch {epoch + 1}: saved weights to {path}")
 
 
 class CSVLogger(Callback):
-    """Write each epoch's logs as a row of a CSV file (epoch first, then the keys in sorted order)."""
+    """Write each epoch's logs as a row of a CSV file (epoch first, then the keys in sorted order).
+
+    Unlike gcomp's other files, the log is not written atomically: it is opened at the start of
+    training (truncated, or appended to with append=True) and each row is flushed at its epoch's
+    end, so an interrupted run keeps the rows of the epochs it finished."""
 
     def __init__(self, filename, separator=",", append=False):
         super().__init__()

@@ -33,9 +33,11 @@ def _cmd_build(args) -> None:
     from gcomp.passes import Report
     if args.target == "c":
         from gcomp.build import build_c
-        folder = build_c(args.model_file, args.output, model_name=args.model, max_batch=args.max_batch,
-                         max_len=args.max_len)
-        print(f"wrote {folder}: C99 inference code, Makefile, README.md, weights.bin (run make there)")
+        folder, trains = build_c(args.model_file, args.output, model_name=args.model, max_batch=args.max_batch,
+                                 max_len=args.max_len)
+        kind = "training and inference" if trains else \
+            "inference only: the model was never compiled with a loss, so it cannot train"
+        print(f"wrote {folder}: C99 code ({kind}), Makefile, README.md, weights.bin (run make there)")
         return
     if args.target == "numpy":
         folder, trains = build_numpy(args.model_file, args.output, model_name=args.model)
@@ -51,8 +53,32 @@ def _cmd_build(args) -> None:
     print(f"wrote {path}")
 
 
+def one_line(text: str) -> str:
+    """A message as one line (a model file's exception may span several): lines joined by " | "."""
+    return " | ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage mistakes (an unknown --target, a missing -o) reported on one line."""
+
+    def error(self, message):
+        usage = " ".join(self.format_usage().split())
+        hint = f"{usage}; see {self.prog} --help" if len(usage) <= 60 else f"see {self.prog} --help"
+        self.exit(2, f"{self.prog}: error: {one_line(message)} ({hint})\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gcomp", description="gcomp: a graph compiler for Keras-style models. A model file is a "
         "Python file that defines a Model; gcomp executes it (as a module named __gcomp__), then "
         "takes its variable `model`, or the only Model it defines.")
@@ -72,9 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="onnx (default): an ONNX file for onnxruntime; numpy: a standalone NumPy program "
                             "that predicts and, if model.py compiled the model, trains; c: C99 inference "
                             "code with a Makefile")
-    build.add_argument("--max-batch", type=int, default=64, metavar="N",
+    build.add_argument("--max-batch", type=_positive_int, default=64, metavar="N",
                        help="--target c: the most samples one call takes (default 64)")
-    build.add_argument("--max-len", type=int, default=512, metavar="N",
+    build.add_argument("--max-len", type=_positive_int, default=512, metavar="N",
                        help="--target c: the longest free length (sequence) one call takes (default 512)")
     build.add_argument("--format", default="onnx", choices=["onnx"], help="output format (default: onnx)")
     build.add_argument("--opt-level", type=int, default=2, choices=[0, 1, 2],
@@ -95,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except (GcompError, OSError) as e:
-        print(f"gcomp: error: {e}", file=sys.stderr)
+        print(f"gcomp: error: {one_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("gcomp: interrupted", file=sys.stderr)
@@ -103,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug in gcomp: still one line, unless asked for the traceback
         if os.environ.get("GCOMP_DEBUG"):
             raise
-        print(f"gcomp: internal error: {type(e).__name__}: {e} (set GCOMP_DEBUG=1 for the traceback)",
+        print(f"gcomp: internal error: {type(e).__name__}: {one_line(e)} (set GCOMP_DEBUG=1 for the traceback)",
               file=sys.stderr)
         return 2
     return 0

@@ -20,6 +20,16 @@ def _line_in(path: Path, tb) -> str:
     return "?"
 
 
+_KERAS_MODULES = ("keras", "tensorflow", "tf_keras")
+
+
+def _is_keras_model(value) -> bool:
+    """A model built with Keras itself (the model file still imports keras)."""
+    cls = type(value)
+    return cls.__module__.split(".")[0] in _KERAS_MODULES and any(
+        c.__name__ in ("Model", "Functional", "Sequential") for c in cls.__mro__)
+
+
 def run_model_file(path: str | Path) -> dict:
     """Execute a model file; return its globals. Failures become one-line ModelFileErrors."""
     path = Path(path)
@@ -42,7 +52,10 @@ def run_model_file(path: str | Path) -> dict:
     except GcompError as e:
         raise ModelFileError(f"{path}:{_line_in(path, e.__traceback__)}: {e}") from None
     except (Exception, SystemExit) as e:
-        raise ModelFileError(f"{path}:{_line_in(path, e.__traceback__)}: {type(e).__name__}: {e}") from None
+        hint = ""
+        if isinstance(e, ImportError) and (e.name or "").split(".")[0] in _KERAS_MODULES:
+            hint = f" (a gcomp model file imports from gcomp: replace `{e.name.split('.')[0]}` with `gcomp`)"
+        raise ModelFileError(f"{path}:{_line_in(path, e.__traceback__)}: {type(e).__name__}: {e}{hint}") from None
     finally:
         sys.path.remove(str(path.parent.resolve()))
     return namespace
@@ -63,6 +76,10 @@ def load_model(path: str | Path, name: str | None = None) -> Model:
     if len(distinct) == 1:
         return models[next(iter(distinct.values()))]
     if not distinct:
+        keras_models = sorted(k for k, v in namespace.items() if not k.startswith("_") and _is_keras_model(v))
+        if keras_models:
+            raise ModelFileError(f"{path}: defines no gcomp Model, only Keras models ({', '.join(keras_models)}): "
+                                 f"import Input, Model and layers from gcomp instead of keras")
         raise ModelFileError(f"{path}: defines no Model (assign one to a variable named `model`)")
     raise ModelFileError(f"{path}: defines several models ({', '.join(sorted(models))}); "
                          f"pick one with --model NAME or name it `model`")

@@ -147,9 +147,14 @@ def load(path: str | Path, device: str = "auto", allow_spinning: bool = True, th
     """Load an ONNX file for inference. device: 'auto' (CUDA when it really works, else CPU),
     'cuda' or 'cpu'. A missing, truncated or foreign file raises ModelLoadError naming it."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"{path}: no such file")
-    data = path.read_bytes()
+    if path.is_dir():
+        raise ModelLoadError(f"{path}: is a folder, not an ONNX file")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path}: no such file") from None
+    except OSError as e:
+        raise ModelLoadError(f"{path}: cannot read it: {e.strerror or e}") from None
     import onnx
     try:
         proto = onnx.load_from_string(data)

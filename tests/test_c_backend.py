@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gcomp import Input, Model, layers
-from gcomp.backends.c_backend import CBackendError, c_prefix, render_c
+from gcomp.backends.c_backend import KERNEL_SOURCES, CBackendError, c_prefix, render_c
 from gcomp.build import build_c
 from gcomp.errors import GcompError, InputDataError
 
@@ -57,7 +57,7 @@ def test_generated_code_compiles_without_warnings(tmp_path, name, std):
     for file, text in render_c(model._current_graph(), 8, 64).items():
         (tmp_path / file).write_text(text)
     prefix = c_prefix(model.name)
-    for source in (f"{prefix}.c", "gcomp_kernels.c", "main.c"):
+    for source in (f"{prefix}.c", "main.c"):  # the kernel libraries: their own tests compile them strictly
         run = subprocess.run([CC, f"-std={std}", "-O2", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-c", source,
                               "-o", "/dev/null"], cwd=tmp_path, capture_output=True, text=True)
         assert run.returncode == 0, run.stderr
@@ -99,26 +99,38 @@ def make(folder, *flags):
 @pytest.mark.skipif(shutil.which("make") is None, reason="no make")
 def test_makefile_and_command_line_program(tmp_path):
     model = load_example("qa_two_inputs")["model"]
-    folder = build_c(model, tmp_path / "qa", max_batch=4, max_len=32)
+    folder, _ = build_c(model, tmp_path / "qa", max_batch=4, max_len=32)
     make(folder)
     rng = np.random.default_rng(0)
     text, question = rng.integers(0, 10000, (3, 20)).astype("int32"), rng.integers(0, 10000, (3, 7)).astype("int32")
     write_tensor(tmp_path / "text.bin", text)
     write_tensor(tmp_path / "question.bin", question)
     prefix = c_prefix(model.name)
-    run = subprocess.run([f"./{prefix}_cli", "weights.bin", str(tmp_path / "out.bin"), str(tmp_path / "text.bin"),
+    run = subprocess.run([f"./{prefix}_cli", "predict", "weights.bin", str(tmp_path / "out.bin"), str(tmp_path / "text.bin"),
                           str(tmp_path / "question.bin")], cwd=folder, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     (got,) = read_tensors(tmp_path / "out.bin")
     np.testing.assert_allclose(got, model.predict([text, question], backend="numpy"), rtol=1e-4, atol=1e-6)
-    # a batch above the build's maximum is an error code with a message, not a crash
-    write_tensor(tmp_path / "big.bin", rng.integers(0, 100, (9, 20)).astype("int32"))
-    run = subprocess.run([f"./{prefix}_cli", "weights.bin", str(tmp_path / "o.bin"), str(tmp_path / "big.bin"),
+    # more samples than the build's largest batch run in several batches
+    big = rng.integers(0, 100, (9, 20)).astype("int32")
+    write_tensor(tmp_path / "big.bin", big)
+    run = subprocess.run([f"./{prefix}_cli", "predict", "weights.bin", str(tmp_path / "o.bin"), str(tmp_path / "big.bin"),
                           str(tmp_path / "big.bin")], cwd=folder, capture_output=True, text=True)
-    assert run.returncode == 1 and "outside 1..4 (the build's maximum)" in run.stderr
+    assert run.returncode == 0, run.stderr
+    (got,) = read_tensors(tmp_path / "o.bin")
+    np.testing.assert_allclose(got, model.predict([big, big], backend="numpy"), rtol=1e-4, atol=1e-6)
+    # a length above the build's maximum is an error code with a message naming the samples, not a crash
+    write_tensor(tmp_path / "long.bin", rng.integers(0, 100, (3, 40)).astype("int32"))
+    run = subprocess.run([f"./{prefix}_cli", "predict", "weights.bin", str(tmp_path / "o.bin"), str(tmp_path / "long.bin"),
+                          str(tmp_path / "question.bin")], cwd=folder, capture_output=True, text=True)
+    assert run.returncode == 1 and "samples 0..2:" in run.stderr and "outside 1..32 (the build's maximum)" in run.stderr
+    # files whose sample counts differ are named
+    run = subprocess.run([f"./{prefix}_cli", "predict", "weights.bin", str(tmp_path / "o.bin"), str(tmp_path / "big.bin"),
+                          str(tmp_path / "question.bin")], cwd=folder, capture_output=True, text=True)
+    assert run.returncode == 1 and "question.bin: 3 samples" in run.stderr and "has 9" in run.stderr
     # a truncated weights file is refused by name
     (folder / "cut.bin").write_bytes((folder / "weights.bin").read_bytes()[:1000])
-    run = subprocess.run([f"./{prefix}_cli", "cut.bin", str(tmp_path / "o.bin"), str(tmp_path / "text.bin"),
+    run = subprocess.run([f"./{prefix}_cli", "predict", "cut.bin", str(tmp_path / "o.bin"), str(tmp_path / "text.bin"),
                           str(tmp_path / "question.bin")], cwd=folder, capture_output=True, text=True)
     assert run.returncode == 1 and "cut.bin: truncated" in run.stderr
 
@@ -135,13 +147,13 @@ def test_sanitizer_build_runs_clean(tmp_path):
     if not _sanitizers_work(tmp_path):
         pytest.skip("no sanitizer runtime")
     model = load_example("multi_output")["model"]
-    folder = build_c(model, tmp_path / "mo", max_batch=2, max_len=320)
+    folder, _ = build_c(model, tmp_path / "mo", max_batch=2, max_len=320)
     make(folder, "CFLAGS=-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer",
          "LDFLAGS=-fsanitize=address,undefined")
     posts = np.random.default_rng(0).integers(0, 50000, (2, 300)).astype("int32")
     write_tensor(tmp_path / "posts.bin", posts)
     prefix = c_prefix(model.name)
-    run = subprocess.run([f"./{prefix}_cli", "weights.bin", str(tmp_path / "out.bin"), str(tmp_path / "posts.bin")],
+    run = subprocess.run([f"./{prefix}_cli", "predict", "weights.bin", str(tmp_path / "out.bin"), str(tmp_path / "posts.bin")],
                          cwd=folder, capture_output=True, text=True, env={"ASAN_OPTIONS": "detect_leaks=1",
                                                                            "PATH": "/usr/bin:/bin"})
     assert run.returncode == 0 and "runtime error" not in run.stderr and "Sanitizer" not in run.stderr, run.stderr
@@ -164,10 +176,17 @@ def test_errors_come_back_as_exceptions():
         program.forward([np.zeros((3, 4), np.int32)])
 
 
-def test_unsupported_ops_are_named():
+def test_merges_broadcast_as_in_numpy():
     x, y = Input(shape=(3, 4), name="x"), Input(shape=(1, 4), name="y")
-    with pytest.raises(CBackendError, match="broadcasts"):
-        render_c(Model([x, y], layers.add([x, y]))._current_graph(), 2, 2)
+    model = Model([x, y], [layers.add([x, y]), layers.maximum([y, x]), layers.average([x, y])])
+    assert_c_matches_numpy(model, random_inputs(model, 2, 0))
+
+
+def test_unsupported_ops_are_named():
+    graph = one_layer(layers.Dense(2), (3,))._current_graph()
+    graph.node(next(iter(graph.nodes("op"))))["op"] = "split"  # an op only the optimizing passes make
+    with pytest.raises(CBackendError, match="does not support op 'split'"):
+        render_c(graph, 2, 2)
 
 
 def test_cli_build_target_c(tmp_path):
@@ -175,5 +194,5 @@ def test_cli_build_target_c(tmp_path):
                           "-o", str(tmp_path / "mlp"), "--max-batch", "8"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     names = sorted(p.name for p in (tmp_path / "mlp").iterdir())
-    assert names == sorted(["Makefile", "README.md", "functional.c", "functional.h", "gcomp_kernels.c",
-                            "gcomp_kernels.h", "main.c", "weights.bin"])
+    kernels = [f"{stem}.{ext}" for stem in KERNEL_SOURCES for ext in ("c", "h")]
+    assert names == sorted(["Makefile", "README.md", "functional.c", "functional.h", "main.c", "weights.bin"] + kernels)

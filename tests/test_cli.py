@@ -8,11 +8,14 @@ import pytest
 
 from gcomp.cli import main
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, ROOT
 
 
 def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "gcomp.cli", *args], capture_output=True, text=True, cwd=cwd)
+    # This checkout's gcomp, whatever (or wherever) pip installed: cwd may be a temporary folder.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-m", "gcomp.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env)
 
 
 def test_summary_of_an_example(capsys):

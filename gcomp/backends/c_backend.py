@@ -22,7 +22,11 @@ ALIAS_OPS = ("dropout", "flatten", "reshape")  # the output is the input's buffe
 ALIGN = 16  # floats: 64-byte alignment of every buffer in the arena
 C_OPS = ("dense", "embedding", "activation", "dropout", "flatten", "reshape", "conv", "max_pool", "avg_pool",
          "global_max_pool", "global_avg_pool", "concat", "add", "subtract", "multiply", "average", "maximum",
-         "minimum", "lstm")
+         "minimum", "lstm",
+         # training graphs
+         "dropout_train", "lstm_train", "loss", "loss_vjp", "vjp", "add_n", "apply_gradients")
+# Kernel libraries copied beside the generated model (each a .h and a .c in templates/c/).
+KERNEL_SOURCES = ("gcomp_kernels", "gcomp_backward", "gcomp_backward_seq", "gcomp_train")
 
 
 class CBackendError(GcompError, ValueError):
@@ -56,14 +60,15 @@ class _Plan:
 
 
 def _plan_buffers(graph: Graph, ops: list[str], sizes: dict[ValueRef, int]) -> _Plan:
-    """First-fit offsets in one arena; a buffer is free again after its last reader (aliases of a
-    value share its buffer and extend its life). Graph outputs live to the end."""
+    """First-fit offsets in one arena for the values in ``sizes``; a buffer is free again after its
+    last reader (aliases of a value share its buffer and extend its life). Graph outputs live to
+    the end."""
     roots: dict[ValueRef, ValueRef] = {}
     for n in ops:
         data = graph.node(n)
         for port in range(len(data["outputs"])):
             ref = ValueRef(n, port)
-            src = graph.op_inputs(n)[0] if data["op"] in ALIAS_OPS else None
+            src = _alias_source(graph, n) if port == 0 else None
             roots[ref] = roots.get(src, src) if src is not None else ref
     last: dict[ValueRef, int] = {}
     for i, n in enumerate(ops):
@@ -83,7 +88,7 @@ def _plan_buffers(graph: Graph, ops: list[str], sizes: dict[ValueRef, int]) -> _
         free.sort()
         for port in range(len(graph.node(n)["outputs"])):
             ref = ValueRef(n, port)
-            if roots[ref] != ref or graph.value_type(ref).dtype == "opaque":
+            if roots[ref] != ref or ref not in sizes:  # aliases, caches, gradients living in G
                 continue
             need = -(-max(sizes[ref], 1) // ALIGN) * ALIGN
             for k, (start, size) in enumerate(free):
@@ -134,14 +139,16 @@ def _scratch(graph: Graph, n: str, maxima: dict[str, int]) -> int:
     return 0
 
 
-def render_c(graph: Graph, max_batch: int, max_len: int) -> dict[str, str]:
-    """The C sources of ``graph`` (level-0 inference graph, shapes inferred) for batches of at most
-    ``max_batch`` and free lengths of at most ``max_len``."""
-    prefix = c_prefix(graph.name)
-    ops = list(graph.nodes("op"))
-    unsupported = sorted({graph.node(n)["op"] for n in ops} - set(C_OPS))
-    if unsupported:
-        raise CBackendError(f"the C backend does not support op(s) {unsupported} yet")
+@dataclass
+class CFunction:
+    """One generated entry point: `<prefix>_<name>(m, inputs, outputs)` computing ``graph``."""
+
+    name: str
+    graph: Graph
+    doc: str
+
+
+def _input_specs(graph: Graph, max_batch: int, max_len: int) -> tuple[list[dict], dict[str, int], dict[str, str]]:
     maxima: dict[str, int] = {}
     symbols: dict[str, str] = {}
     inputs = []
@@ -160,92 +167,249 @@ def render_c(graph: Graph, max_batch: int, max_len: int) -> dict[str, str]:
                 dims.append({"fixed": None, "var": c_symbol(d), "limit": limit})
         shape_text = "[" + ", ".join(str(d) for d in t.shape) + "]"
         inputs.append({"name": name, "dtype": t.dtype, "shape": dims, "shape_text": shape_text})
+    return inputs, maxima, symbols
 
+
+def _check_op(graph: Graph, n: str) -> None:
+    data = graph.node(n)
+    if data["op"] not in C_OPS:
+        raise CBackendError(f'the C backend does not support op {data["op"]!r} (layer "{data["layer"]}") yet')
+    float_only = data["op"] not in ("embedding", "loss", "loss_vjp", "vjp")
+    for r in graph.op_inputs(n):
+        t = graph.value_type(r)
+        if float_only and t.dtype != "float32":
+            raise CBackendError(f'layer "{data["layer"]}" reads {t.dtype} values; the C backend needs float32 there')
+
+
+def _grad_slots(graph: Graph, param_offset: dict[str, int]) -> dict[ValueRef, str]:
+    """The gradients apply_gradients reads live in the model's flat gradient buffer G, at their
+    weight's offset: the optimizer then makes one pass over W and G."""
+    slots = {}
+    for n in graph.nodes("op"):
+        data = graph.node(n)
+        if data["op"] == "apply_gradients":
+            for ref, p in zip(graph.op_inputs(n), data["attrs"]["params"]):
+                slots[ref] = f"(G + {param_offset[p]}L)"
+    return slots
+
+
+def _alias_source(graph: Graph, n: str) -> ValueRef | None:
+    """The value whose buffer an op's output shares: reshapes forward, and their gradients backward."""
+    data = graph.node(n)
+    if data["op"] in ALIAS_OPS:
+        return graph.op_inputs(n)[0]
+    if data["op"] == "vjp" and data["attrs"]["op"] in ALIAS_OPS and data["attrs"]["has_grad"][0]:
+        a = data["attrs"]
+        return graph.op_inputs(n)[a["n_inputs"] + len(a["has_grad"])]
+    return None
+
+
+def _render_function(fn: CFunction, env, param_offset: dict[str, int], max_batch: int, max_len: int,
+                     caches: list[dict]) -> dict:
+    """One entry point's context: its input checks, its arena plan and one code block per op."""
+    graph = fn.graph
+    ops = list(graph.nodes("op"))
+    for n in ops:
+        _check_op(graph, n)
+    inputs, maxima, symbols = _input_specs(graph, max_batch, max_len)
+    grad_slot = _grad_slots(graph, param_offset)
     sizes = {}
     for n in ops:
         for port, t in enumerate(graph.node(n)["outputs"]):
-            if t.dtype != "opaque":
-                sizes[ValueRef(n, port)] = int(np.prod([largest(d, maxima) for d in t.shape]))
+            ref = ValueRef(n, port)
+            if t.dtype not in ("opaque", "int64") and ref not in grad_slot:
+                sizes[ref] = int(np.prod([largest(d, maxima) for d in t.shape]))
     plan = _plan_buffers(graph, ops, sizes)
-
-    weights, offset = [], 0
-    param_ptr = {}
-    for p in graph.nodes("param"):
-        value = graph.params[p]
-        weights.append({"name": p, "shape": list(value.shape), "offset": offset})
-        param_ptr[p] = f"(W + {offset}L)"
-        offset += int(value.size)
+    cache_of: dict[ValueRef, str] = {}
 
     def pointer(ref: ValueRef) -> str:
         if graph.kind(ref.node) == "input":
             i = graph.inputs.index(ref.node)
             ctype = {"float32": "float", "int32": "int32_t", "int64": "int64_t"}[graph.value_type(ref).dtype]
             return f"((const {ctype} *)inputs[{i}].data)"
+        if graph.kind(ref.node) == "param":
+            return f"(W + {param_offset[ref.node]}L)"
+        if ref in grad_slot:
+            return grad_slot[ref]
+        if ref in cache_of:
+            return cache_of[ref]
+        if graph.value_type(ref).dtype == "int64":  # the step counter: m->iterations holds it
+            return "NULL"
         root = plan.roots.get(ref, ref)
-        if graph.kind(root.node) == "input":
+        if root != ref:
             return pointer(root)
-        return f"(A + {plan.offsets[root]}L)"
+        return f"(A + {plan.offsets[ref]}L)"
 
-    env = _env()
-    blocks = []
+    blocks, scratch_calls = [], []
     for n in ops:
         data = graph.node(n)
         refs = graph.op_inputs(n)
-        for r in refs:
-            t = graph.value_type(r)
-            if data["op"] != "embedding" and t.dtype != "float32":
-                raise CBackendError(f'layer "{data["layer"]}" reads {t.dtype} values; the C backend needs float32 there')
-        if data["op"] in ("add", "subtract", "multiply", "average", "maximum", "minimum"):
-            shapes = {tuple(graph.value_type(r).shape) for r in refs}
-            if len(shapes) > 1:
-                raise CBackendError(f'layer "{data["layer"]}" broadcasts; the C backend merges equal shapes only')
-        xd = [[to_c(d) for d in graph.value_type(r).shape] for r in refs]
         outs = [ValueRef(n, p) for p in range(len(data["outputs"]))]
+        for ref in outs:
+            if graph.value_type(ref).dtype == "opaque":
+                cache_of[ref] = f"m->cache[{len(caches)}]"
+                caches.append({"node": n, "size": cache_size_call(graph, n, maxima)})
+        xd = [[to_c(d) for d in graph.value_type(r).shape] for r in refs]
         context = {
             "x": [pointer(r) for r in refs], "xd": xd, "x_dtype": [graph.value_type(r).dtype for r in refs],
             "y": [pointer(r) for r in outs], "yd": [[to_c(d) for d in graph.value_type(r).shape] for r in outs],
-            "p": {role: param_ptr[p] for role, p in graph.op_params(n).items()}, "a": data["attrs"],
+            "p": {role: pointer(ValueRef(p)) for role, p in graph.op_params(n).items()}, "a": data["attrs"],
             "op": data["op"], "layer": data["layer"], "node": n,
             "source": f'input "{refs[0].node}"' if refs and graph.kind(refs[0].node) == "input" else
             f'the output of "{graph.node(refs[0].node).get("layer", refs[0].node)}"' if refs else "",
         }
-        if data["op"] in ("conv", "max_pool", "avg_pool"):
-            context["pads"] = _pads(data["attrs"], xd[0][1:-1])
-        if data["op"] == "concat":
-            context["axis"] = data["attrs"]["axis"] % len(xd[0])
-        code = env.get_template(f"c/ops/{data['op']}.c.j2").render(**context).rstrip("\n")
+        if data["op"] == "vjp":
+            context.update(_vjp_context(context))
+            template = f"c/vjp/{data['attrs']['op']}.c.j2"
+        else:
+            template = f"c/ops/{data['op']}.c.j2"
+        window_dims = context.get("fxd", xd)
+        kind = data["attrs"].get("op", data["op"]) if data["op"] == "vjp" else data["op"]
+        if kind in ("conv", "max_pool", "avg_pool"):
+            context["pads"] = _pads(data["attrs"], window_dims[0][1:-1])
+        if kind == "concat":
+            context["axis"] = data["attrs"]["axis"] % len(window_dims[0])
+        code = env.get_template(template).render(**context).rstrip("\n")
         types_text = ", ".join(str(t) for t in data["outputs"])
-        blocks.append({"title": f"{n}: {data['op']} (layer \"{data['layer']}\") -> {types_text}", "code": code})
+        blocks.append({"title": f"{n}: {data['op']}{'(' + kind + ')' if kind != data['op'] else ''} "
+                                f"(layer \"{data['layer']}\") -> {types_text}", "code": code})
+        call = scratch_call(graph, n, maxima)
+        if call:
+            scratch_calls.append(call)
 
     outputs = []
     for name, ref in graph.outputs:
-        dims = [to_c(d) for d in graph.value_type(ref).shape]
-        shape = graph.value_type(ref).shape
-        outputs.append({"name": name, "source": pointer(ref).replace("const ", ""), "dims": dims, "count": _prod(dims),
-                        "max_count": int(np.prod([largest(d, maxima) for d in shape])),
-                        "shape_text": "[" + ", ".join(str(d) for d in shape) + "]"})
-    scratch = max([_scratch(graph, n, maxima) for n in ops] + [1])
-    context = {"prefix": prefix, "name": graph.name, "inputs": inputs, "outputs": outputs, "params": weights,
-               "weights_size": offset, "arena_size": max(plan.arena, 1), "scratch_size": scratch,
-               "symbols": [{"var": v} for v in sorted(set(symbols.values()))], "blocks": blocks,
-               "max_batch": max_batch, "max_len": max_len}
+        t = graph.value_type(ref)
+        if t.dtype == "int64":  # the optimizer's step counter: <prefix>_iterations() gives it
+            continue
+        dims = [to_c(d) for d in t.shape]
+        producer = graph.node(ref.node)
+        is_loss = producer["kind"] == "op" and producer["op"] == "loss"
+        outputs.append({"name": name, "source": pointer(ref).replace("const ", ""), "dims": dims,
+                        "is_loss": is_loss, "loss_weight": producer["attrs"]["weight"] if is_loss else None,
+                        "count": _prod(dims), "max_count": int(np.prod([largest(d, maxima) for d in t.shape])),
+                        "shape_text": "[" + ", ".join(str(d) for d in t.shape) + "]"})
+    return {"name": fn.name, "doc": fn.doc, "inputs": inputs, "outputs": outputs, "blocks": blocks,
+            "symbols": [{"var": v} for v in sorted(set(symbols.values()))], "arena": plan.arena,
+            "scratch": max([_scratch(graph, n, maxima) for n in ops] + [1]), "scratch_calls": scratch_calls}
+
+
+def _vjp_context(context: dict) -> dict:
+    """Names a vjp template reads (as the NumPy backend's): the forward op's inputs (fx), outputs
+    (fy), output gradients (gy, None where none flows) and where to write gx / gp."""
+    a = context["a"]
+    k, has_grad = a["n_inputs"], a["has_grad"]
+    x, xd = context["x"], context["xd"]
+    given = iter(range(k + len(has_grad), len(x)))
+    gy_index = [next(given) if h else None for h in has_grad]
+    produced = iter(context["y"])
+    return {"fx": x[:k], "fxd": xd[:k], "fx_dtype": context["x_dtype"][:k],
+            "fy": x[k:k + len(has_grad)], "fyd": xd[k:k + len(has_grad)],
+            "gy": [x[i] if i is not None else None for i in gy_index],
+            "gx": [next(produced) if need else None for need in a["need_inputs"]],
+            "gp": {role: next(produced) for role in a["need_params"]}}
+
+
+def cache_size_call(graph: Graph, n: str, maxima: dict[str, int]) -> str:
+    """C expression: floats an op's saved-for-backward output needs at the build's maxima."""
+    data = graph.node(n)
+    if data["op"] != "lstm_train":
+        raise CBackendError(f"no C cache layout for op {data['op']!r}")
+    x = graph.value_type(graph.op_inputs(n)[0]).shape
+    return f"gk_lstm_cache_size({largest(x[0], maxima)}L, {largest(x[1], maxima)}L, {x[2]}L, {data['attrs']['units']}L)"
+
+
+def scratch_call(graph: Graph, n: str, maxima: dict[str, int]) -> str | None:
+    """C expression: scratch floats a backward kernel needs at the build's maxima (kernels declare
+    their own size functions), or None."""
+    data = graph.node(n)
+    if data["op"] == "lstm_train":
+        x = [largest(d, maxima) for d in graph.value_type(graph.op_inputs(n)[0]).shape]
+        return f"gk_lstm_train_scratch({x[0]}L, {x[1]}L, {x[2]}L, {data['attrs']['units']}L)"
+    if data["op"] != "vjp":
+        return None
+    a = data["attrs"]
+    x = [largest(d, maxima) for d in graph.value_type(graph.op_inputs(n)[0]).shape]
+    if a["op"] == "conv":
+        y = [largest(d, maxima) for d in graph.value_type(graph.op_inputs(n)[a["n_inputs"]]).shape]
+        two = lambda v: "(const long[2]){" + ", ".join(f"{d}L" for d in (list(v) + [1])[:2]) + "}"
+        return (f"gk_conv_backward_scratch({x[0]}L, {two(x[1:-1])}, {x[-1]}L, {two(a['kernel_size'])}, "
+                f"{a['filters']}L, {two(y[1:-1])})")
+    if a["op"] == "lstm_train":
+        return f"gk_lstm_backward_scratch({x[0]}L, {x[1]}L, {x[2]}L, {a['units']}L)"
+    if a["op"] == "dense":
+        rows = int(np.prod(x[:-1]))
+        return f"gk_dense_backward_scratch({rows}L, {x[-1]}L, {a['units']}L)"
+    return None
+
+
+def render_program(name: str, functions: list[CFunction], params: dict[str, np.ndarray], max_batch: int,
+                   max_len: int, trainable: list[str] | None = None, optimizer: dict | None = None) -> dict[str, str]:
+    """The C sources of a model: one entry point per function (forward, and for a compiled model
+    test_step and train_step), sharing the weights (in ``params``' order, trainable ones first), the
+    arena, the scratch and, when ``optimizer`` is given, the optimizer's state."""
+    prefix = c_prefix(name)
+    trainable = list(trainable or [])
+    if list(params)[:len(trainable)] != trainable:
+        raise ValueError("params must list the trainable weights first, in order")
+    weights, param_offset, offset = [], {}, 0
+    for p in params:
+        value = params[p]
+        weights.append({"name": p, "shape": list(value.shape), "offset": offset})
+        param_offset[p] = offset
+        offset += int(value.size)
+    n_trainable = sum(int(params[p].size) for p in trainable)
+    env = _env()
+    caches: list[dict] = []
+    rendered = [_render_function(fn, env, param_offset, max_batch, max_len, caches) for fn in functions]
+    forward = rendered[0]
+    for f in rendered:  # inputs after the model's: per loss a target, then its sample weights
+        data = 0
+        for j, spec in enumerate(f["inputs"]):
+            spec["is_weight"] = j >= len(forward["inputs"]) and (j - len(forward["inputs"])) % 2 == 1
+            spec["data_index"] = data
+            data += not spec["is_weight"]
+    context = {"prefix": prefix, "name": name, "functions": rendered, "inputs": forward["inputs"],
+               "outputs": forward["outputs"], "params": weights, "weights_size": offset,
+               "trainable_size": n_trainable, "num_trainable": len(trainable), "optimizer": optimizer,
+               "arena_size": max(max(f["arena"] for f in rendered), 1),
+               "scratch_size": max(f["scratch"] for f in rendered),
+               "scratch_calls": sorted({c for f in rendered for c in f["scratch_calls"]}),
+               "caches": caches, "max_batch": max_batch, "max_len": max_len,
+               "training": next((f for f in rendered if f["name"] == "train_step"), None)}
     kernels = template_dir() / "c"
-    return {
+    sources = {
         f"{prefix}.h": env.get_template("c/model.h.j2").render(**context),
         f"{prefix}.c": env.get_template("c/model.c.j2").render(**context),
-        "gcomp_kernels.h": (kernels / "gcomp_kernels.h").read_text(),
-        "gcomp_kernels.c": (kernels / "gcomp_kernels.c").read_text(),
         "main.c": env.get_template("c/main.c.j2").render(**context),
-        "Makefile": env.get_template("c/Makefile.j2").render(**context),
+        "Makefile": env.get_template("c/Makefile.j2").render(**context, kernel_sources=KERNEL_SOURCES),
     }
+    for stem in KERNEL_SOURCES:
+        sources[f"{stem}.h"] = (kernels / f"{stem}.h").read_text()
+        sources[f"{stem}.c"] = (kernels / f"{stem}.c").read_text()
+    return sources
 
 
-def weights_bytes(graph: Graph) -> bytes:
-    """weights.bin: "GCW1", count, then per parameter its name, rank, dims and float32 values."""
-    parts = [b"GCW1", struct.pack("<I", len(graph.params))]
-    for p in graph.nodes("param"):
-        value = np.ascontiguousarray(graph.params[p], dtype="<f4")
+def render_c(graph: Graph, max_batch: int, max_len: int) -> dict[str, str]:
+    """The C sources of ``graph`` (level-0 inference graph, shapes inferred) for batches of at most
+    ``max_batch`` and free lengths of at most ``max_len``."""
+    return render_program(graph.name, [CFunction("forward", graph, "Inference: the model's outputs.")],
+                          program_params(graph, []), max_batch, max_len)
+
+
+def weights_bytes(params: dict[str, np.ndarray]) -> bytes:
+    """weights.bin: "GCW1", count, then per parameter (in the C program's order) its name, rank,
+    dims and float32 values."""
+    parts = [b"GCW1", struct.pack("<I", len(params))]
+    for p, value in params.items():
+        value = np.ascontiguousarray(value, dtype="<f4")
         name = p.encode()
         parts += [struct.pack("<I", len(name)), name, struct.pack("<I", value.ndim),
                   struct.pack(f"<{value.ndim}I", *value.shape), value.tobytes()]
     return b"".join(parts)
+
+
+def program_params(graph: Graph, trainable: list[str]) -> dict[str, np.ndarray]:
+    """The weights in the C program's order: the trained ones first (the optimizer's flat buffer)."""
+    order = list(trainable) + [p for p in graph.nodes("param") if p not in trainable]
+    return {p: graph.params[p] for p in order}

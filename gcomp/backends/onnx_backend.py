@@ -87,6 +87,8 @@ class OnnxEmitter:
         self.initializers: dict[str, onnx.TensorProto] = {}
         self.values: dict[ValueRef, _Value] = {}
         self._names: set[str] = set()
+        self.lstm_weights: dict[tuple, str] = {}
+        """(kernel, recurrent_kernel, bias) parameter names -> the prefix of their ONNX W, R, B."""
 
     # ---- names, constants, nodes ------------------------------------------------------------
     def fresh(self, hint: str) -> str:

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+from onnx import TensorProto, helper
+
 from gcomp.backends.onnx_backend import (CHANNELS_FIRST, CHANNELS_FIRST_2D, CHANNELS_LAST, ExportError, OnnxEmitter,
                                          first_layout, kernel_to_oihw, lstm_weights, onnx_axis)
 from gcomp.ir.graph import ValueRef
@@ -181,6 +184,41 @@ def _window_attrs(a, spatial: tuple, kernel: tuple[int, ...], dilation: tuple[in
     return attrs
 
 
+def _needs_dynamic_same(a, spatial: tuple, kernel: tuple[int, ...], dilation: tuple[int, ...]) -> bool:
+    """Whether "same" padding must be computed from the actual lengths: a free length, stride > 1 and a
+    window shorter than the stride. There Keras's total, max((ceil(n/s)-1)s + k - n, 0), is 0 for some
+    lengths and positive for others, and onnxruntime's SAME_UPPER refuses the negative value it gets
+    before clamping ("padding values must be non-negative")."""
+    return a["padding"] == "same" and any(
+        not isinstance(n, int) and s > 1 and d * (k - 1) + 1 < s
+        for n, k, s, d in zip(spatial, kernel, a["strides"], dilation))
+
+
+def _same_pads(em, n: str, x: str, a, spatial: tuple, kernel: tuple[int, ...], dilation: tuple[int, ...]) -> str:
+    """Keras's "same" pads of ``x`` (channels-first, a 1-D window's input as (N, C, 1, T)) as an int64
+    tensor for Pad: constants on fixed axes, computed from Shape on free ones."""
+    def const(v):
+        return em.const_i64(f"i{v}", [v])
+    offset = 4 - len(spatial)  # the ONNX axis of the first spatial axis
+    before, after = [const(0)] * 4, [const(0)] * 4
+    for i, (dim, k, s, d) in enumerate(zip(spatial, kernel, a["strides"], dilation)):
+        effective = d * (k - 1) + 1
+        if isinstance(dim, int) or s == 1:
+            b, e = same_padding(dim, k, s, d) if isinstance(dim, int) else \
+                ((effective - 1) // 2, effective - 1 - (effective - 1) // 2)
+            before[offset + i], after[offset + i] = const(b), const(e)
+            continue
+        hint = f"{n}/same_pads{i}"
+        length = em.node("Shape", [x], f"{hint}/length", start=offset + i, end=offset + i + 1)[0]
+        out = em.node("Div", [em.node("Add", [length, const(s - 1)], f"{hint}/plus")[0], const(s)], f"{hint}/out")[0]
+        covered = em.node("Mul", [em.node("Sub", [out, const(1)], f"{hint}/last")[0], const(s)], f"{hint}/start")[0]
+        total = em.node("Sub", [em.node("Add", [covered, const(effective)], f"{hint}/end")[0], length], f"{hint}/total")[0]
+        total = em.node("Max", [total, const(0)], f"{hint}/clamped")[0]
+        before[offset + i] = em.node("Div", [total, const(2)], f"{hint}/before")[0]
+        after[offset + i] = em.node("Sub", [total, before[offset + i]], f"{hint}/after")[0]
+    return em.node("Concat", before + after, f"{n}/same_pads", axis=0)[0]
+
+
 def _spatial(em, ref) -> tuple:
     return em.graph.value_type(ref).shape[1:-1]
 
@@ -196,10 +234,15 @@ def conv(em, n, a):
     (ref,) = _inputs(em, n)
     layout = first_layout(a["rank"] + 2)
     x = _float_input(em, n, ref, layout)
+    spatial = _spatial(em, ref)
+    if _needs_dynamic_same(a, spatial, a["kernel_size"], a["dilation_rate"]):
+        pads = _same_pads(em, n, x, a, spatial, a["kernel_size"], a["dilation_rate"])
+        x = em.node("Pad", [x, pads, em.const_f32(0.0)], f"{n}/padded", mode="constant")[0]
+        a = {**a, "padding": "valid"}
     inputs = [x, em.derived_param(n, "kernel", "oihw", _kernel_oihw)]
     if a["use_bias"]:
         inputs.append(em.param(n, "bias"))
-    y = em.node("Conv", inputs, n, **_window_attrs(a, _spatial(em, ref), a["kernel_size"], a["dilation_rate"]))[0]
+    y = em.node("Conv", inputs, n, **_window_attrs(a, spatial, a["kernel_size"], a["dilation_rate"]))[0]
     em.bind(ValueRef(n), activation(em, a["activation"], y, f"{n}/{a['activation']}", 1), layout)
 
 
@@ -210,7 +253,26 @@ def pool(em, n, a):
     layout = first_layout(a["rank"] + 2)
     x = _float_input(em, n, ref, layout) if op == "avg_pool" else em.value(ref, layout)
     extra = {"count_include_pad": 0} if op == "avg_pool" else {}  # Keras averages in-bounds values only
-    attrs = _window_attrs(a, _spatial(em, ref), a["pool_size"], (1,) * a["rank"])
+    spatial, ones = _spatial(em, ref), (1,) * a["rank"]
+    if _needs_dynamic_same(a, spatial, a["pool_size"], ones):
+        pads = _same_pads(em, n, x, a, spatial, a["pool_size"], ones)
+        valid = _window_attrs({**a, "padding": "valid"}, spatial, a["pool_size"], ones)
+        del valid["dilations"]
+        if op == "max_pool":  # pad with the lowest float: every window holds an input value
+            padded = em.node("Pad", [x, pads, em.const_f32(float(np.finfo(np.float32).min))], f"{n}/padded",
+                             mode="constant")[0]
+            y = em.node("MaxPool", [padded], n, **valid)[0]
+        else:  # the mean of the in-bounds values: sum over window / in-bounds count, as two means
+            padded = em.node("Pad", [x, pads, em.const_f32(0.0)], f"{n}/padded", mode="constant")[0]
+            one = helper.make_tensor("value", TensorProto.FLOAT, [1], [1.0])
+            mask = em.node("ConstantOfShape", [em.node("Shape", [x], f"{n}/shape")[0]], f"{n}/ones", value=one)[0]
+            mask = em.node("Pad", [mask, pads, em.const_f32(0.0)], f"{n}/in_bounds", mode="constant")[0]
+            total = em.node("AveragePool", [padded], f"{n}/sums", **valid)[0]
+            count = em.node("AveragePool", [mask], f"{n}/counts", **valid)[0]
+            y = em.node("Div", [total, count], n)[0]
+        em.bind(ValueRef(n), y, layout)
+        return
+    attrs = _window_attrs(a, spatial, a["pool_size"], ones)
     del attrs["dilations"]
     y = em.node("MaxPool" if op == "max_pool" else "AveragePool", [x], n, **attrs, **extra)[0]
     em.bind(ValueRef(n), y, layout)
@@ -288,8 +350,13 @@ def lstm(em, n, a):
                               em.const_i64("one", [1]), em.const_i64("minus_one", [-1])], f"{n}/reversed")[0]
     x = em.node("Transpose", [x], f"{n}/time_major", perm=[1, 0, 2])[0]
     params = em.graph.op_params(n)
-    key = f"{params['kernel']}/onnx"
-    if f"{key}_W" not in em.initializers:  # made once per LSTM layer, shared by its calls
+    # W, R, B are made once per set of parameters (a layer's calls share them). Not per kernel alone:
+    # after dedupe_weights two layers may share an equal kernel and differ in the other two.
+    weights = (params["kernel"], params["recurrent_kernel"], params.get("bias") if a["use_bias"] else None)
+    key = em.lstm_weights.get(weights)
+    if key is None:
+        key = em.fresh(f"{params['kernel']}/onnx")
+        em.lstm_weights[weights] = key
         bias = em.params[params["bias"]] if a["use_bias"] else None
         w, r, b = lstm_weights(em.params[params["kernel"]], em.params[params["recurrent_kernel"]], bias)
         em.initializer(f"{key}_W", w)

@@ -89,6 +89,10 @@ class Layer:
         self._params: dict[str, Variable] = {}
         self._inbound_nodes: list[Node] = []
         if input_shape is not None:
+            if not isinstance(input_shape, (tuple, list)):
+                raise LayerConfigError(
+                    f'{type(self).__name__} "{self.name}": input_shape must be a tuple of ints or None '
+                    f"without the batch axis, e.g. input_shape=({input_shape!r},); got {input_shape!r}")
             self._input_shape_arg: tuple | None = tuple(input_shape)
         else:
             self._input_shape_arg = (input_dim,) if input_dim is not None else None
@@ -116,7 +120,13 @@ class Layer:
             raise self._config_error(str(e)) from None
 
     def _int_tuple(self, value: Any, rank: int, what: str) -> tuple[int, ...]:
-        values = (value,) * rank if isinstance(value, (int, np.integer)) else tuple(value)
+        if isinstance(value, (int, np.integer)):
+            values = (value,) * rank
+        else:
+            try:
+                values = tuple(value)
+            except TypeError:  # None, a float: not a size
+                raise self._config_error(f"{what} must be an int or a tuple of {rank} ints, got {value!r}") from None
         if len(values) != rank:
             raise self._config_error(f"{what} must be an int or a tuple of {rank} ints, got {value!r}")
         return tuple(self._positive_int(v, what) for v in values)

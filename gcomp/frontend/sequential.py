@@ -41,6 +41,9 @@ class Sequential(Model):
         if not isinstance(layer, Layer):
             raise TypeError(f'Sequential "{self.name}": only layers can be added, got {type(layer).__name__} '
                             f"{layer!r}")
+        if any(l is layer for l in self._layers):
+            raise GraphError(f'Sequential "{self.name}": layer "{layer.name}" is already in this model; a '
+                             f"Sequential calls each layer once: create a new layer instead of adding it again")
         if any(l.name == layer.name for l in self._layers):
             raise GraphError(f'Sequential "{self.name}": all layers must have unique names; "{layer.name}" '
                              f"is already the name of a layer in this model")

@@ -82,6 +82,7 @@ class TrainingMixin:
 
     _compile_config: dict | None = None
     _program = None
+    _program_backend = "numpy"
 
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, weighted_metrics=None,
                 run_eagerly=False, steps_per_execution=1, jit_compile="auto", auto_scale_loss=True):
@@ -105,7 +106,11 @@ class TrainingMixin:
         elif isinstance(loss_weights, (int, float)) and len(outputs) == 1:
             weights = {outputs[0]: float(loss_weights)}
         else:
-            weights = {o: float(w) for o, w in _per_output(loss_weights, outputs, "loss_weights", single_ok=False).items()}
+            weights = {}
+            for o, w in _per_output(loss_weights, outputs, "loss_weights", single_ok=False).items():
+                if isinstance(w, bool) or not isinstance(w, (int, float, np.floating, np.integer)):
+                    raise ValueError(f"loss_weights for output {o!r} must be a number, got {w!r}")
+                weights[o] = float(w)
             weights = {o: weights.get(o, 1.0) for o in outputs}
         self._compile_config = {
             "optimizer": optimizers.serialize(opt),
@@ -123,20 +128,31 @@ class TrainingMixin:
         from gcomp.backends.numpy_training import render_training_module
         return render_training_module(self, self._compile_config)
 
-    def _training_program(self):
+    def _training_program(self, backend: str = "numpy"):
+        """The program fit & co. run: the generated NumPy module's Program, or its subclass whose
+        steps run in generated C. Switching backends carries the weights and optimizer state over."""
+        if backend not in ("numpy", "c"):
+            raise ValueError(f"unknown training backend {backend!r}; available: 'numpy', 'c'")
         if self._compile_config is None:
             raise RuntimeError("You must call compile() before using the model for training "
                                "(fit, evaluate, train_on_batch, test_on_batch)")
         if not self._compile_config["losses"]:
             raise ValueError(f'model "{self.name}" was compiled without a loss: give compile(loss=...)')
-        if self._program is None:
+        old = self._program
+        if old is None or self._program_backend != backend:
             from gcomp.backends.numpy_backend import load_module
             module = load_module(self.training_source())
-            program = module.Program(self._param_values())
+            if backend == "c":
+                from gcomp.backends.c_training import c_program_class
+                program = c_program_class(module)(self._param_values(), self._current_graph(), self._compile_config)
+            else:
+                program = module.Program(self._param_values())
+            if old is not None:
+                _carry_optimizer_state(old, program)
             for name, var in self._compile_config_variables().items():
                 var._value = program.params[name]  # the Variable now lives in the program's buffer
                 var.version += 1
-            self._program = program
+            self._program, self._program_backend = program, backend
         return self._program
 
     def _compile_config_variables(self):
@@ -159,6 +175,9 @@ class TrainingMixin:
     def _targets(self, y):
         """y as a dict by output name (Keras accepts an array, a list in output order or a dict)."""
         outputs = self.output_names
+        if y is None:
+            raise ValueError(f"no targets given (y=None) for output(s) {outputs}: fit, evaluate and train_on_batch "
+                             f"need y")
         if isinstance(y, dict):
             return y
         if isinstance(y, (list, tuple)) and len(outputs) > 1:
@@ -169,9 +188,16 @@ class TrainingMixin:
             raise InputDataError(f"the model has {len(outputs)} outputs {outputs}: give y as a list or dict")
         return {outputs[0]: y}
 
-    def _check_backend(self, backend: str) -> None:
-        if backend != "numpy":
-            raise ValueError(f"training runs on backend='numpy' (got {backend!r})")
+    def _check_sample_weight(self, sample_weight) -> None:
+        """Per-output sample weights must name outputs (dict) or give one array per output (list)."""
+        outputs = self.output_names
+        if isinstance(sample_weight, dict):
+            unknown = [k for k in sample_weight if k not in outputs]
+            if unknown:
+                raise ValueError(f"sample_weight has key(s) {unknown}, which are not outputs; outputs are {outputs}")
+        elif isinstance(sample_weight, (list, tuple)) and len(outputs) > 1 and len(sample_weight) != len(outputs):
+            raise ValueError(f"sample_weight has {len(sample_weight)} arrays but the model has {len(outputs)} "
+                             f"outputs {outputs}")
 
     # ---- Keras's API ---------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
@@ -182,43 +208,53 @@ class TrainingMixin:
         <output>_<metric>, val_*)."""
         from gcomp.callbacks import History
         from gcomp.frontend.data import prepare_inputs
-        self._check_backend(backend)
         if steps_per_epoch is not None or validation_steps is not None:
             raise ValueError("steps_per_epoch and validation_steps are for generators; give arrays instead")
         if not 0 <= validation_split < 1:
             raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
-        program = self._training_program()
+        if isinstance(batch_size, bool) or (batch_size is not None and (not isinstance(batch_size, (int, np.integer))
+                                                                        or batch_size < 1)):
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if class_weight is not None and not isinstance(class_weight, dict):
+            raise ValueError(f"class_weight must be a dict mapping class indices to weights, got {class_weight!r}")
+        self._check_sample_weight(sample_weight)
+        program = self._training_program(backend)
         inputs = prepare_inputs(self, x)
+        n = len(inputs[0]) if inputs and np.ndim(inputs[0]) else 0
+        if validation_split and int(n * (1.0 - validation_split)) < 1:
+            raise ValueError(f"validation_split={validation_split} of {n} samples leaves no sample to train on")
         if validation_data is not None:
             if not isinstance(validation_data, (list, tuple)) or len(validation_data) not in (2, 3):
                 raise ValueError("validation_data must be (x_val, y_val) or (x_val, y_val, sample_weight)")
             validation_data = (prepare_inputs(self, validation_data[0]), self._targets(validation_data[1]),
                                *validation_data[2:])
         history = History()
-        user = list(callbacks or [])
+        user = [callbacks] if callbacks is not None and not isinstance(callbacks, (list, tuple)) else list(callbacks or [])
         for cb in user + [history]:
             cb.set_model(self)
             cb.set_params({"epochs": epochs, "verbose": verbose, "steps": None})
         bump = _EpochEnd(self)
-        program.fit(inputs, self._targets(y), batch_size=batch_size or 32, epochs=epochs, verbose=verbose,
-                    callbacks=[bump] + user + [history], validation_split=validation_split,
-                    validation_data=validation_data, shuffle=shuffle, initial_epoch=initial_epoch,
-                    sample_weight=sample_weight, class_weight=class_weight)
-        self._weights_changed()
+        try:
+            program.fit(inputs, self._targets(y), batch_size=batch_size or 32, epochs=epochs, verbose=verbose,
+                        callbacks=[bump] + user + [history], validation_split=validation_split,
+                        validation_data=validation_data, shuffle=shuffle, initial_epoch=initial_epoch,
+                        sample_weight=sample_weight, class_weight=class_weight)
+        finally:  # also after Ctrl-C or a NaN loss: predict() must not reuse a stale compiled model
+            self._weights_changed()
         return history
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
                  callbacks=None, return_dict=False, backend="numpy"):
         from gcomp.frontend.data import prepare_inputs
-        self._check_backend(backend)
-        program = self._training_program()
+        self._check_sample_weight(sample_weight)
+        program = self._training_program(backend)
         return program.evaluate(prepare_inputs(self, x), self._targets(y), batch_size=batch_size or 32,
                                 verbose=verbose, sample_weight=sample_weight, return_dict=return_dict)
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False, backend="numpy"):
         from gcomp.frontend.data import prepare_inputs
-        self._check_backend(backend)
-        program = self._training_program()
+        self._check_sample_weight(sample_weight)
+        program = self._training_program(backend)
         result = program.train_on_batch(prepare_inputs(self, x), self._targets(y), sample_weight=sample_weight,
                                         class_weight=class_weight, return_dict=return_dict)
         self._weights_changed()
@@ -226,8 +262,7 @@ class TrainingMixin:
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False, backend="numpy"):
         from gcomp.frontend.data import prepare_inputs
-        self._check_backend(backend)
-        return self._training_program().test_on_batch(prepare_inputs(self, x), self._targets(y),
+        return self._training_program(backend).test_on_batch(prepare_inputs(self, x), self._targets(y),
                                                       sample_weight=sample_weight, return_dict=return_dict)
 
     def save_weights(self, filepath) -> None:
@@ -240,16 +275,31 @@ class TrainingMixin:
 
     def load_weights(self, filepath) -> None:
         """Weights saved by save_weights (no pickle); every name and shape is checked first."""
-        try:
-            with np.load(str(filepath), allow_pickle=False) as data:
-                arrays = {k.split("|", 1)[-1]: data[k] for k in sorted(data.files)}
-        except (OSError, ValueError, EOFError) as e:
-            raise InputDataError(f"{filepath}: not a readable weights file ({e})") from None
+        from gcomp.fileio import read_npz
+        arrays = {k.split("|", 1)[-1]: v for k, v in sorted(read_npz(filepath).items())}
         own = self.weights
         missing = [v.path for v in own if v.path not in arrays]
         if missing:
             raise InputDataError(f"{filepath}: no weights for {missing}")
         self.set_weights([arrays[v.path] for v in own])
+
+
+def _carry_optimizer_state(old, new) -> None:
+    """The step count and the slot variables, into a program just made (a C program loads its
+    optimizer object's state at its first step). Both keep the slots slot by slot over the flat
+    trainable buffer (momentum, then velocity, ... in Keras's build order)."""
+    new.optimizer.iterations = old.optimizer.iterations
+    if getattr(old, "library", None) is not None:
+        slots = old.library.optimizer_slots()
+    else:
+        buffers = list(old.optimizer._buffers.values())
+        slots = np.concatenate(buffers) if buffers else np.zeros(0, np.float32)
+    targets = list(new.optimizer._buffers.values())
+    if sum(t.size for t in targets) == slots.size:
+        at = 0
+        for t in targets:
+            t[...] = slots[at:at + t.size]
+            at += t.size
 
 
 class _EpochEnd:

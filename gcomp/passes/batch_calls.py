@@ -6,6 +6,7 @@ from collections import defaultdict
 import networkx as nx
 
 from gcomp.ir.graph import Graph, ValueRef
+from gcomp.ops import infer_op
 from gcomp.passes.manager import graph_pass
 
 BATCHABLE = ("dense", "conv", "lstm", "embedding")
@@ -33,6 +34,15 @@ def _stackable(g: Graph, calls: list[str]) -> list[str]:
     return independent
 
 
+def _typed(g: Graph, refs: list[ValueRef]) -> list[ValueRef]:
+    """Type the outputs of the op just added (a later group's calls may read them in this pass)."""
+    n = refs[0].node
+    data = g.node(n)
+    params = {role: g.node(p)["outputs"][0] for role, p in g.op_params(n).items()}
+    data["outputs"] = infer_op(data["op"], data["attrs"], [g.value_type(r) for r in g.op_inputs(n)], params)
+    return refs
+
+
 @graph_pass(keeps_training_params=True)
 def batch_shared_calls(graph: Graph) -> Graph:
     """Calls of one shared layer on independent inputs of one shape -> one call on the inputs stacked
@@ -50,14 +60,14 @@ def batch_shared_calls(graph: Graph) -> Graph:
         first = g.node(calls[0])
         name = "+".join(calls)
         layer = first["layer"]
-        (stacked,) = g.add_op(g.unique_name(f"{name}/stacked"), "stack_batch",
-                              [g.op_inputs(c)[0] for c in calls], {}, {}, layer=layer)
+        (stacked,) = _typed(g, g.add_op(g.unique_name(f"{name}/stacked"), "stack_batch",
+                                        [g.op_inputs(c)[0] for c in calls], {}, {}, layer=layer))
         params = {role: ValueRef(p) for role, p in g.op_params(calls[0]).items()}
-        outs = g.add_op(g.unique_name(name), first["op"], [stacked], params, dict(first["attrs"]),
-                        num_outputs=len(first["outputs"]), layer=layer)
+        outs = _typed(g, g.add_op(g.unique_name(name), first["op"], [stacked], params, dict(first["attrs"]),
+                                  num_outputs=len(first["outputs"]), layer=layer))
         for port, out in enumerate(outs):
-            parts = g.add_op(g.unique_name(f"{name}/unstacked{port or ''}"), "unstack_batch", [out], {},
-                             {"parts": len(calls)}, num_outputs=len(calls), layer=layer)
+            parts = _typed(g, g.add_op(g.unique_name(f"{name}/unstacked{port or ''}"), "unstack_batch", [out], {},
+                                       {"parts": len(calls)}, num_outputs=len(calls), layer=layer))
             for c, part in zip(calls, parts):
                 g.replace_uses(ValueRef(c, port), part)
         for c in calls:

@@ -306,14 +306,49 @@ def lstm(x, kernel, recurrent_kernel, bias, activation, recurrent_activation, re
     return (np.ascontiguousarray(hs[1:].transpose(1, 0, 2)) if return_sequences else h), h, c
 
 
+_U64 = (1 << 64) - 1
+
+
+class DropoutStream:
+    """Dropout's random stream, shared with the C backend (gk_dropout): a 64-bit key and a counter
+    of the values drawn so far. Value i of a draw gets u = (splitmix64(key + counter + i) >> 40) *
+    2^-24, a float32-exact uniform in [0, 1); each draw advances the counter by its size."""
+
+    def __init__(self, seed=None):
+        # no seed: a fresh key from the OS's entropy, as Keras draws fresh masks each run
+        self.key = (int(np.random.SeedSequence().entropy) if seed is None else int(seed)) & _U64
+        self.counter = 0
+
+
+def _splitmix64_top24(key, counter, n):
+    """(splitmix64(key + counter + i) >> 40 for i < n) as uint64: the stream's 24-bit draws."""
+    z = np.arange(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps mod 2^64 by design
+        z += np.uint64((key + counter + 0x9E3779B97F4A7C15) & _U64)
+        z ^= z >> np.uint64(30)
+        z *= np.uint64(0xBF58476D1CE4E5B9)
+        z ^= z >> np.uint64(27)
+        z *= np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+    z >>= np.uint64(40)
+    return z
+
+
 def dropout_train(x, rate, rng):
-    """Training-mode Dropout: (y, mask) with mask = keep / (1 - rate) in x's dtype, keep = U[0, 1) >= rate
-    drawn from the numpy Generator rng (rate >= 1 drops everything), and y = x * mask."""
+    """Training-mode Dropout: (y, mask) with mask = keep * (1 / (1 - rate)) in x's dtype (all zeros
+    when rate >= 1) and y = x * mask. keep = u >= rate (exactly, for the double rate) with u drawn
+    from rng, a DropoutStream: element i of x (in C order) takes the stream's value i; the counter
+    advances by x.size (also when rate >= 1). The C backend's gk_dropout draws the same masks."""
+    n = x.size
     if rate >= 1:
         mask = np.zeros(x.shape, x.dtype)
     else:
-        mask = (rng.random(x.shape) >= rate).astype(x.dtype)
+        # u = k 2^-24 >= rate  <=>  k >= ceil(rate 2^24) (rate 2^24 is exact in double)
+        threshold = _math.ceil(rate * 16777216.0) if rate > 0 else 0
+        keep = _splitmix64_top24(rng.key, rng.counter, n) >= np.uint64(threshold)
+        mask = keep.astype(x.dtype).reshape(x.shape)
         mask *= 1.0 / (1.0 - rate)
+    rng.counter = (rng.counter + n) & _U64
     return x * mask, mask
 
 

@@ -121,6 +121,7 @@ class Program:
             self.optimizer = make_optimizer(self.config["optimizer"])
             self.optimizer.build(n_train, np.float32, segments[:len(trainable)])
         self.rng = np.random.default_rng(seed)
+        self.dropout = DropoutStream(seed)  # the masks' stream, shared with the C backend
         self.stop_training = False
 
     # ---- the step functions' context -----------------------------------------------------------
@@ -260,7 +261,7 @@ class Program:
         values = [logs[k] for k in keys]
         return values[0] if len(values) == 1 else values
 
-    def _epoch(self, step, inputs, targets, sws, batch_size, order, callbacks, progbar, training):
+    def _epoch(self, step, inputs, targets, sws, batch_size, order, callbacks, progbar, training, ctrl_c=None):
         trackers = self._new_trackers()
         for b, start in enumerate(range(0, len(order), batch_size)):
             index = order[start:start + batch_size]
@@ -278,6 +279,8 @@ class Program:
                 if training and self.stop_training:  # TerminateOnNaN asked to stop
                     break
                 self._non_finite(losses, b)
+            if ctrl_c is not None and ctrl_c.pressed:
+                raise _Interrupted(f"{'batch' if training else 'validation batch'} {b}")
         return self._logs(trackers)
 
     def _non_finite(self, losses, batch):
@@ -322,26 +325,44 @@ class Program:
         steps = -(-n // batch_size)
         history = {}
         self.stop_training = False
-        _call(callbacks, "on_train_begin", {})
-        for epoch in range(initial_epoch, epochs):
-            _call(callbacks, "on_epoch_begin", epoch, {})
-            if verbose:
-                print(f"Epoch {epoch + 1}/{epochs}", file=_sys.stdout)
-            order = self.rng.permutation(n) if shuffle else np.arange(n)
-            progbar = Progbar(steps, verbose) if verbose else None
-            logs = self._epoch(train_step, inputs, targets, sws, batch_size, order, callbacks, progbar, True)
-            if val is not None:
-                vn = _batch_size(val[0] + val[1], "validation data")
-                val_logs = self._epoch(test_step, *val, batch_size, np.arange(vn), [], None, False)
-                logs.update({"val_" + k: v for k, v in val_logs.items()})
-            logs = dict(sorted(logs.items()))
-            if progbar is not None:
-                progbar.update(steps, logs, final=True)
-            for k, v in logs.items():
-                history.setdefault(k, []).append(v)
-            _call(callbacks, "on_epoch_end", epoch, logs)
-            if self.stop_training:
-                break
+        ctrl_c = _CtrlC().install()  # Ctrl-C: finish the running step, then stop (see _CtrlC)
+        try:
+            _call(callbacks, "on_train_begin", {})
+            try:
+                for epoch in range(initial_epoch, epochs):
+                    _call(callbacks, "on_epoch_begin", epoch, {})
+                    if verbose:
+                        print(f"Epoch {epoch + 1}/{epochs}", file=_sys.stdout)
+                    order = self.rng.permutation(n) if shuffle else np.arange(n)
+                    progbar = Progbar(steps, verbose) if verbose else None
+                    try:
+                        logs = self._epoch(train_step, inputs, targets, sws, batch_size, order, callbacks, progbar,
+                                           True, ctrl_c)
+                        if val is not None:
+                            vn = _batch_size(val[0] + val[1], "validation data")
+                            val_logs = self._epoch(test_step, *val, batch_size, np.arange(vn), [], None, False, ctrl_c)
+                            logs.update({"val_" + k: v for k, v in val_logs.items()})
+                    except _Interrupted as e:
+                        raise _Interrupted(f"epoch {epoch + 1}, {e}") from None
+                    logs = dict(sorted(logs.items()))
+                    if progbar is not None:
+                        progbar.update(steps, logs, final=True)
+                    for k, v in logs.items():
+                        history.setdefault(k, []).append(v)
+                    _call(callbacks, "on_epoch_end", epoch, logs)
+                    if ctrl_c.pressed:
+                        raise _Interrupted(f"the end of epoch {epoch + 1}")
+                    if self.stop_training:
+                        break
+            except (_Interrupted, KeyboardInterrupt) as e:
+                ctrl_c.restore()  # a Ctrl-C in on_train_end interrupts it as usual
+                _call(callbacks, "on_train_end", {})
+                if isinstance(e, _Interrupted):
+                    raise KeyboardInterrupt(f"fit stopped by Ctrl-C after {e}; the weights are those "
+                                            f"of that last completed step") from None
+                raise
+        finally:
+            ctrl_c.restore()
         _call(callbacks, "on_train_end", {})
         return history
 
@@ -350,12 +371,32 @@ class Program:
         return {n: v.copy() for n, v in self.params.items()}
 
     def save_weights(self, path):
-        """Weights as an .npz file (no pickle), written atomically."""
-        path = str(path)
-        tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
-            np.savez(f, **{n.replace("/", "|"): v for n, v in self.params.items()})
-        _os.replace(tmp, path)
+        """Weights as an .npz file (no pickle), written atomically: to a temporary file beside
+        `path`, flushed to disk, then renamed over it; on any failure (Ctrl-C included) the
+        temporary file is removed and the old file is left as it was."""
+        import io as _io
+        import tempfile as _tempfile
+        path = _os.fspath(path)
+        buffer = _io.BytesIO()
+        np.savez(buffer, **{n.replace("/", "|"): v for n, v in self.params.items()})
+        folder = _os.path.dirname(path) or "."
+        tmp = None
+        try:
+            fd, tmp = _tempfile.mkstemp(prefix="." + _os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+            with _os.fdopen(fd, "wb") as f:
+                f.write(buffer.getvalue())
+                f.flush()
+                _os.fsync(f.fileno())
+            try:
+                mode = _os.stat(path).st_mode & 0o7777
+            except OSError:
+                mode = 0o644
+            _os.chmod(tmp, mode)
+            _os.replace(tmp, path)
+        except BaseException:
+            if tmp is not None and _os.path.exists(tmp):
+                _os.unlink(tmp)
+            raise
 
     def load_weights(self, path):
         params = read_weights(path)
@@ -369,12 +410,103 @@ class Program:
 
 
 def read_weights(path):
-    """Weights from an .npz file written by save_weights, without unpickling anything."""
+    """Weights from an .npz file written by save_weights, without unpickling anything or trusting
+    the file: every member must be a .npy array of numbers whose header's shape matches the bytes
+    it holds. A missing, truncated or foreign file raises InputDataError naming it."""
+    import zipfile as _zipfile
+    import zlib as _zlib
     try:
-        with np.load(str(path), allow_pickle=False) as data:
-            return {k.replace("|", "/"): data[k] for k in data.files}
-    except (OSError, ValueError, EOFError) as e:
-        raise InputDataError(f"{path}: not a readable weights file ({e})") from None
+        with _zipfile.ZipFile(path) as archive:
+            arrays = {}
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    raise ValueError(f"member {info.filename!r} is not a .npy array")
+                key = info.filename[:-4].replace("|", "/")
+                if key in arrays:
+                    raise ValueError(f"member {info.filename!r} appears twice")
+                with archive.open(info) as member:
+                    arrays[key] = _read_npy(member, info.file_size, info.filename)
+            return arrays
+    except FileNotFoundError:
+        raise InputDataError(f"{path}: no such file") from None
+    except (OSError, ValueError, EOFError, _zipfile.BadZipFile, _zipfile.LargeZipFile, _zlib.error,
+            NotImplementedError) as e:
+        raise InputDataError(f"{path}: not a readable weights file ({e or type(e).__name__})") from None
+
+
+def _read_npy(f, size, name):
+    fmt = np.lib.format
+    version = fmt.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = fmt.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, fortran, dtype = fmt.read_array_header_2_0(f)
+    else:
+        raise ValueError(f"{name}: unsupported .npy format version {version}")
+    if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None or dtype.kind not in "biuf":
+        raise ValueError(f"{name}: holds {dtype} values, not numbers (object arrays would need pickle)")
+    count = 1
+    for d in shape:
+        count *= int(d)
+    nbytes = count * dtype.itemsize
+    left = size - f.tell()
+    if left != nbytes:
+        raise ValueError(f"{name}: its header says {tuple(shape)} {dtype} ({nbytes} bytes) but it holds {left}")
+    data = f.read(nbytes)  # the zip member's CRC is checked as its end is read
+    if len(data) != nbytes:
+        raise ValueError(f"{name}: truncated")
+    array = np.frombuffer(data, dtype, count)
+    if fortran:
+        return array.reshape(tuple(shape)[::-1]).transpose().copy()
+    return array.reshape(shape).copy()
+
+
+class _Interrupted(Exception):
+    """fit's signal to itself that Ctrl-C was pressed and the running step has finished."""
+
+
+class _CtrlC:
+    """Ctrl-C during fit. The first press only takes note: the running training step finishes,
+    its optimizer update applied in full (a press in on_train_batch_begin lets that batch's step
+    run), then fit stops, calls on_train_end and raises KeyboardInterrupt, so the weights are those
+    of the last completed step. A second press raises KeyboardInterrupt at once (for a step that
+    takes too long), except inside the optimizer update, which is always finished first: the
+    weights are then those of the last completed step, or of the running one if its update had
+    begun; never half updated. Installed only in the main thread and only over Python's default
+    handler (a handler of the caller's own, or SIGINT ignored, is left alone); the previous
+    handler is put back when fit returns or raises."""
+
+    def __init__(self):
+        self.pressed = 0
+        self._previous = None
+
+    def install(self):
+        import signal as _signal
+        import threading as _threading
+        if _threading.current_thread() is _threading.main_thread() and \
+                _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+            self._previous = _signal.signal(_signal.SIGINT, self._handle)
+        return self
+
+    def restore(self):
+        if self._previous is not None:
+            import signal as _signal
+            _signal.signal(_signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _handle(self, signum, frame):
+        self.pressed += 1
+        if self.pressed > 1 and not _in_optimizer_update(frame):
+            raise KeyboardInterrupt
+
+
+def _in_optimizer_update(frame):
+    update = Program.apply_gradients.__code__
+    while frame is not None:
+        if frame.f_code is update:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _call(callbacks, hook, *args):

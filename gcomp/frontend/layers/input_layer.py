@@ -38,6 +38,10 @@ class InputLayer(Layer):
         if batch_shape is not None:
             batch_shape = _standardize_shape(batch_shape, f'Input "{name}" batch_shape')
         elif shape is not None:
+            if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                           or batch_size <= 0):
+                raise LayerConfigError(f'Input "{name}": batch_size must be a positive int or None, '
+                                       f"got {batch_size!r}")
             batch_shape = (batch_size,) + _standardize_shape(shape, f'Input "{name}" shape')
         else:
             raise LayerConfigError(f'Input "{name}": give shape= (without the batch axis) or batch_shape=')
