@@ -207,6 +207,8 @@ CONV_CASES = [  # spatial, channels, window, filters, strides, dilation
     ((20,), 4, (4,), 7, (2,), (1,)),
     ((23,), 2, (3,), 4, (1,), (3,)),
     ((12,), 3, (3,), 4, (1,), (4,)),   # "same": a padded length beyond the fast path's scratch
+    ((25,), 12, (3,), 5, (1,), (1,)),  # fewer filters than channels: the grid transposed, not x
+    ((26,), 9, (4,), 7, (1,), (2,)),
     ((9,), 5, (1,), 6, (1,), (1,)),
     ((12,), 3, (12,), 2, (1,), (1,)),
     ((19,), 3, (3,), 5, (3,), (2,)),
@@ -393,10 +395,10 @@ def lstm_case(lib, ref, batch, steps, in_dim, units, act, rec, go_backwards, wit
 
 
 @pytest.mark.parametrize("batch, steps, in_dim, units, act, rec", LSTM_CASES)
-@pytest.mark.parametrize("go_backwards", [False, True])
 @pytest.mark.parametrize("grads", list(GRADS))
-def test_lstm_backward(lib, ref, batch, steps, in_dim, units, act, rec, go_backwards, grads):
-    with_bias = zlib.crc32(repr((act, grads)).encode()) % 3 != 0
+def test_lstm_backward(lib, ref, batch, steps, in_dim, units, act, rec, grads):
+    key = zlib.crc32(repr((batch, act, rec, grads)).encode())
+    go_backwards, with_bias = key % 2 == 0, key % 3 != 0
     lstm_case(lib, ref, batch, steps, in_dim, units, act, rec, go_backwards, with_bias, grads,
               need_x=grads != "last_c")
 
@@ -466,6 +468,7 @@ def test_openmp_build_gives_identical_results(libs, ref, threads):
     _omp_threads(threads)
     rng = np.random.default_rng(5)
     for spatial, window, strides, dilation, padding, c, f in [((300,), (5,), (1,), (1,), "valid", 24, 40),
+                                                              ((300,), (5,), (1,), (1,), "valid", 40, 24),
                                                               ((301,), (3,), (1,), (1,), "same", 16, 24),
                                                               ((150,), (3,), (2,), (2,), "same", 8, 40),
                                                               ((40, 33), (3, 3), (1, 1), (1, 1), "same", 8, 16)]:

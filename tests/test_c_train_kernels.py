@@ -333,6 +333,7 @@ VJP
                                                ("binary_crossentropy", False), ("mean_absolute_error", False)])
 def test_templates_render_compile_and_run(lib, tmp_path, loss, from_logits):
     from gcomp.backends.c_backend import _env
+    from gcomp.frontend.training import LOSS_NAMES
     env = _env()
     sparse = loss == "sparse_categorical_crossentropy"
     context = {
@@ -341,7 +342,7 @@ def test_templates_render_compile_and_run(lib, tmp_path, loss, from_logits):
               "((const float *)inputs[2].data)"],
         "xd": [["N_batch", "N_len", "5L"], ["N_batch", "N_len"] + ([] if sparse else ["5L"]), ["N_batch"]],
         "x_dtype": ["float32", "int32" if sparse else "float32", "float32"],
-        "y": ["(A + 0L)"], "a": {"loss": loss, "from_logits": from_logits, "weight": 0.25},
+        "y": ["(A + 0L)"], "a": {"loss": LOSS_NAMES[loss], "from_logits": from_logits, "weight": 0.25},  # the graph's name
         "layer": 'out"put', "yd": [[]], "op": "loss", "node": "n", "source": "", "p": {},
     }
     code = {op: env.get_template(f"c/ops/{op}.c.j2").render(**context) for op in ("loss", "loss_vjp")}
@@ -570,7 +571,7 @@ def test_splitmix64_known_values(lib, ref):
     for z in [0, 1, 12345, M64, 0x9E3779B97F4A7C15, 1 << 63]:
         assert lib.gk_splitmix64(z) == splitmix64(z)
     key, counter = M64 - 2, 5  # key + counter wraps mod 2^64
-    top = ref["_splitmix64_top24"](key, counter, 6)
+    top = (ref["_splitmix64"](key, counter, 6) >> np.uint64(40))
     assert [int(v) for v in top] == [splitmix64((key + counter + i) & M64) >> 40 for i in range(6)]
 
 
@@ -593,7 +594,7 @@ def test_dropout_c_and_numpy_draw_identical_masks(lib, ref, rate):
         y_np, m_np = ref["dropout_train"](x, rate, stream)
         assert m_np.dtype == y_np.dtype == np.float32 and m_np.shape == x.shape
         assert stream.counter == before + x.size
-        y_c, m_c, counter = c_dropout(lib, x, rate, 2024, counter)
+        y_c, m_c, counter = c_dropout(lib, x, rate, stream.key, counter)
         assert counter == stream.counter
         assert np.array_equal(m_c, m_np) and np.array_equal(y_c, y_np)
         keep = np.float32(1.0 / (1.0 - rate)) if rate < 1 else np.float32(0)
@@ -611,12 +612,14 @@ def test_dropout_in_place_and_without_mask(lib, ref):
 def test_dropout_compares_with_the_double_rate(lib, ref):
     """keep = u >= rate exactly: a rate just above a value u, which rounds down to u in float32, drops it."""
     key = 5
-    top = ref["_splitmix64_top24"](key, 0, 64)
+    top = (ref["_splitmix64"](key, 0, 64) >> np.uint64(40))
     i = int(np.flatnonzero(top >= (1 << 23))[0])  # u in [0.5, 1): float32's spacing is 2^-24 there
     rate = (int(top[i]) + 0.25) / 2 ** 24
     assert float(np.float32(rate)) == int(top[i]) / 2 ** 24  # float32(rate) == u: a float32 compare keeps it
     x = np.ones(64, np.float32)
-    _, m_np = ref["dropout_train"](x, rate, ref["DropoutStream"](key))
+    stream = ref["DropoutStream"](0)
+    stream.key = key
+    _, m_np = ref["dropout_train"](x, rate, stream)
     _, m_c, _ = c_dropout(lib, x, rate, key, 0)
     assert m_np[i] == 0 and m_c[i] == 0 and np.array_equal(m_c, m_np)
     rate = int(top[i]) / 2 ** 24  # exactly u: kept
@@ -639,8 +642,13 @@ def test_dropout_statistics(lib, ref, rate):
     # neighbours are independent: P(keep both) ~ (1 - rate)^2
     both = float(((mask[1:] > 0) & (mask[:-1] > 0)).mean())
     assert abs(both - (1 - rate) ** 2) < 0.01
-    # the stream's seed is any int (taken mod 2^64)
-    assert ref["DropoutStream"](-1).key == M64
+    # the stream's seed is any int (taken mod 2^64), hashed into the key: seeds s and s + 1 do not
+    # give one stream shifted by one draw
+    assert ref["DropoutStream"](-1).key == splitmix64(M64)
+    a, b = ref["DropoutStream"](5), ref["DropoutStream"](6)
+    _, ma, _ = c_dropout(lib, x, rate, a.key, 1)
+    _, mb, _ = c_dropout(lib, x, rate, b.key, 0)
+    assert not np.array_equal(ma, mb)
 
 
 # ---- other builds: C11, OpenMP, sanitizers -----------------------------------------------------

@@ -82,7 +82,7 @@ def test_forward_kernels_preserve_float64():
     assert rt.avg_pool(x, (2,), (1,), "same", "a").dtype == np.float64
     out, h, c = rt.lstm(x, normal(rng, 4, 8), normal(rng, 2, 8), normal(rng, 8), "tanh", "sigmoid", True, False)
     assert out.dtype == h.dtype == c.dtype == np.float64
-    y, mask = rt.dropout_train(x, 0.5, np.random.default_rng(0))
+    y, mask = rt.dropout_train(x, 0.5, rt.DropoutStream(0))
     assert y.dtype == mask.dtype == np.float64
     # float32 in, float32 out
     x32, k32 = f32(x, k)
@@ -379,7 +379,7 @@ def test_reshape_vjp():
 def test_dropout_vjp():
     rng = rng_for("dropout_vjp")
     x = normal(rng, 3, 5)
-    _, mask = rt.dropout_train(x, 0.4, np.random.default_rng(1))
+    _, mask = rt.dropout_train(x, 0.4, rt.DropoutStream(1))
     w = normal(rng, 3, 5)
     check(rt.dropout_vjp(mask, w), numeric_grad(lambda: [x * mask], [w], x))
 
@@ -387,21 +387,21 @@ def test_dropout_vjp():
 @pytest.mark.parametrize("rate", [0.1, 0.3, 0.75])
 def test_dropout_train_statistics(rate):
     x = np.full((200, 500), 2.0, np.float32)
-    y, mask = rt.dropout_train(x, rate, np.random.default_rng(42))
+    y, mask = rt.dropout_train(x, rate, rt.DropoutStream(42))
     assert y.dtype == mask.dtype == np.float32
     assert abs((y == 0).mean() - rate) < 0.01
     assert abs(y.mean() - 2.0) < 0.05
     np.testing.assert_array_equal(np.unique(mask), [0, np.float32(1 / (1 - rate))])
     np.testing.assert_array_equal(y, x * mask)
-    y2, _ = rt.dropout_train(x, rate, np.random.default_rng(42))
+    y2, _ = rt.dropout_train(x, rate, rt.DropoutStream(42))
     np.testing.assert_array_equal(y, y2)  # same seed, same mask
 
 
 def test_dropout_train_edge_rates():
     x = np.arange(6.0).reshape(2, 3)
-    y, mask = rt.dropout_train(x, 0.0, np.random.default_rng(0))
+    y, mask = rt.dropout_train(x, 0.0, rt.DropoutStream(0))
     np.testing.assert_array_equal(y, x)
-    y, mask = rt.dropout_train(x, 1.0, np.random.default_rng(0))
+    y, mask = rt.dropout_train(x, 1.0, rt.DropoutStream(0))
     assert not y.any() and not mask.any()
 
 

@@ -2,12 +2,14 @@
  * forward and backward. C99 (also C11), float32, only libc, libm and gcomp_kernels.h (its blocked
  * GEMM does every product), no allocation, deterministic: every output element is accumulated in
  * an order fixed by the sizes alone, whatever the thread count. With OpenMP the GEMMs share their
- * blocks among threads, and the copies, transposes, column sums and (for large batches) the LSTM's
- * per-step gate loops split their rows; without it all runs serially.
+ * blocks among threads, the copies, transposes and column sums split their rows, and the LSTM's
+ * recurrence runs on slices of the batch, one per thread (its rows never interact); without it all
+ * runs serially.
  *
  * Convolution: dW = patches^T gy and dX = col2im(gy W^T). Rank 1 at stride 1 (the common Conv1D)
  * needs no im2col: gy laid on the padded length grid (zero rows where no window sits) makes every
- * kernel offset q one GEMM over the whole batch, dW_q = Xp[shift q]^T G, and at dilation 1 the rows
+ * kernel offset q one GEMM over the whole batch, dW_q = Xp[shift q]^T G (x or the grid transposed
+ * once, whichever is smaller, since the GEMM takes no transposed operand), and at dilation 1 the rows
  * of the im2col of that grid overlap (k F consecutive floats from each row), so dX is a single GEMM
  * on a view of it with the flipped kernel, with no col2im scatter. Other shapes: im2col of a group
  * of samples, dW^T += gy^T patches per group, and dcols = gy W^T gathered back per input position.
@@ -16,7 +18,7 @@
  * per step one GEMM for h W_rec and a fused gate loop) that also keeps, per (sample, step) in x's
  * step order, the gates, c, act(c), the previous h and (only when an activation's derivative needs
  * its input) the gate pre-activations. The backward runs the fused gate derivatives and one small
- * GEMM per step (dh_prev = dz R^T), writing dz in x's step order, so that dW = x^T dz, dR = h_prev^T
+ * GEMM per step (dh_prev = dz R^T), writing dz in x's step order, so that [dW; dR] = [x; h_prev]^T
  * dz and dx = dz W^T are one GEMM each over all steps and dx comes out in x's own order. */
 #include "gcomp_backward_seq.h"
 
@@ -275,7 +277,20 @@ void gk_conv_backward(const float *x, const float *kernel, const float *gy, floa
     }
 
     /* ---- dW ---- */
-    if (gkernel && fast_w) {
+    if (gkernel && fast_w && f < channels && pb == 0 && pa == 0 &&
+        grid + gk_bs_r16(f * batch * lp) + gk_bs_r16(f * kcols) <= avail) {
+        /* unpadded, fewer filters than channels: transpose the grid rather than x, read x in place;
+         * dW_q^T (F, C) = G^T[:, r] x[q d + r] into dW^T (F, kcols), transposed at the end */
+        const float *gg = scratch + ext * f;
+        const long ld = batch * lp, r = ld - ext;
+        float *gt = scratch + grid, *dwt = gt + gk_bs_r16(f * ld);
+        long q;
+        gk_bs_transpose(gg, f, gt, ld, r, f);
+        for (q = 0; q < ks[0]; ++q)
+            gk_matmul_strided(gt, ld, x + q * dilation[0] * channels, channels, NULL, dwt + q * channels, kcols, f,
+                              r, channels);
+        gk_bs_transpose(dwt, kcols, gkernel, f, f, kcols);
+    } else if (gkernel && fast_w) {
         /* Xp^T (C, batch * lp): each sample's padded length as columns; dW_q = Xp^T[:, q d + r] G[r] */
         const float *gg = scratch + ext * f;
         float *xpt = scratch + grid;

@@ -315,13 +315,15 @@ class DropoutStream:
     2^-24, a float32-exact uniform in [0, 1); each draw advances the counter by its size."""
 
     def __init__(self, seed=None):
-        # no seed: a fresh key from the OS's entropy, as Keras draws fresh masks each run
-        self.key = (int(np.random.SeedSequence().entropy) if seed is None else int(seed)) & _U64
+        # no seed: a fresh key from the OS's entropy, as Keras draws fresh masks each run. A seed is
+        # hashed into the key, so that seeds s and s + d do not give the same stream shifted by d.
+        seed = int(np.random.SeedSequence().entropy) if seed is None else int(seed)
+        self.key = int(_splitmix64(seed & _U64, 0, 1)[0])
         self.counter = 0
 
 
-def _splitmix64_top24(key, counter, n):
-    """(splitmix64(key + counter + i) >> 40 for i < n) as uint64: the stream's 24-bit draws."""
+def _splitmix64(key, counter, n):
+    """splitmix64(key + counter + i) for i < n, as uint64 (the stream's draws are their top 24 bits)."""
     z = np.arange(n, dtype=np.uint64)
     with np.errstate(over="ignore"):  # uint64 arithmetic wraps mod 2^64 by design
         z += np.uint64((key + counter + 0x9E3779B97F4A7C15) & _U64)
@@ -330,7 +332,6 @@ def _splitmix64_top24(key, counter, n):
         z ^= z >> np.uint64(27)
         z *= np.uint64(0x94D049BB133111EB)
         z ^= z >> np.uint64(31)
-    z >>= np.uint64(40)
     return z
 
 
@@ -345,7 +346,7 @@ def dropout_train(x, rate, rng):
     else:
         # u = k 2^-24 >= rate  <=>  k >= ceil(rate 2^24) (rate 2^24 is exact in double)
         threshold = _math.ceil(rate * 16777216.0) if rate > 0 else 0
-        keep = _splitmix64_top24(rng.key, rng.counter, n) >= np.uint64(threshold)
+        keep = (_splitmix64(rng.key, rng.counter, n) >> np.uint64(40)) >= np.uint64(threshold)
         mask = keep.astype(x.dtype).reshape(x.shape)
         mask *= 1.0 / (1.0 - rate)
     rng.counter = (rng.counter + n) & _U64
