@@ -74,7 +74,7 @@ def time_c(model, name, arrays, repeats, cflags, workdir: Path) -> float:
     from gcomp.backends.c_runtime import _openmp_flags, compiler
     from gcomp.build import build_c
     lengths = [a.shape[1] for a, t in zip(arrays, model.inputs) if len(t.shape) > 1 and t.shape[1] is None]
-    folder = build_c(model, workdir / name, max_batch=arrays[0].shape[0], max_len=max(lengths, default=1))
+    folder, _ = build_c(model, workdir / name, max_batch=arrays[0].shape[0], max_len=max(lengths, default=1))
     prefix = c_prefix(model.name)
     shapes = []
     for i, a in enumerate(arrays):

@@ -29,14 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
 
 from differential import HAVE_CC, REGRESSIONS, Stats, check_case, reproducer_source  # noqa: E402
-from model_strategies import ALL_LAYER_KINDS, GRADIENT_STEP_KINDS, cases_with_data  # noqa: E402
+from model_strategies import ALL_LAYER_KINDS, cases_with_data  # noqa: E402
 
 ROUNDS = [  # (name, examples per round, strategy, check options)
-    ("inference", 25, lambda: cases_with_data(), {"c_backend": False}),
-    ("gradients", 15, lambda: cases_with_data(small=True, max_steps=4, step_kinds=tuple(GRADIENT_STEP_KINDS)),
+    ("inference", 100, lambda: cases_with_data(max_steps=10), {"c_backend": False}),
+    ("gradients", 40, lambda: cases_with_data(small=True, max_steps=5),
      {"gradients": True, "c_backend": False, "determinism": False}),
-    ("inference", 25, lambda: cases_with_data(), {"c_backend": False}),
-    ("c", 4, lambda: cases_with_data(max_steps=6), {"c_backend": True, "determinism": False}),
+    ("c", 5, lambda: cases_with_data(max_steps=8), {"c_backend": True, "determinism": False}),
 ]
 
 

@@ -1,7 +1,7 @@
 """gcomp's training (compile / fit / evaluate / train_on_batch) against Keras 3 itself.
 
     python bench/keras_training_parity.py [--cases a,b,...] [--backends tensorflow,jax] [--venv DIR]
-                                          [--workdir DIR] [--verbose]
+                                          [--workdir DIR] [--verbose] [--gcomp-backend numpy|c]
 
 For every case below, the same model source runs twice: once against Keras (in the throwaway venv,
 default /tmp/gcomp-bench-keras-venv, via bench/_keras_train_side.py; Keras 3 + TensorFlow, and JAX as
@@ -398,28 +398,29 @@ def _stable_seed(name: str) -> int:
     return sum((i + 1) * ord(c) for i, c in enumerate(name)) + 7
 
 
-def run_training(model, case: Case, data: dict, verbose=0) -> dict:
+def run_training(model, case: Case, data: dict, verbose=0, backend_kw: dict | None = None) -> dict:
     """What both sides record after compile(): history / batch results, evaluate, final weights.
-    The model must already be compiled."""
+    The model must already be compiled. backend_kw: gcomp's backend= for each call (Keras: none)."""
     out: dict[str, Any] = {}
+    b = backend_kw or {}
     if case.mode == "fit":
         kw = dict(case.fit_kw)
         for k in ("sample_weight", "class_weight", "validation_data"):
             if k in data:
                 kw[k] = data[k]
-        hist = model.fit(data["x"], data["y"], shuffle=False, verbose=verbose, **kw)
+        hist = model.fit(data["x"], data["y"], shuffle=False, verbose=verbose, **kw, **b)
         out["history"] = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
     else:
         results = []
         for start, stop in data["batches"]:
             xb, yb = data["x"][start:stop], data["y"][start:stop]
-            results.append(("train", _floats(model.train_on_batch(xb, yb))))
-            results.append(("train_dict", _float_dict(model.train_on_batch(xb, yb, return_dict=True))))
-            results.append(("test", _floats(model.test_on_batch(xb, yb))))
+            results.append(("train", _floats(model.train_on_batch(xb, yb, **b))))
+            results.append(("train_dict", _float_dict(model.train_on_batch(xb, yb, return_dict=True, **b))))
+            results.append(("test", _floats(model.test_on_batch(xb, yb, **b))))
         out["batches"] = results
-    out["evaluate"] = _floats(model.evaluate(data["x_eval"], data["y_eval"], batch_size=8, verbose=0))
+    out["evaluate"] = _floats(model.evaluate(data["x_eval"], data["y_eval"], batch_size=8, verbose=0, **b))
     out["evaluate_dict"] = _float_dict(model.evaluate(data["x_eval"], data["y_eval"], batch_size=8, verbose=0,
-                                                      return_dict=True))
+                                                      return_dict=True, **b))
     out["final"] = [np.asarray(w) for w in model.get_weights()]
     return out
 
@@ -440,7 +441,7 @@ class Refused(Exception):
     """gcomp refused the case's compile() arguments with a clear error (a documented limitation)."""
 
 
-def run_gcomp(case: Case, data: dict, keras_result: dict) -> dict:
+def run_gcomp(case: Case, data: dict, keras_result: dict, backend: str = "numpy") -> dict:
     import gcomp
     K = namespace(gcomp)
     model = case.build(K)
@@ -453,7 +454,7 @@ def run_gcomp(case: Case, data: dict, keras_result: dict) -> dict:
         if case.may_refuse:
             raise Refused(f"{type(e).__name__}: {e}") from None
         raise
-    out.update(run_training(model, case, data))
+    out.update(run_training(model, case, data, backend_kw={"backend": backend}))
     return out
 
 
@@ -604,6 +605,8 @@ def main(argv=None) -> int:
     ap.add_argument("--venv", type=Path, default=DEFAULT_VENV)
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--verbose", action="store_true", help="print every problem of every row")
+    ap.add_argument("--gcomp-backend", default="numpy", choices=["numpy", "c"],
+                    help="where gcomp trains: the NumPy program or the generated C (fit(backend=...))")
     args = ap.parse_args(argv)
 
     names = [n for n in args.cases.split(",") if n] or [c.name for c in CASES]
@@ -648,7 +651,7 @@ def main(argv=None) -> int:
                 continue
             try:
                 t1 = time.perf_counter()
-                g = run_gcomp(case, datas[n], k)
+                g = run_gcomp(case, datas[n], k, args.gcomp_backend)
                 dt = time.perf_counter() - t1
             except Refused as e:
                 rows.append(Row(n, backend, result="REFUSED", notes=[f"gcomp refuses compile(): {e}"]))

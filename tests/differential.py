@@ -11,8 +11,9 @@
 `check_build_determinism(build)`: building the same model twice gives the same IR text, NumPy source
   and ONNX bytes.
 `check_gradients(model, arrays)`: the training graph's gradients (the generated NumPy train_step run in
-  float64) against central finite differences of its loss (tests/test_vjp.py's numeric_grad), then
-  one SGD step of every training backend in TRAIN_BACKENDS against those gradients.
+  float64, dropout masks from a fixed stream) against central finite differences of its loss
+  (tests/test_vjp.py's numeric_grad), then one SGD step of every training backend in TRAIN_BACKENDS
+  (same masks) against those gradients.
 """
 from __future__ import annotations
 
@@ -39,8 +40,8 @@ DEVICES = ("cpu", "cuda")
 # Float32 results of different but equivalent computations (fused, folded, reordered sums): relative
 # 1e-4, absolute 1e-5 of the output's largest value (at least 1).
 RTOL, ATOL = 1e-4, 1e-5
-# Training backends whose one SGD step is checked against the float64 gradients; a backend is a name
-# Model.train_on_batch(backend=...) takes. The C backend joins when it trains.
+# Training backends whose one SGD step is checked against the float64 gradients: names that
+# Model.train_on_batch(backend=...) takes. "c" passes too (tried on 60 generated models); the lead adds it.
 TRAIN_BACKENDS = ["numpy"]
 
 
@@ -172,11 +173,16 @@ def check_build_determinism(build) -> None:
 
 # ---- gradients ------------------------------------------------------------------------------------
 
-class _Capture:
-    """The training step's context: keeps the gradients instead of applying them."""
+DROPOUT_SEED = 7  # training-mode Dropout masks: one stream, the same in every check and backend
 
-    def __init__(self):
+
+class _Step:
+    """The training step's context: keeps the gradients instead of applying them, and draws the
+    dropout masks from a fresh stream (so every run of the step sees the same masks)."""
+
+    def __init__(self, module):
         self.grads = None
+        self.dropout = module.DropoutStream(DROPOUT_SEED)
 
     def apply_gradients(self, grads):
         self.grads = [np.array(g) for g in grads]
@@ -191,10 +197,16 @@ def _targets(model, arrays, seed: int) -> list[np.ndarray]:
     return [rng.standard_normal(out.shape) for out in compile_graph(base)(base.params, arrays)]
 
 
+def _active_dropout(model) -> bool:
+    graph = model._current_graph()
+    return any(graph.node(n)["op"] == "dropout" and graph.node(n)["attrs"]["rate"] > 0 for n in graph.nodes("op"))
+
+
 def float64_gradients(model, arrays, targets) -> tuple[float, dict, dict, Callable]:
     """(total loss, gradients by parameter name, float64 parameters, losses()) of the model's NumPy
-    training step run in float64 with mse on every output; losses() evaluates the loss at the current
-    values of those float64 parameters (finite differences perturb them in place)."""
+    training step (train_step of the generated module) run in float64 with mse on every output;
+    losses() runs the step again at the current values of those float64 parameters (finite
+    differences perturb them in place), with the same dropout masks."""
     from gcomp.backends.numpy_backend import load_module
     module = load_module(model.training_source())
     config = module.CONFIG
@@ -204,15 +216,16 @@ def float64_gradients(model, arrays, targets) -> tuple[float, dict, dict, Callab
         named[spec["output"] + "_target"] = target
         named[spec["output"] + "_sample_weight"] = np.ones(len(target))
     k = len(config["losses"])
-    ctx = _Capture()
-    outs = module.train_step(params, [named[n] for n in config["train_inputs"]], ctx)
-    test_feeds = [named[n] for n in config["test_inputs"]]
+    train_feeds = [named[n] for n in config["train_inputs"]]
 
     def losses():
-        return module.test_step(params, test_feeds)[:k]
+        return module.train_step(params, train_feeds, _Step(module))[:k]
 
-    total = float(sum(float(v) for v in outs[:k]))
-    assert math.isclose(total, float(sum(float(v) for v in losses())), rel_tol=1e-9), "train/test losses differ"
+    ctx = _Step(module)
+    total = float(sum(float(v) for v in module.train_step(params, train_feeds, ctx)[:k]))
+    if not _active_dropout(model):  # then training and evaluation compute one function
+        test = module.test_step(params, [named[n] for n in config["test_inputs"]])[:k]
+        assert math.isclose(total, float(sum(float(v) for v in test)), rel_tol=1e-9), "train/test losses differ"
     return total, dict(zip(config["trainable"], ctx.grads)), params, losses
 
 
@@ -241,6 +254,8 @@ def check_gradients(model, arrays: list[np.ndarray], seed: int = 0, stats: Stats
     for backend in TRAIN_BACKENDS:
         # learning rate 1: the step is w - g, so (before - after) is the gradient to float32 rounding
         model.compile(optimizer=gcomp.optimizers.SGD(learning_rate=1.0), loss="mse")
+        program = model._training_program(backend)
+        program.dropout = type(program.dropout)(DROPOUT_SEED)  # the masks of the float64 check
         loss = model.train_on_batch(arrays, targets32 if len(targets32) > 1 else targets32[0], backend=backend)
         loss = loss[0] if isinstance(loss, list) else loss  # several outputs: [total, each output's loss]
         assert math.isclose(float(loss), total, rel_tol=1e-4, abs_tol=1e-6), \

@@ -42,6 +42,25 @@ def test_history_keys_and_values_follow_keras():
     assert val_acc == pytest.approx(history.history["val_acc"][-1], rel=1e-6)
 
 
+def test_weighted_metrics_use_the_sample_weights_and_keras_names():
+    model = mlp("wm")
+    model.compile(optimizer=gcomp.optimizers.SGD(learning_rate=0.0), loss="categorical_crossentropy",
+                  metrics=["acc"], weighted_metrics=["acc", "mse"])
+    x, y = toy_data(n=20)
+    weights = np.linspace(0.0, 2.0, 20).astype(np.float32)
+    logs = model.evaluate(x, y, sample_weight=weights, verbose=0, return_dict=True)
+    # Keras: a weighted metric named like a plain one becomes weighted_<name>
+    assert sorted(logs) == ["acc", "loss", "mse", "weighted_acc"]
+    pred = model.predict(x, backend="numpy")
+    hits = (pred.argmax(1) == y.argmax(1)).astype(np.float64)
+    assert logs["acc"] == pytest.approx(hits.mean(), rel=1e-6)
+    assert logs["weighted_acc"] == pytest.approx((hits * weights).sum() / weights.sum(), rel=1e-6)
+    per_sample_mse = ((pred - y) ** 2).mean(axis=1)
+    assert logs["mse"] == pytest.approx((per_sample_mse * weights).sum() / weights.sum(), rel=1e-5)
+    history = model.fit(x, y, sample_weight=weights, batch_size=20, epochs=1, verbose=0).history
+    assert history["weighted_acc"][0] == pytest.approx(logs["weighted_acc"], rel=1e-6)
+
+
 def test_epoch_loss_is_the_batch_size_weighted_mean_of_batch_losses():
     model = mlp()
     model.compile(optimizer=gcomp.optimizers.SGD(learning_rate=0.0), loss="categorical_crossentropy")

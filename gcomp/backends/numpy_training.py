@@ -34,7 +34,8 @@ def render_training_module(model, compile_config: dict | None) -> str:
         specs = [LossSpec(l["output"], l["loss"], l["weight"], l["from_logits"]) for l in losses]
         train, layout = training_graph(graph, specs)
         test, test_layout = add_losses(graph, specs)
-        config.update(losses=losses, metrics=compile_config["metrics"], optimizer=compile_config["optimizer"],
+        config.update(losses=losses, metrics=compile_config["metrics"],
+                      weighted_metrics=compile_config.get("weighted_metrics", {}), optimizer=compile_config["optimizer"],
                       trainable=layout.trainable, train_inputs=list(train.inputs), test_inputs=list(test.inputs))
         functions += [("test_step", test, TEST_DOC), ("train_step", train, TRAIN_DOC)]
     title = f'Program of model "{model.name}" ({"training and inference" if losses else "inference only"})'

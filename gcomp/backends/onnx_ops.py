@@ -185,13 +185,15 @@ def _window_attrs(a, spatial: tuple, kernel: tuple[int, ...], dilation: tuple[in
 
 
 def _needs_dynamic_same(a, spatial: tuple, kernel: tuple[int, ...], dilation: tuple[int, ...]) -> bool:
-    """Whether "same" padding must be computed from the actual lengths: a free length, stride > 1 and a
-    window shorter than the stride. There Keras's total, max((ceil(n/s)-1)s + k - n, 0), is 0 for some
-    lengths and positive for others, and onnxruntime's SAME_UPPER refuses the negative value it gets
-    before clamping ("padding values must be non-negative")."""
-    return a["padding"] == "same" and any(
-        not isinstance(n, int) and s > 1 and d * (k - 1) + 1 < s
-        for n, k, s, d in zip(spatial, kernel, a["strides"], dilation))
+    """Whether "same" padding must be computed from the actual lengths: where _window_attrs would write
+    SAME_UPPER (a free length at stride > 1) and some axis has a window shorter than its stride.
+    There Keras's total, max((ceil(n/s)-1)s + k - n, 0), is 0 for some lengths, and onnxruntime's
+    SAME_UPPER, which applies to every axis, refuses the negative value it gets before clamping
+    ("padding values must be non-negative")."""
+    strides = a["strides"]
+    return (a["padding"] == "same"
+            and any(not isinstance(n, int) and s > 1 for n, s in zip(spatial, strides))
+            and any(s > 1 and d * (k - 1) + 1 < s for k, s, d in zip(kernel, strides, dilation)))
 
 
 def _same_pads(em, n: str, x: str, a, spatial: tuple, kernel: tuple[int, ...], dilation: tuple[int, ...]) -> str:

@@ -29,7 +29,7 @@ def _per_output(value: Any, outputs: list[str], what: str, single_ok: bool = Tru
         if unknown:
             raise ValueError(f"{what} has key(s) {unknown}, which are not outputs; outputs are {outputs}")
         return dict(value)
-    if isinstance(value, (list, tuple)) and not (len(outputs) == 1 and what == "metrics"):
+    if isinstance(value, (list, tuple)) and not (len(outputs) == 1 and what.endswith("metrics")):
         if len(value) != len(outputs):
             raise ValueError(f"{what} has {len(value)} entries but the model has {len(outputs)} outputs {outputs}")
         return dict(zip(outputs, value))
@@ -54,25 +54,25 @@ def resolve_loss(identifier: Any, output: str) -> tuple[str, bool] | None:
     return config
 
 
-def resolve_metrics(metrics: Any, outputs: list[str]) -> dict[str, list[str]]:
+def resolve_metrics(metrics: Any, outputs: list[str], what: str = "metrics") -> dict[str, list[str]]:
     """A list (every output: Keras raises for a flat list on several outputs, gcomp applies it to
     each), a list of lists in output order, or a dict by output name."""
     if metrics is None:
         return {}
     if isinstance(metrics, dict):
-        per = _per_output(metrics, outputs, "metrics")
+        per = _per_output(metrics, outputs, what)
     elif isinstance(metrics, (list, tuple)) and metrics and all(isinstance(m, (list, tuple)) or m is None for m in metrics):
-        per = _per_output(list(metrics), outputs, "metrics")
+        per = _per_output(list(metrics), outputs, what)
     elif isinstance(metrics, (list, tuple)):
         per = {o: list(metrics) for o in outputs}
     else:
-        raise ValueError(f"metrics must be a list or a dict, got {metrics!r}")
+        raise ValueError(f"{what} must be a list or a dict, got {metrics!r}")
     out = {}
     for output, names in per.items():
         names = [names] if isinstance(names, str) else list(names or [])
         for m in names:
             if not isinstance(m, str) or m not in METRIC_NAMES:
-                raise ValueError(f"unknown metric {m!r} for output {output!r}; known: {', '.join(METRIC_NAMES)}")
+                raise ValueError(f"unknown metric {m!r} in {what} for output {output!r}; known: {', '.join(METRIC_NAMES)}")
         out[output] = names
     return out
 
@@ -91,8 +91,6 @@ class TrainingMixin:
         or a dict."""
         from gcomp import optimizers
         self._ensure_built()
-        if weighted_metrics:
-            raise ValueError("weighted_metrics are not supported by gcomp yet; use metrics")
         outputs = self.output_names
         opt = optimizers.get(optimizer)
         losses = {}
@@ -117,6 +115,7 @@ class TrainingMixin:
             "losses": [{"output": o, "loss": losses[o][0], "from_logits": losses[o][1], "weight": weights[o]}
                        for o in outputs if o in losses],
             "metrics": resolve_metrics(metrics, outputs),
+            "weighted_metrics": resolve_metrics(weighted_metrics, outputs, "weighted_metrics"),
         }
         self.optimizer = opt
         self._program = None

@@ -33,19 +33,26 @@ def _new_dense(g: Graph, name: str, x: ValueRef, kernel: np.ndarray, bias: np.nd
     return y
 
 
+def _pointwise_conv(data: dict) -> bool:
+    a = data.get("attrs", {})
+    return data.get("op") == "conv" and set(a["kernel_size"]) == {1} and set(a["strides"]) == {1}
+
+
 @graph_pass(keeps_training_params=False)
 def conv1x1_to_dense(graph: Graph) -> Graph:
     """conv(k=1x1, stride 1) -> dense over the channel axis, kernel (1, 1, C, F) -> (C, F)."""
     g = graph.copy()
+    rewritten: set[str] = set()
     for n in list(g.nodes("op")):
         data = g.node(n)
         a = data["attrs"]
-        if data["op"] != "conv" or set(a["kernel_size"]) != {1} or set(a["strides"]) != {1}:
+        if not _pointwise_conv(data):
             continue
         kernel_name = g.op_params(n)["kernel"]
         readers = [c for c, _ in g.consumers(ValueRef(kernel_name))]
-        if any(g.node(c)["op"] != "conv" for c in readers):
+        if not all(c in rewritten or _pointwise_conv(g.node(c)) for c in readers):
             continue  # the kernel is read as a conv kernel elsewhere: leave it alone
+        rewritten.add(n)
         kernel = g.params[kernel_name]
         if kernel.ndim != 2:  # every call of the layer is rewritten: reshape its kernel once
             g.params[kernel_name] = kernel = kernel.reshape(kernel.shape[-2], kernel.shape[-1])
@@ -96,9 +103,13 @@ def _drop_unread_params(g: Graph) -> Graph:
     return g
 
 
+ACROSS_UNITS = ("softmax", "log_softmax")
+"""Activations that normalize over the units: on a merged op they would mix the siblings' units."""
+
+
 @graph_pass(keeps_training_params=False)
 def merge_sibling_dense(graph: Graph) -> Graph:
-    """dense ops with one activation reading one tensor -> one wider dense, then split."""
+    """dense ops with one elementwise activation reading one tensor -> one wider dense, then split."""
     g = graph.copy()
     for n in list(g.nodes()):
         if n not in g.nx:
@@ -109,7 +120,7 @@ def merge_sibling_dense(graph: Graph) -> Graph:
                 if g.node(c)["op"] == "dense" and p == 0:
                     groups[g.node(c)["attrs"]["activation"]].append(c)
             for activation, siblings in groups.items():
-                if len(siblings) >= 2:
+                if len(siblings) >= 2 and activation not in ACROSS_UNITS:
                     _merge(g, ValueRef(n, port), siblings, activation)
     return _drop_unread_params(g)
 

@@ -184,9 +184,6 @@ static inline float gk_hard_sigmoidf(float x)
 #ifndef GK_KC
 #define GK_KC 192             /* k block: a packed KC x NR panel of b (24 KiB at NR = 32) stays in L1 */
 #endif
-#ifndef GK_PAR_WORK
-#define GK_PAR_WORK 200000L   /* m * n * k below which threads cost more than they save */
-#endif
 #ifndef GK_PF
 #define GK_PF 4               /* rows ahead to prefetch when b is read in place */
 #endif
@@ -265,6 +262,14 @@ static float *gk_align64(float *p)
                 const float *pf = bp + (p + GK_PF < kc ? p + GK_PF : p) * ldb;                   \
                 for (j = 0; j < W; j += 16) GK_PREFETCH(pf + j);                                 \
             }                                                                                    \
+            if ((R) >= 4) { /* a comes from L2: its lines a little ahead into L1 */             \
+                if ((A_CS) == 1) {                                                               \
+                    if ((p & 15) == 0)                                                           \
+                        for (i = 0; i < R; ++i) GK_PREFETCH(ap + i * (A_RS) + p + 32);           \
+                } else {                                                                         \
+                    GK_PREFETCH(ap + (p + 16) * (A_CS));                                         \
+                }                                                                                \
+            }                                                                                    \
             GK_UNROLL_ROWS                                                                       \
             for (i = 0; i < R; ++i) {                                                            \
                 const float ai = a[i * (A_RS)];                                                  \
@@ -298,6 +303,111 @@ static float *gk_align64(float *p)
         }                                                                                        \
     }
 
+/* The full 12 x 32 tile of the AVX-512 GEMMs (GK_MR = 12, GK_NR = 32), written with intrinsics:
+ * gcc's vectorization of GK_DEFINE_MICRO keeps a pointer per row of a read in place, more than
+ * the integer registers, and spills them in the inner loop (~10% slower); here the rows are three
+ * pointers plus offsets 0, lda, 2 lda, 3 lda. The arithmetic is GK_DEFINE_MICRO's: per element,
+ * fused multiply-adds in p order from 0, stored to c (first k block) or added to it, then + bias;
+ * used only where GK_DEFINE_MICRO's multiply-add is a fused one too (partial tiles go there). */
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__)) && \
+    !defined(GK_NO_INTRINSICS) && \
+    (defined(GK_HAVE_AVX512) || (defined(__AVX512F__) && defined(__FMA__) && GK_MR == 12 && GK_NR == 32))
+#define GK_INTRIN_512 1
+#include <immintrin.h>
+
+#define GK_512_ATTR __attribute__((target("avx512f,avx512vl,avx2,fma")))
+#define GK_512_ROWS(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11)
+#define GK_512_ZERO(I) __m512 c##I##0 = _mm512_setzero_ps(), c##I##1 = _mm512_setzero_ps();
+#define GK_512_FMA(I)                                                                            \
+    {                                                                                            \
+        const __m512 av = _mm512_set1_ps(GK_512_A(I));                                           \
+        c##I##0 = _mm512_fmadd_ps(av, b0, c##I##0);                                              \
+        c##I##1 = _mm512_fmadd_ps(av, b1, c##I##1);                                              \
+    }
+#define GK_512_STORE(I)                                                                          \
+    {                                                                                            \
+        float *ci = c + (I) * ldc;                                                               \
+        __m512 v0 = c##I##0, v1 = c##I##1;                                                       \
+        if (!first) {                                                                            \
+            v0 = _mm512_add_ps(_mm512_loadu_ps(ci), v0);                                         \
+            v1 = _mm512_add_ps(_mm512_loadu_ps(ci + 16), v1);                                    \
+        }                                                                                        \
+        if (bias) {                                                                              \
+            v0 = _mm512_add_ps(v0, _mm512_loadu_ps(bias));                                       \
+            v1 = _mm512_add_ps(v1, _mm512_loadu_ps(bias + 16));                                  \
+        }                                                                                        \
+        _mm512_storeu_ps(ci, v0);                                                                \
+        _mm512_storeu_ps(ci + 16, v1);                                                           \
+    }
+#define GK_512_PREFETCH_B                                                                        \
+    if (ldb != 32) {                                                                             \
+        const float *pf = bp + (p + GK_PF < kc ? p + GK_PF : p) * ldb;                           \
+        GK_PREFETCH(pf);                                                                         \
+        GK_PREFETCH(pf + 16);                                                                    \
+    }
+
+/* a read in place: element (i, p) at ap[i * lda + p] */
+static GK_NOINLINE GK_512_ATTR void gk_512_da(long kc, const float *restrict ap, long lda,
+                                              const float *restrict bp, long ldb, float *restrict c,
+                                              long ldc, int first, const float *restrict bias)
+{
+    const long l2 = 2 * lda, l3 = 3 * lda;
+    const float *a0 = ap, *a4 = ap + 4 * lda, *a8 = ap + 8 * lda;
+    long p;
+    int i;
+    GK_512_ROWS(GK_512_ZERO)
+    for (p = 0; p < kc; ++p) {
+        const __m512 b0 = _mm512_loadu_ps(bp + p * ldb), b1 = _mm512_loadu_ps(bp + p * ldb + 16);
+        GK_512_PREFETCH_B
+        if ((p & 15) == 0) /* a's rows come from L2: their next lines into L1 */
+            for (i = 0; i < 12; ++i) GK_PREFETCH(ap + i * lda + p + 32);
+#define GK_512_A(I) ((I) % 4 == 0 ? GK_512_R(I)[0] : (I) % 4 == 1 ? GK_512_R(I)[lda] : (I) % 4 == 2 ? GK_512_R(I)[l2] : GK_512_R(I)[l3])
+#define GK_512_R(I) ((I) < 4 ? a0 : (I) < 8 ? a4 : a8)
+        GK_512_ROWS(GK_512_FMA)
+#undef GK_512_R
+#undef GK_512_A
+        ++a0;
+        ++a4;
+        ++a8;
+    }
+    GK_512_ROWS(GK_512_STORE)
+}
+
+/* a packed: element (i, p) at ap[p * 12 + i] */
+static GK_NOINLINE GK_512_ATTR void gk_512_pk(long kc, const float *restrict ap, const float *restrict bp,
+                                              long ldb, float *restrict c, long ldc, int first,
+                                              const float *restrict bias)
+{
+    long p;
+    GK_512_ROWS(GK_512_ZERO)
+    for (p = 0; p < kc; ++p) {
+        const __m512 b0 = _mm512_loadu_ps(bp + p * ldb), b1 = _mm512_loadu_ps(bp + p * ldb + 16);
+        const float *restrict a = ap + p * 12;
+        GK_512_PREFETCH_B
+        GK_PREFETCH(a + 16 * 12);
+#define GK_512_A(I) a[I]
+        GK_512_ROWS(GK_512_FMA)
+#undef GK_512_A
+    }
+    GK_512_ROWS(GK_512_STORE)
+}
+
+/* GK_DEFINE_MICRO for the 12 x 32 tiles: full tiles by the kernels above. */
+#define GK_DEFINE_MICRO_512(NAME, R, W, A_RS, A_CS, ATTR, FMA)                                   \
+    GK_DEFINE_MICRO(NAME##_generic, R, W, A_RS, A_CS, ATTR, FMA)                                 \
+    static ATTR void NAME(long kc, const float *restrict ap, long lda, const float *restrict bp, \
+                          long ldb, float *restrict c, long ldc, long mr, long nr, int first,    \
+                          const float *restrict bias)                                            \
+    {                                                                                            \
+        if (mr == 12 && nr == 32 && (A_CS) == 1)                                                 \
+            gk_512_da(kc, ap, lda, bp, ldb, c, ldc, first, bias);                                \
+        else if (mr == 12 && nr == 32)                                                           \
+            gk_512_pk(kc, ap, bp, ldb, c, ldc, first, bias);                                     \
+        else                                                                                     \
+            NAME##_generic(kc, ap, lda, bp, ldb, c, ldc, mr, nr, first, bias);                   \
+    }
+#endif
+
 /* A whole GEMM for one register tile MR x NR and target ATTR: its micro-kernels (heights 1, 2, 4,
  * 8 and MR; widths NR and NR / 2 for narrow panels; wide ones for blocks of at most 4 rows, whose
  * b is read in place: more accumulators to hide the FMA latency, longer runs of each row of b;
@@ -307,12 +417,12 @@ static float *gk_align64(float *p)
  * than it saves), then every NR-wide panel of b is packed once (or read in place when the block
  * has a single row panel, so b is read exactly once) and swept by the row panels while it sits in
  * L1. The packing buffers are arrays on the stack (MC * KC + KC * NR floats). */
-#define GK_DEFINE_GEMM(SFX, MR, NR, ATTR, FMA)                                                   \
+#define GK_DEFINE_GEMM(SFX, MR, NR, ATTR, FMA, FULL)                                             \
     GK_DEFINE_MICRO(gk_micro_1_##SFX, 1, NR, 1, 1, ATTR, FMA)                                    \
     GK_DEFINE_MICRO(gk_micro_2_##SFX, 2, NR, 1, 2, ATTR, FMA)                                    \
     GK_DEFINE_MICRO(gk_micro_4_##SFX, 4, NR, 1, 4, ATTR, FMA)                                    \
     GK_DEFINE_MICRO(gk_micro_8_##SFX, 8, NR, 1, 8, ATTR, FMA)                                    \
-    GK_DEFINE_MICRO(gk_micro_mr_##SFX, MR, NR, 1, MR, ATTR, FMA)                                 \
+    FULL(gk_micro_mr_##SFX, MR, NR, 1, MR, ATTR, FMA)                                            \
     GK_DEFINE_MICRO(gk_micro_1h_##SFX, 1, NR / 2, 1, 1, ATTR, FMA)                               \
     GK_DEFINE_MICRO(gk_micro_2h_##SFX, 2, NR / 2, 1, 2, ATTR, FMA)                               \
     GK_DEFINE_MICRO(gk_micro_4h_##SFX, 4, NR / 2, 1, 4, ATTR, FMA)                               \
@@ -321,7 +431,7 @@ static float *gk_align64(float *p)
     GK_DEFINE_MICRO(gk_micro_1w_##SFX, 1, 4 * NR, 1, 1, ATTR, FMA)                               \
     GK_DEFINE_MICRO(gk_micro_2w_##SFX, 2, 2 * NR, 1, 2, ATTR, FMA)                               \
     GK_DEFINE_MICRO(gk_micro_4w_##SFX, 4, 2 * NR, 1, 4, ATTR, FMA)                               \
-    GK_DEFINE_MICRO(gk_micro_mr_da_##SFX, MR, NR, lda, 1, ATTR, FMA)                             \
+    FULL(gk_micro_mr_da_##SFX, MR, NR, lda, 1, ATTR, FMA)                                        \
     GK_DEFINE_MICRO(gk_micro_mrh_da_##SFX, MR, NR / 2, lda, 1, ATTR, FMA)                        \
                                                                                                  \
     /* the tile height for a panel of mr rows: the smallest of 1, 2, 4, 8 (if < MR), MR >= mr */ \
@@ -475,12 +585,21 @@ static float *gk_align64(float *p)
 #define GK_HW_FMA(a, b, c) fmaf((a), (b), (c)) /* in functions targeting FMA hardware */
 #define GK_NO_ATTR
 
-GK_DEFINE_GEMM(base, GK_MR, GK_NR, GK_NO_ATTR, GK_FMA)
+#ifdef GK_INTRIN_512
+#define GK_MICRO_512 GK_DEFINE_MICRO_512
+#else
+#define GK_MICRO_512 GK_DEFINE_MICRO
+#endif
+#if defined(GK_INTRIN_512) && !defined(GK_HAVE_AVX512)
+GK_DEFINE_GEMM(base, GK_MR, GK_NR, GK_NO_ATTR, GK_FMA, GK_DEFINE_MICRO_512)
+#else
+GK_DEFINE_GEMM(base, GK_MR, GK_NR, GK_NO_ATTR, GK_FMA, GK_DEFINE_MICRO)
+#endif
 #ifdef GK_HAVE_AVX2
-GK_DEFINE_GEMM(avx2, 5, 16, __attribute__((target("avx2,fma"))), GK_HW_FMA)
+GK_DEFINE_GEMM(avx2, 5, 16, __attribute__((target("avx2,fma"))), GK_HW_FMA, GK_DEFINE_MICRO)
 #endif
 #ifdef GK_HAVE_AVX512
-GK_DEFINE_GEMM(avx512, 12, 32, __attribute__((target("avx512f,avx512vl,avx2,fma"))), GK_HW_FMA)
+GK_DEFINE_GEMM(avx512, 12, 32, __attribute__((target("avx512f,avx512vl,avx2,fma"))), GK_HW_FMA, GK_MICRO_512)
 #endif
 
 typedef void (*gk_gemm_part_fn)(const float *, long, const float *, long, const float *, float *,
@@ -508,51 +627,107 @@ static gk_gemm_part_fn gk_gemm_impl(long *mr, long *nr)
     return gk_gemm_part_base;
 }
 
-/* y (m, n) = a (m, k) @ b (k, n) [+ bias], rows lda, ldb, ldy floats apart. Each element is the
- * sum over k blocks (in order) of that block's products (in order), then + bias: the same for any
- * thread count and any split of the work. */
-static void gk_gemm(const float *a, long lda, const float *b, long ldb, const float *bias, float *y,
-                    long ldy, long m, long k, long n)
+/* Threads for `work` multiply-adds (or similar): all of them from GK_PAR_WORK on, one below it or
+ * inside a parallel region. Below GK_PAR_WORK (about 10 us on one core) waking the other threads,
+ * which sleep or spin elsewhere on a busy machine, costs more than it saves. A parallel region is
+ * only entered when it has more than one thread: even `omp parallel if (0)` costs ~0.3 us. */
+#ifndef GK_PAR_WORK
+#define GK_PAR_WORK 1000000L
+#endif
+#ifndef GK_ITEM_WORK
+#define GK_ITEM_WORK 200000L  /* the least work of one unit of a parallel loop */
+#endif
+
+static int gk_threads(double work)
 {
-    long mr, nr, panels, blocks, groups, npanels, items, item;
+#ifdef _OPENMP
+    if (work >= (double)GK_PAR_WORK && !omp_in_parallel()) return omp_get_max_threads();
+#else
+    (void)work;
+#endif
+    return 1;
+}
+
+static int gk_thread_id(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+static void gk_act_block(int act, float *y, long ldy, long rows, long cols);
+
+/* y (m, n) = act(a (m, k) @ b (k, n) [+ bias]), rows lda, ldb, ldy floats apart. Each element is
+ * the sum over k blocks (in order) of that block's products (in order), then + bias: the same for
+ * any thread count and any split of the work. With threads, the product is cut into units (row
+ * blocks of whole MR panels, and NR panel groups of n when there are too few row blocks), about
+ * four per thread, taken dynamically: a thread that starts late (a busy machine) takes fewer, and
+ * the others do not wait for it. Each unit applies the activation to its part of y while it is
+ * in cache (softmax-like ones need whole rows: after the product when n was split). */
+static void gk_gemm_act(const float *a, long lda, const float *b, long ldb, const float *bias, float *y,
+                        long ldy, long m, long k, long n, int act)
+{
+    long mr, nr, panels, blocks, groups, npanels, items, item, want;
     gk_gemm_part_fn part;
-    int threads = 1;
+    int threads, fuse;
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {
         long i, j;
         for (i = 0; i < m; ++i)
             for (j = 0; j < n; ++j) y[i * ldy + j] = bias ? bias[j] : 0.0f;
+        gk_act_block(act, y, ldy, m, n);
         return;
     }
     part = gk_gemm_impl(&mr, &nr);
-#ifdef _OPENMP
-    if ((double)m * (double)n * (double)k >= (double)GK_PAR_WORK && !omp_in_parallel())
-        threads = omp_get_max_threads();
-#endif
-    /* Row blocks of whole MR panels (at most 16 panels each), as even as possible and a multiple
-     * of the thread count; when there are fewer row blocks than threads, the NR panels of n are
-     * split too. */
+    threads = gk_threads((double)m * (double)n * (double)k);
+    if (threads <= 1) {
+        part(a, lda, b, ldb, bias, y, ldy, 0, m, 0, n, k);
+        gk_act_block(act, y, ldy, m, n);
+        return;
+    }
     panels = (m + mr - 1) / mr;
-    blocks = (panels + 15) / 16;
-    blocks = (blocks + threads - 1) / threads * threads;
-    blocks = gk_minl(blocks, panels);
     npanels = (n + nr - 1) / nr;
-    groups = gk_minl(gk_maxl(1, (threads + blocks - 1) / blocks), npanels);
+    want = gk_minl(4L * threads, gk_maxl(threads, (long)((double)m * (double)n * (double)k / GK_ITEM_WORK)));
+    blocks = gk_minl(panels, want);
+    groups = gk_minl(npanels, (want + blocks - 1) / blocks);
     items = blocks * groups;
-    GK_PRAGMA(omp parallel for schedule(static) num_threads(threads) if (threads > 1 && items > 1))
+    fuse = groups == 1 || (act != GK_SOFTMAX && act != GK_LOG_SOFTMAX);
+    if (items <= 1) {
+        part(a, lda, b, ldb, bias, y, ldy, 0, m, 0, n, k);
+        gk_act_block(act, y, ldy, m, n);
+        return;
+    }
+    GK_PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(threads))
     for (item = 0; item < items; ++item) {
         const long rb = item / groups, cg = item % groups;
         const long i0 = gk_minl(m, rb * panels / blocks * mr);
         const long i1 = gk_minl(m, (rb + 1) * panels / blocks * mr);
         const long j0 = gk_minl(n, cg * npanels / groups * nr);
         const long j1 = gk_minl(n, (cg + 1) * npanels / groups * nr);
-        if (i0 < i1 && j0 < j1) part(a, lda, b, ldb, bias, y, ldy, i0, i1, j0, j1, k);
+        if (i0 < i1 && j0 < j1) {
+            part(a, lda, b, ldb, bias, y, ldy, i0, i1, j0, j1, k);
+            if (fuse) gk_act_block(act, y + i0 * ldy + j0, ldy, i1 - i0, j1 - j0);
+        }
     }
+    if (!fuse) gk_act_block(act, y, ldy, m, n);
+}
+
+static void gk_gemm(const float *a, long lda, const float *b, long ldb, const float *bias, float *y,
+                    long ldy, long m, long k, long n)
+{
+    gk_gemm_act(a, lda, b, ldb, bias, y, ldy, m, k, n, GK_LINEAR);
 }
 
 void gk_matmul(const float *a, const float *b, const float *bias, float *y, long m, long k, long n)
 {
     gk_gemm(a, k, b, n, bias, y, n, m, k, n);
+}
+
+void gk_matmul_act(const float *a, const float *b, const float *bias, float *y, long m, long k, long n, int act)
+{
+    gk_gemm_act(a, k, b, n, bias, y, n, m, k, n, act);
 }
 
 void gk_matmul_strided(const float *a, long lda, const float *b, long ldb, const float *bias, float *y,
@@ -683,23 +858,53 @@ static void gk_activation_span(int act, const float *x, float *y, long n)
     }
 }
 
+/* act on rows x row_len values on this thread. */
+static void gk_activation_serial(int act, const float *x, float *y, long rows, long row_len)
+{
+    long i;
+    if (rows <= 0 || row_len <= 0) return;
+    if (act == GK_SOFTMAX || act == GK_LOG_SOFTMAX) {
+        for (i = 0; i < rows; ++i)
+            gk_softmax_row(x + i * row_len, y + i * row_len, row_len, act == GK_LOG_SOFTMAX);
+        return;
+    }
+    gk_activation_span(act, x, y, rows * row_len);
+}
+
+/* In place on a block of y (rows x cols, rows ldy floats apart), on this thread. */
+static void gk_act_block(int act, float *y, long ldy, long rows, long cols)
+{
+    long i;
+    if (act == GK_LINEAR || rows <= 0 || cols <= 0) return;
+    if (ldy == cols) {
+        gk_activation_serial(act, y, y, rows, cols);
+        return;
+    }
+    for (i = 0; i < rows; ++i) gk_activation_serial(act, y + i * ldy, y + i * ldy, 1, cols);
+}
+
 void gk_activation(int act, const float *x, float *y, long rows, long row_len)
 {
     enum { CHUNK = 8192 };
     const long n = rows * row_len;
     long i;
     if (rows <= 0 || row_len <= 0) return;
-    if (act == GK_SOFTMAX || act == GK_LOG_SOFTMAX) {
-        GK_PRAGMA(omp parallel for schedule(static) if (n >= 65536L && rows > 1 && !omp_in_parallel()))
-        for (i = 0; i < rows; ++i)
-            gk_softmax_row(x + i * row_len, y + i * row_len, row_len, act == GK_LOG_SOFTMAX);
-        return;
-    }
     if (act == GK_LINEAR) {
         if (y != x) memmove(y, x, (size_t)n * sizeof *y);
         return;
     }
-    GK_PRAGMA(omp parallel for schedule(static) if (n >= 65536L && !omp_in_parallel()))
+    if (gk_threads(16.0 * (double)n) <= 1 || ((act == GK_SOFTMAX || act == GK_LOG_SOFTMAX) && rows < 2)) {
+        /* ~16 multiply-adds' time per value */
+        gk_activation_serial(act, x, y, rows, row_len);
+        return;
+    }
+    if (act == GK_SOFTMAX || act == GK_LOG_SOFTMAX) {
+        GK_PRAGMA(omp parallel for schedule(dynamic, 1))
+        for (i = 0; i < rows; ++i)
+            gk_softmax_row(x + i * row_len, y + i * row_len, row_len, act == GK_LOG_SOFTMAX);
+        return;
+    }
+    GK_PRAGMA(omp parallel for schedule(dynamic, 1))
     for (i = 0; i < (n + CHUNK - 1) / CHUNK; ++i)
         gk_activation_span(act, x + i * CHUNK, y + i * CHUNK, gk_minl(CHUNK, n - i * CHUNK));
 }
@@ -730,19 +935,17 @@ long gk_gather_i64(const float *table, long input_dim, long dim, const int64_t *
 
 /* ---- convolution ----------------------------------------------------------------------------- */
 
-/* patches (out0 * out1, k0 * k1 * C) of one sample, channels innermost; zeros where the window
- * leaves x. */
+/* Rows [r0, r1) of the patch matrix (out0 * out1, k0 * k1 * C) of one sample, channels innermost,
+ * into patches (r1 - r0 rows); zeros where the window leaves x. */
 static void gk_im2col(const float *x, const long in[2], long channels, const long ks[2],
                       const long stride[2], const long dilation[2], const long pad[2],
-                      const long out[2], float *patches)
+                      const long out[2], long r0, long r1, float *patches)
 {
     const long kcols = ks[0] * ks[1] * channels;
-    const long rows = out[0] * out[1];
     long r;
-    GK_PRAGMA(omp parallel for schedule(static) if (rows * kcols >= 65536L && !omp_in_parallel()))
-    for (r = 0; r < rows; ++r) {
+    for (r = r0; r < r1; ++r) {
         const long o0 = r / out[1], o1 = r % out[1];
-        float *dst = patches + r * kcols;
+        float *dst = patches + (r - r0) * kcols;
         long a, b;
         for (a = 0; a < ks[0]; ++a) {
             const long i0 = o0 * stride[0] - pad[0] + a * dilation[0];
@@ -772,39 +975,91 @@ static void gk_im2col(const float *x, const long in[2], long channels, const lon
     }
 }
 
+#ifndef GK_CONV_CHUNK
+#define GK_CONV_CHUNK 131072L /* floats of patches built at a time (512 KiB: they stay in L2) */
+#endif
+
 void gk_conv2d(const float *x, const float *kernel, const float *bias, float *y, long batch,
                const long in[2], long channels, const long kernel_size[2], long filters,
                const long stride[2], const long dilation[2], const long pad_before[2], const long out[2],
                float *scratch)
 {
+    gk_conv2d_act(x, kernel, bias, y, batch, in, channels, kernel_size, filters, stride, dilation, pad_before,
+                  out, scratch, GK_LINEAR);
+}
+
+/* A pointwise convolution is one product over the whole batch. Otherwise the output rows are cut
+ * into chunks (each sample's rows separately) small enough for their patches to stay in L2 while
+ * they are multiplied: per chunk, im2col into the caller's (thread's) part of scratch, the product
+ * and the activation, so that one parallel region does the whole layer, chunks taken dynamically;
+ * a thread's scratch is at most out0 * out1 / threads rows of patches. */
+void gk_conv2d_act(const float *x, const float *kernel, const float *bias, float *y, long batch,
+                   const long in[2], long channels, const long kernel_size[2], long filters,
+                   const long stride[2], const long dilation[2], const long pad_before[2], const long out[2],
+                   float *scratch, int act)
+{
     const long rows = out[0] * out[1];
     const long kcols = kernel_size[0] * kernel_size[1] * channels;
-    long s;
+    const long xsize = in[0] * in[1] * channels;
+    long mr, nr, chunk, chunks, items, item;
+    gk_gemm_part_fn part;
+    int threads;
     if (batch <= 0 || rows <= 0 || filters <= 0) return;
     if (kernel_size[0] == 1 && kernel_size[1] == 1 && stride[0] == 1 && stride[1] == 1 &&
         pad_before[0] == 0 && pad_before[1] == 0 && out[0] == in[0] && out[1] == in[1]) {
         /* pointwise: x already is the patch matrix, for the whole batch at once */
-        gk_gemm(x, channels, kernel, filters, bias, y, filters, batch * rows, channels, filters);
+        gk_gemm_act(x, channels, kernel, filters, bias, y, filters, batch * rows, channels, filters, act);
         return;
     }
-    for (s = 0; s < batch; ++s) {
-        gk_im2col(x + s * in[0] * in[1] * channels, in, channels, kernel_size, stride, dilation,
-                  pad_before, out, scratch);
-        gk_gemm(scratch, kcols, kernel, filters, bias, y + s * rows * filters, filters, rows, kcols,
-                filters);
+    if (kcols <= 0) {
+        gk_gemm_act(x, 0, kernel, filters, bias, y, filters, batch * rows, 0, filters, act);
+        return;
+    }
+    part = gk_gemm_impl(&mr, &nr);
+    (void)nr;
+    chunk = gk_maxl(mr, GK_CONV_CHUNK / kcols / mr * mr);
+    threads = gk_threads((double)batch * (double)rows * (double)kcols * (double)filters);
+    if (threads > 1) {
+        /* about 3 chunks per thread when the batch is small, at least 2 MR rows each; each thread
+         * builds its patches in its own 1 / threads of scratch */
+        const long per_sample = (3L * threads + batch - 1) / batch;
+        chunk = gk_minl(chunk, gk_maxl(2 * mr, (rows + per_sample - 1) / per_sample));
+        chunk = gk_minl(chunk, rows / threads);
+        if (chunk < 1) threads = 1;
+    }
+    if (threads <= 1) chunk = gk_minl(gk_maxl(chunk, 1), rows);
+    chunks = (rows + chunk - 1) / chunk;
+    items = batch * chunks;
+    if (threads <= 1 || items <= 1) {
+        for (item = 0; item < items; ++item) {
+            const long s = item / chunks, r0 = item % chunks * chunk, r1 = gk_minl(rows, r0 + chunk);
+            float *ys = y + (s * rows + r0) * filters;
+            gk_im2col(x + s * xsize, in, channels, kernel_size, stride, dilation, pad_before, out, r0, r1, scratch);
+            part(scratch, kcols, kernel, filters, bias, ys, filters, 0, r1 - r0, 0, filters, kcols);
+            gk_act_block(act, ys, filters, r1 - r0, filters);
+        }
+        return;
+    }
+    GK_PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(threads))
+    for (item = 0; item < items; ++item) {
+        const long s = item / chunks, r0 = item % chunks * chunk, r1 = gk_minl(rows, r0 + chunk);
+        float *patches = scratch + gk_thread_id() * chunk * kcols;
+        float *ys = y + (s * rows + r0) * filters;
+        gk_im2col(x + s * xsize, in, channels, kernel_size, stride, dilation, pad_before, out, r0, r1, patches);
+        part(patches, kcols, kernel, filters, bias, ys, filters, 0, r1 - r0, 0, filters, kcols);
+        gk_act_block(act, ys, filters, r1 - r0, filters);
     }
 }
 
 /* ---- pooling ------------------------------------------------------------------------------- */
 
-void gk_pool2d(int is_max, const float *x, float *y, long batch, const long in[2], long channels,
-               const long pool[2], const long stride[2], const long pad_before[2], const long out[2])
+/* Output rows [r0, r1) (over batch * out0 * out1) of gk_pool2d. */
+static void gk_pool_rows(int is_max, const float *x, float *y, const long in[2], long channels,
+                         const long pool[2], const long stride[2], const long pad_before[2], const long out[2],
+                         long r0, long r1)
 {
-    const long rows = batch * out[0] * out[1];
     long r;
-    if (rows <= 0 || channels <= 0) return;
-    GK_PRAGMA(omp parallel for schedule(static) if (rows * channels * pool[0] * pool[1] >= 65536L && !omp_in_parallel()))
-    for (r = 0; r < rows; ++r) {
+    for (r = r0; r < r1; ++r) {
         const long s = r / (out[0] * out[1]), o = r % (out[0] * out[1]);
         const long o0 = o / out[1], o1 = o % out[1];
         const long a0 = gk_maxl(0, o0 * stride[0] - pad_before[0]);
@@ -830,6 +1085,23 @@ void gk_pool2d(int is_max, const float *x, float *y, long batch, const long in[2
                 for (c = 0; c < channels; ++c) yr[c] = yr[c] / fc;
         }
     }
+}
+
+void gk_pool2d(int is_max, const float *x, float *y, long batch, const long in[2], long channels,
+               const long pool[2], const long stride[2], const long pad_before[2], const long out[2])
+{
+    enum { ROWS = 16 };
+    const long rows = batch * out[0] * out[1];
+    long i;
+    if (rows <= 0 || channels <= 0) return;
+    if (gk_threads(2.0 * (double)rows * (double)channels * (double)(pool[0] * pool[1])) <= 1) {
+        gk_pool_rows(is_max, x, y, in, channels, pool, stride, pad_before, out, 0, rows);
+        return;
+    }
+    GK_PRAGMA(omp parallel for schedule(dynamic, 1))
+    for (i = 0; i < (rows + ROWS - 1) / ROWS; ++i)
+        gk_pool_rows(is_max, x, y, in, channels, pool, stride, pad_before, out, i * ROWS,
+                     gk_minl(rows, (i + 1) * ROWS));
 }
 
 void gk_global_pool(int is_max, const float *x, float *y, long batch, long spatial, long channels)
@@ -976,24 +1248,20 @@ static void gk_lstm_row(float *zt, const float *rr, float *cr, float *hr, long u
     for (j = 0; j < u; ++j) hr[j] = zt[3 * u + j] * ac[j];
 }
 
-void gk_lstm(const float *x, const float *kernel, const float *recurrent, const float *bias,
-             float *y_seq, float *h, float *c, long batch, long steps, long in_dim, long units,
-             int activation, int recurrent_activation, int go_backwards, float *scratch)
+/* Every step of the recurrence for batch rows [b0, b1): h_{t-1} @ recurrent into the previous
+ * step's rows of z (no longer needed), then the gates, c and h, row by row. */
+static void gk_lstm_rows(gk_gemm_part_fn part, const float *recurrent, float *y_seq, float *z, float *hb, float *cb,
+                         long b0, long b1, long steps, long u, int activation, int recurrent_activation,
+                         int go_backwards)
 {
-    const long u = units, g4 = 4 * units;
-    float *z = scratch;                        /* (batch, steps, 4u): x K + b, in x's step order */
-    float *hb = scratch + batch * steps * g4;  /* h (batch, u) */
-    float *cb = hb + batch * u;                /* c (batch, u) */
+    const long g4 = 4 * u;
     long t, b;
-    if (batch <= 0 || u <= 0) return;
-    memset(hb, 0, (size_t)(2 * batch * u) * sizeof *hb);
-    if (steps > 0) gk_gemm(x, in_dim, kernel, g4, bias, z, g4, batch * steps, in_dim, g4);
     for (t = 0; t < steps; ++t) {
         const long ts = go_backwards ? steps - 1 - t : t;         /* x's step processed now */
         const long tp = go_backwards ? ts + 1 : ts - 1;           /* the step processed before */
-        if (t > 0) /* h_{t-1} @ recurrent into the previous step's rows of z, no longer needed */
-            gk_gemm(hb, u, recurrent, g4, NULL, z + tp * g4, steps * g4, batch, u, g4);
-        for (b = 0; b < batch; ++b) {
+        if (t > 0)
+            part(hb + b0 * u, u, recurrent, g4, NULL, z + (b0 * steps + tp) * g4, steps * g4, 0, b1 - b0, 0, g4, u);
+        for (b = b0; b < b1; ++b) {
             float *zt = z + (b * steps + ts) * g4;
             const float *rr = t > 0 ? z + (b * steps + tp) * g4 : NULL;
             float *cr = cb + b * u, *hr = hb + b * u;
@@ -1007,6 +1275,38 @@ void gk_lstm(const float *x, const float *kernel, const float *recurrent, const 
                 gk_lstm_row(zt, rr, cr, hr, u, activation, recurrent_activation);
             if (y_seq) memcpy(y_seq + (b * steps + t) * u, hr, (size_t)u * sizeof *hr);
         }
+    }
+}
+
+/* The input projections of every step are one product; then the batch rows, which never interact,
+ * are cut into groups of at least 4 rows that run every step on their own (no barrier per step),
+ * taken dynamically by the threads when the recurrence is large enough. */
+void gk_lstm(const float *x, const float *kernel, const float *recurrent, const float *bias,
+             float *y_seq, float *h, float *c, long batch, long steps, long in_dim, long units,
+             int activation, int recurrent_activation, int go_backwards, float *scratch)
+{
+    const long u = units, g4 = 4 * units;
+    float *z = scratch;                        /* (batch, steps, 4u): x K + b, in x's step order */
+    float *hb = scratch + batch * steps * g4;  /* h (batch, u) */
+    float *cb = hb + batch * u;                /* c (batch, u) */
+    long mr, nr, groups = 1, g;
+    gk_gemm_part_fn part;
+    int threads;
+    if (batch <= 0 || u <= 0) return;
+    memset(hb, 0, (size_t)(2 * batch * u) * sizeof *hb);
+    if (steps > 0) gk_gemm(x, in_dim, kernel, g4, bias, z, g4, batch * steps, in_dim, g4);
+    part = gk_gemm_impl(&mr, &nr);
+    (void)nr;
+    threads = gk_threads((double)batch * (double)steps * (double)u * (double)g4);
+    if (threads > 1) groups = gk_minl(batch / 4, 4L * threads);
+    if (groups <= 1) {
+        gk_lstm_rows(part, recurrent, y_seq, z, hb, cb, 0, batch, steps, u, activation, recurrent_activation,
+                     go_backwards);
+    } else {
+        GK_PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(threads))
+        for (g = 0; g < groups; ++g)
+            gk_lstm_rows(part, recurrent, y_seq, z, hb, cb, batch * g / groups, batch * (g + 1) / groups, steps, u,
+                         activation, recurrent_activation, go_backwards);
     }
     if (h) memcpy(h, hb, (size_t)(batch * u) * sizeof *h);
     if (c) memcpy(c, cb, (size_t)(batch * u) * sizeof *c);

@@ -19,6 +19,10 @@ enum gk_merge { GK_ADD = 0, GK_SUBTRACT, GK_MULTIPLY, GK_AVERAGE, GK_MAXIMUM, GK
 /* y (m, n) = a (m, k) @ b (k, n) [+ bias (n)]; bias may be NULL. Cache-blocked, vectorizable. */
 void gk_matmul(const float *a, const float *b, const float *bias, float *y, long m, long k, long n);
 
+/* y = act(a @ b [+ bias]) (act: enum gk_activation; softmax-like ones on rows of n), the
+ * activation applied while y is in cache; results as gk_matmul then gk_activation. */
+void gk_matmul_act(const float *a, const float *b, const float *bias, float *y, long m, long k, long n, int act);
+
 /* The same product with rows of a, b and y lda, ldb and ldy floats apart (sub-matrices). */
 void gk_matmul_strided(const float *a, long lda, const float *b, long ldb, const float *bias, float *y,
                        long ldy, long m, long k, long n);
@@ -43,6 +47,13 @@ void gk_conv2d(const float *x, const float *kernel, const float *bias, float *y,
                const long in[2], long channels, const long kernel_size[2], long filters,
                const long stride[2], const long dilation[2], const long pad_before[2], const long out[2],
                float *scratch);
+
+/* gk_conv2d then the activation act on y (rows of filters), fused: results as gk_conv2d then
+ * gk_activation. The same scratch. */
+void gk_conv2d_act(const float *x, const float *kernel, const float *bias, float *y, long batch,
+                   const long in[2], long channels, const long kernel_size[2], long filters,
+                   const long stride[2], const long dilation[2], const long pad_before[2], const long out[2],
+                   float *scratch, int act);
 
 /* Max (is_max = 1) or average pooling, channels-last, rank 1 or 2 as gk_conv2d. Average counts
  * only in-bounds elements (Keras's "same"); max ignores padded positions. */

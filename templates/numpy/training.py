@@ -193,13 +193,16 @@ class Program:
         if len(self.config["losses"]) > 1:
             for spec in self.config["losses"]:
                 trackers[spec["output"] + "_loss"] = Mean()
-        self._metrics = []
+        self._metrics = []  # (History key, output index, metric, weighted by sample weights)
         single = len(self.config["outputs"]) == 1
-        for i, output in enumerate(self.config["outputs"]):
-            for metric in self.config["metrics"].get(output, ()):
-                key = metric if single else f"{output}_{metric}"
-                trackers[key] = MeanAccumulator()
-                self._metrics.append((key, i, metric))
+        for weighted, group in ((False, "metrics"), (True, "weighted_metrics")):
+            for i, output in enumerate(self.config["outputs"]):
+                for metric in self.config.get(group, {}).get(output, ()):
+                    key = metric if single else f"{output}_{metric}"
+                    if weighted and key in trackers:  # Keras: a weighted metric named like a metric
+                        key = f"weighted_{metric}" if single else f"{output}_weighted_{metric}"
+                    trackers[key] = MeanAccumulator()
+                    self._metrics.append((key, i, metric, weighted))
         return trackers
 
     def _track(self, trackers, n, total, losses, preds, targets, sws):
@@ -208,9 +211,9 @@ class Program:
             for spec, value in zip(self.config["losses"], losses):
                 trackers[spec["output"] + "_loss"].update(value, n)
         target_of = {spec["output"]: (t, w) for spec, t, w in zip(self.config["losses"], targets, sws)}
-        for key, i, metric in self._metrics:  # Keras weights only weighted_metrics by sample_weight
-            t, _ = target_of[self.config["outputs"][i]]
-            trackers[key].update(metric_values(metric, t, preds[i]))
+        for key, i, metric, weighted in self._metrics:  # only weighted_metrics see the sample weights
+            t, w = target_of[self.config["outputs"][i]]
+            trackers[key].update(metric_values(metric, t, preds[i]), w if weighted else None)
 
     @staticmethod
     def _logs(trackers, prefix=""):
@@ -253,7 +256,7 @@ class Program:
         """Keras's evaluate result: the loss alone, or [loss, per-output losses, metrics]."""
         if return_dict:
             return logs
-        metrics = [key for key, _, _ in self._metrics]
+        metrics = [key for key, _, _, _ in self._metrics]
         if len(self.config["outputs"]) > 1:
             metrics.sort()  # Keras: per-output metric keys after the losses, by name
         keys = ["loss"] + [s["output"] + "_loss" for s in self.config["losses"] if len(self.config["losses"]) > 1] \
