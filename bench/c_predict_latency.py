@@ -1,17 +1,24 @@
 """Latency of gcomp's generated C forward pass against onnxruntime (CPU), batch 1 and 64.
 
-    python bench/c_predict_latency.py [--repeats N] [--models mlp5,mlp,qa_two_inputs,...] [--cflags "-O3 -march=native"]
+    python bench/c_predict_latency.py [--repeats N] [--rounds R] [--spin] [--models mlp5,mlp,...]
+                                      [--batches 1,64] [--cflags "-O3 -march=native"]
 
 Models: the seed models (examples/) and a 5-layer MLP 256-384-384-256-128-32. The C side is the
 code `gcomp build --target c` writes, compiled with the given CFLAGS (and -fopenmp when the
 compiler has it) into a small timing program that calls <model>_forward in a loop and reports the
 median per call; onnxruntime runs the same weights (gcomp's ONNX for the CPU) in this process,
-one thread pool, spinning off, median of session.run. Prints both and the ratio C / onnxruntime.
+its default thread pool (one thread per core), median of session.run. Both sides use every core
+and neither spins while idle: onnxruntime with session.intra_op.allow_spinning=0, the C program
+with OMP_WAIT_POLICY=passive (libgomp's default spins, and on a shared machine a spinning thread
+waiting for a descheduled one can cost a whole scheduler tick per parallel region); --spin gives
+both their default spinning. The two alternate for R rounds (so that a change in the machine's load hits both),
+each round a median over N calls; printed: the median of the rounds, and the ratio C / ORT.
 """
 from __future__ import annotations
 
 import argparse
 import gc
+import os
 import runpy
 import statistics
 import subprocess
@@ -69,7 +76,7 @@ def mlp5():
     return Model(x, layers.Dense(32)(h), name="mlp5")
 
 
-def time_c(model, name, arrays, repeats, cflags, workdir: Path) -> float:
+def build_harness(model, name, arrays, cflags, workdir: Path) -> Path:
     from gcomp.backends.c_backend import c_prefix
     from gcomp.backends.c_runtime import _openmp_flags, compiler
     from gcomp.build import build_c
@@ -87,14 +94,21 @@ def time_c(model, name, arrays, repeats, cflags, workdir: Path) -> float:
     flags = cflags.split() + list(_openmp_flags(cc))
     subprocess.run([cc, "-std=c99", *flags, "-D_POSIX_C_SOURCE=199309L", "-o", "harness", "harness.c",
                     f"{prefix}.c", "gcomp_kernels.c", "-lm"], cwd=folder, check=True)
-    out = subprocess.run(["./harness", str(repeats)], cwd=folder, capture_output=True, text=True, check=True)
+    return folder
+
+
+def time_c(folder: Path, repeats: int, spin: bool) -> float:
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if not spin:
+        env["OMP_WAIT_POLICY"] = "passive"
+    out = subprocess.run(["./harness", str(repeats)], cwd=folder, capture_output=True, text=True, check=True,
+                         env=env)
     return float(out.stdout)
 
 
-def time_ort(model, arrays, repeats) -> float:
+def time_ort(onnx: bytes, name: str, arrays, repeats: int, spin: bool) -> float:
     from gcomp import runtime
-    session = runtime.from_bytes(model.to_onnx(device="cpu").SerializeToString(), model.name, device="cpu",
-                                 allow_spinning=False)
+    session = runtime.from_bytes(onnx, name, device="cpu", allow_spinning=spin)
     feeds = dict(zip(session.input_names, arrays))
     for _ in range(3):
         session._session.run(None, feeds)
@@ -108,13 +122,20 @@ def time_ort(model, arrays, repeats) -> float:
     return statistics.median(times)
 
 
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else ""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--models", default="mlp5,mlp,qa_two_inputs,multi_output,inception,residual,siamese_lstm")
     parser.add_argument("--batches", default="1,64")
     parser.add_argument("--cflags", default="-O3 -march=native")
+    parser.add_argument("--rounds", type=int, default=3, help="C and onnxruntime runs alternate this many times")
+    parser.add_argument("--spin", action="store_true", help="idle threads spin (each side's default)")
     args = parser.parse_args()
+    print(f"# {load()}; idle threads {'spin' if args.spin else 'sleep'}; {args.rounds} rounds", flush=True)
     print(f"{'model':15} {'batch':>5} {'C us':>12} {'onnxruntime us':>15} {'C/ort':>7}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
@@ -122,9 +143,15 @@ def main() -> int:
             for batch in (int(b) for b in args.batches.split(",")):
                 arrays = fixed_inputs(model, name, batch)
                 repeats = args.repeats if batch == 1 or name.startswith("mlp") else max(5, args.repeats // 10)
-                c_s = time_c(model, f"{name}_{batch}", arrays, repeats, args.cflags, Path(tmp))
-                ort_s = time_ort(model, arrays, repeats)
+                folder = build_harness(model, f"{name}_{batch}", arrays, args.cflags, Path(tmp))
+                onnx = model.to_onnx(device="cpu").SerializeToString()
+                c_runs, ort_runs = [], []
+                for _ in range(max(1, args.rounds)):
+                    c_runs.append(time_c(folder, repeats, args.spin))
+                    ort_runs.append(time_ort(onnx, model.name, arrays, repeats, args.spin))
+                c_s, ort_s = statistics.median(c_runs), statistics.median(ort_runs)
                 print(f"{name:15} {batch:5d} {c_s * 1e6:12.1f} {ort_s * 1e6:15.1f} {c_s / ort_s:7.3f}", flush=True)
+    print(f"# {load()}")
     return 0
 
 

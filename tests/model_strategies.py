@@ -33,7 +33,9 @@ from hypothesis import strategies as st
 from gcomp.codegen import numpy_runtime
 
 ACTIVATIONS = sorted(numpy_runtime().ACTIVATIONS) + ["swish", "hard_swish", None]
-LSTM_ACTIVATIONS = ["tanh", "sigmoid", "relu", "softsign", "softplus"]  # those with an ONNX LSTM form
+# LSTM activations with an ONNX LSTM form, except softplus: onnxruntime's overflows to inf/NaN once
+# the cell passes ~88 (tests/regressions/onnx_lstm_softplus_overflow.py, a known difference).
+LSTM_ACTIVATIONS = ["tanh", "sigmoid", "relu", "softsign"]
 # Gates stay bounded: relu/softplus gates let the state grow exponentially over time, and there
 # onnxruntime's LSTM overflows (inf, then NaN) where the NumPy reference still has finite values.
 LSTM_GATE_ACTIVATIONS = ["sigmoid", "tanh", "softsign"]

@@ -45,6 +45,8 @@ def _compile(out: Path, *flags: str, source: Path = SOURCE) -> Path:
 def _bind(lib):
     sigs = {
         "gk_matmul": (None, [P, P, P, P, L, L, L]),
+        "gk_matmul_act": (None, [P, P, P, P, L, L, L, ctypes.c_int]),
+        "gk_conv2d_act": (None, [P, P, P, P, L, LONG2, L, LONG2, L, LONG2, LONG2, LONG2, LONG2, P, ctypes.c_int]),
         "gk_activation": (None, [ctypes.c_int, P, P, L, L]),
         "gk_gather_i32": (L, [P, L, L, P, L, P]),
         "gk_gather_i64": (L, [P, L, L, P, L, P]),
@@ -176,6 +178,23 @@ def test_matmul_is_deterministic(lib):
     assert np.array_equal(outs[0], outs[1])
 
 
+FUSED_ACTS = ["linear", "relu", "sigmoid", "tanh", "softmax", "log_softmax", "gelu"]
+
+
+@pytest.mark.parametrize("m, k, n", [(1, 64, 500), (7, 33, 10), (64, 32, 10), (130, 257, 33), (300, 200, 150)])
+def test_matmul_act_is_matmul_then_activation(lib, m, k, n):
+    """The fused activation gives gk_matmul then gk_activation, bit for bit."""
+    a, b, bias = rand((m, k), 1), rand((k, n), 2), rand((n,), 3)
+    for name in FUSED_ACTS:
+        want = np.empty((m, n), np.float32)
+        lib.gk_matmul(ptr(a), ptr(b), ptr(bias), ptr(want), m, k, n)
+        lib.gk_activation(ACT[name], ptr(want), ptr(want), m, n)
+        got, buf = out_buffer((m, n))
+        lib.gk_matmul_act(ptr(a), ptr(b), ptr(bias), ptr(got), m, k, n, ACT[name])
+        check_guard(buf, m * n)
+        assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), name
+
+
 # ---- activations -------------------------------------------------------------------------------
 
 def _activation_input(rows, row_len, seed):
@@ -215,7 +234,7 @@ def test_activation_small_values_keep_relative_accuracy(lib, ref):
 
 def test_softmax_rows(lib, ref):
     for name in ["softmax", "log_softmax"]:
-        for shape in [(5, 1), (3, 200), (1, 7)]:
+        for shape in [(5, 1), (3, 200), (1, 7), (64, 10), (300, 3), (37, 15), (40, 16)]:
             x = rand(shape, 11, scale=10.0)
             y = np.empty_like(x)
             lib.gk_activation(ACT[name], ptr(x), ptr(y), shape[0], shape[1])
@@ -275,11 +294,13 @@ def run_conv(lib, x, kernel, bias, strides, padding, dilation):
     window, filters = kernel.shape[:rank], kernel.shape[-1]
     pads, outs = keras_geometry(spatial, window, strides, dilation, padding)
     y, buf = out_buffer((batch, *outs, filters))
-    scratch = np.empty(int(np.prod(outs)) * int(np.prod(window)) * channels + 1, np.float32)
+    size = int(np.prod(outs)) * int(np.prod(window)) * channels  # the scratch the header promises is enough
+    scratch = np.full(size + GUARD, np.nan, np.float32)
     lib.gk_conv2d(ptr(x), ptr(kernel), ptr(bias), ptr(y), batch, as_rank2(spatial, 1), channels,
                   as_rank2(window, 1), filters, as_rank2(strides, 1), as_rank2(dilation, 1),
                   as_rank2(pads, 0), as_rank2(outs, 1), ptr(scratch))
     check_guard(buf, y.size)
+    check_guard(scratch, size)
     return y
 
 
@@ -294,6 +315,13 @@ CONV_CASES = [  # input spatial, channels, window, filters, strides, dilation
     ((7, 8), 6, (1, 1), 9, (2, 2), (1, 1)),
     ((16, 16), 8, (5, 5), 40, (1, 1), (1, 1)),
     ((6, 5), 3, (6, 5), 2, (1, 1), (1, 1)),
+    # channels enough for the AVX-512 path that reads the patches in place (runs of >= 16 floats)
+    ((12, 10), 16, (3, 3), 40, (1, 1), (1, 1)),
+    ((11, 13), 16, (3, 3), 33, (2, 2), (1, 1)),
+    ((9, 10), 24, (3, 2), 64, (1, 1), (2, 1)),
+    ((30,), 32, (5,), 20, (2,), (1,)),
+    ((31,), 16, (3,), 36, (1,), (2,)),
+    ((26,), 20, (5,), 70, (1,), (1,)),
 ]
 
 
@@ -310,6 +338,34 @@ def test_conv(lib, ref, spatial, channels, window, filters, strides, dilation, p
     got = run_conv(lib, x, kernel, bias, strides, padding, dilation)
     assert got.shape == want.shape
     close(got, want, atol=ATOL * math.sqrt(np.prod(window) * channels))
+
+
+def _conv_args(x, kernel, strides, padding, dilation):
+    spatial, window = x.shape[1:-1], kernel.shape[:-2]
+    pads, outs = keras_geometry(spatial, window, strides, dilation, padding)
+    size = int(np.prod(outs)) * int(np.prod(window)) * x.shape[-1]
+    return ((x.shape[0], as_rank2(spatial, 1), x.shape[-1], as_rank2(window, 1), kernel.shape[-1],
+             as_rank2(strides, 1), as_rank2(dilation, 1), as_rank2(pads, 0), as_rank2(outs, 1)),
+            (x.shape[0], *outs, kernel.shape[-1]), size)
+
+
+@pytest.mark.parametrize("spatial, channels, window, filters, strides, padding",
+                         [((12, 10), 16, (3, 3), 40, (1, 1), "same"), ((9, 11), 3, (3, 3), 8, (2, 2), "same"),
+                          ((7, 8), 6, (1, 1), 9, (1, 1), "valid"), ((30,), 32, (5,), 20, (1,), "valid")])
+def test_conv_act_is_conv_then_activation(lib, spatial, channels, window, filters, strides, padding):
+    x = rand((2, *spatial, channels), 1)
+    kernel, bias = rand((*window, channels, filters), 2, scale=0.5), rand((filters,), 3)
+    args, shape, size = _conv_args(x, kernel, strides, padding, (1,) * len(window))
+    for name in FUSED_ACTS:
+        want, scratch = np.empty(shape, np.float32), np.empty(size, np.float32)
+        lib.gk_conv2d(ptr(x), ptr(kernel), ptr(bias), ptr(want), *args, ptr(scratch))
+        lib.gk_activation(ACT[name], ptr(want), ptr(want), want.size // filters, filters)
+        got, buf = out_buffer(shape)
+        scratch = np.full(size + GUARD, np.nan, np.float32)
+        lib.gk_conv2d_act(ptr(x), ptr(kernel), ptr(bias), ptr(got), *args, ptr(scratch), ACT[name])
+        check_guard(buf, got.size)
+        check_guard(scratch, size)
+        assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), name
 
 
 POOL_CASES = [  # input spatial, channels, pool, strides
@@ -485,6 +541,66 @@ def test_openmp_build_gives_identical_results(lib, tmp_path):
         library.gk_conv2d(ptr(x), ptr(kernel), None, ptr(y), *args, ptr(scratch))
         outs.append(y)
     assert np.array_equal(*outs)
+    # the layers large enough for threads: convolutions (with and without im2col), LSTM batch groups,
+    # activations
+    for batch, spatial, channels, window, filters, strides, padding in [
+            (1, (32, 32), 32, (3, 3), 64, (1, 1), "same"), (3, (24, 20), 16, (3, 3), 48, (2, 2), "same"),
+            (2, (400,), 64, (5,), 96, (1,), "valid"), (1, (30, 30), 5, (3, 3), 70, (1, 1), "same")]:
+        x = rand((batch, *spatial, channels), 6)
+        kernel, bias = rand((*window, channels, filters), 7, scale=0.3), rand((filters,), 8)
+        args, shape, size = _conv_args(x, kernel, strides, padding, (1,) * len(window))
+        outs = []
+        for library in (lib, omp):
+            y, scratch = np.empty(shape, np.float32), np.empty(size, np.float32)
+            library.gk_conv2d_act(ptr(x), ptr(kernel), ptr(bias), ptr(y), *args, ptr(scratch), ACT["relu"])
+            outs.append(y)
+        assert np.array_equal(*outs), (batch, spatial, channels, window, strides)
+    x, kernel, recurrent, bias = rand((48, 30, 40), 9), rand((40, 256), 10, 0.3), rand((64, 256), 11, 0.2), rand((256,), 12)
+    outs = [run_lstm(library, x, kernel, recurrent, bias, "tanh", "sigmoid", False) for library in (lib, omp)]
+    for a, b in zip(*outs):
+        assert np.array_equal(a, b)
+    for name, shape in [("softmax", (2000, 100)), ("log_softmax", (30000, 10)), ("tanh", (700, 300))]:
+        x = rand(shape, 13, scale=4.0)
+        ys = [np.empty_like(x), np.empty_like(x)]
+        for library, y in zip((lib, omp), ys):
+            library.gk_activation(ACT[name], ptr(x), ptr(y), *shape)
+        assert np.array_equal(*ys), name
+
+
+def test_patches_read_in_place_match_im2col(lib, tmp_path):
+    """On AVX-512 CPUs, convolutions whose patch rows are runs of >= 16 floats read them in place
+    (no im2col) with hand-written tiles; -DGK_NO_INTRINSICS builds the patches and uses the
+    compiler's tiles. Both must give the same bits (elsewhere both take the same path)."""
+    if lib.gk_flags != ["-O2"]:
+        pytest.skip("checked on the default (dispatching) build only, for compile time")
+    path = _compile(tmp_path / "libgk_noi.so", "-std=c99", "-O2", "-DGK_NO_INTRINSICS", "-fPIC", "-shared")
+    plain = _bind(ctypes.CDLL(str(path)))
+    cases = [  # batch, spatial, channels, window, filters, strides, dilation, padding
+        (1, (32, 32), 64, (3, 3), 64, (1, 1), (1, 1), "same"), (2, (16, 16), 32, (3, 3), 128, (2, 2), (1, 1), "same"),
+        (1, (17, 15), 16, (5, 5), 40, (1, 1), (1, 1), "valid"), (3, (13, 11), 24, (3, 3), 33, (1, 1), (2, 2), "same"),
+        (1, (16, 16), 64, (1, 1), 48, (2, 2), (1, 1), "same"), (2, (12, 9), 20, (3, 2), 70, (2, 1), (1, 1), "same"),
+        (1, (500,), 32, (5,), 40, (1,), (1,), "valid"), (2, (99,), 16, (5,), 96, (2,), (1,), "same"),
+        (2, (60,), 16, (3,), 20, (1,), (3,), "same"), (4, (7, 7), 16, (3, 3), 32, (1, 1), (1, 1), "same"),
+        (1, (3, 40), 16, (3, 3), 32, (1, 1), (1, 1), "valid"),
+    ]
+    for batch, spatial, channels, window, filters, strides, dilation, padding in cases:
+        x = rand((batch, *spatial, channels), 1)
+        kernel, bias = rand((*window, channels, filters), 2, scale=0.3), rand((filters,), 3)
+        args, shape, size = _conv_args(x, kernel, strides, padding, dilation)
+        outs = []
+        for library in (lib, plain):
+            y, buf = out_buffer(shape)
+            scratch = np.full(size + GUARD, np.nan, np.float32)
+            library.gk_conv2d_act(ptr(x), ptr(kernel), ptr(bias), ptr(y), *args, ptr(scratch), ACT["tanh"])
+            check_guard(buf, y.size)
+            check_guard(scratch, size)
+            outs.append(y)
+        assert np.array_equal(outs[0].view(np.uint32), outs[1].view(np.uint32)), (batch, spatial, window, strides)
+    a, b, bias = rand((150, 300), 4), rand((300, 90), 5), rand((90,), 6)
+    ys = [np.empty((150, 90), np.float32), np.empty((150, 90), np.float32)]
+    for library, y in zip((lib, plain), ys):
+        library.gk_matmul(ptr(a), ptr(b), ptr(bias), ptr(y), 150, 300, 90)
+    assert np.array_equal(*ys)
 
 
 SANITIZER_DRIVER = r"""
@@ -566,6 +682,11 @@ int main(void) {
     conv(1, 16, 16, 8, 5, 5, 40, 1, 1, 1, 1, 1);
     conv(1, 6, 5, 3, 6, 5, 2, 1, 1, 1, 1, 0);
     conv(1, 5, 5, 3, 4, 4, 2, 3, 3, 1, 1, 1);
+    conv(1, 16, 16, 32, 3, 3, 40, 2, 2, 1, 1, 1); /* patches read in place (AVX-512), strided */
+    conv(3, 13, 11, 16, 3, 3, 64, 1, 1, 1, 1, 1);
+    conv(2, 40, 1, 24, 5, 1, 33, 1, 1, 2, 1, 1);
+    conv(1, 30, 1, 16, 5, 1, 20, 2, 1, 1, 1, 0);
+    conv(1, 12, 14, 16, 3, 3, 32, 1, 1, 1, 1, 0);
     {
         float *x = buf(3 * 50 * 130), *y = buf(3 * 130);
         gk_global_pool(1, x, y, 3, 50, 130);

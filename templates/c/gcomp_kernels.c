@@ -392,6 +392,57 @@ static GK_NOINLINE GK_512_ATTR void gk_512_pk(long kc, const float *restrict ap,
     GK_512_ROWS(GK_512_STORE)
 }
 
+/* The same tile for the convolution's implicit patches (gk_conv_implicit): the k block is a list
+ * of nseg runs, run s being sk[s] columns whose element (i, p) is sa[s][i * lda + p]; b packed
+ * (32 floats a row, zero past nr, 64-byte aligned). Rows and columns may be partial: row i goes to
+ * crow[i] unless NULL, columns below nr. Per element, exactly gk_512_da's arithmetic over the
+ * concatenated runs. */
+#define GK_512_STORE_ROW(I)                                                                      \
+    if (crow[I]) {                                                                               \
+        float *ci = crow[I];                                                                     \
+        __m512 v0 = c##I##0, v1 = c##I##1;                                                       \
+        if (!first) {                                                                            \
+            v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, ci), v0);                               \
+            v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, ci + 16), v1);                          \
+        }                                                                                        \
+        if (bias) {                                                                              \
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, bias));                             \
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, bias + 16));                        \
+        }                                                                                        \
+        _mm512_mask_storeu_ps(ci, m0, v0);                                                       \
+        _mm512_mask_storeu_ps(ci + 16, m1, v1);                                                  \
+    }
+
+static GK_NOINLINE GK_512_ATTR void gk_512_seg(int nseg, const float *const *sa, const long *sk, long lda,
+                                               const float *restrict bp, float *const *crow, long nr,
+                                               int first, const float *restrict bias)
+{
+    const long l2 = 2 * lda, l3 = 3 * lda;
+    const __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xffffu : (1u << nr) - 1u);
+    const __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xffffu : nr > 16 ? (1u << (nr - 16)) - 1u : 0u);
+    long p;
+    int q, i;
+    GK_512_ROWS(GK_512_ZERO)
+    for (q = 0; q < nseg; ++q) {
+        const float *a0 = sa[q], *a4 = sa[q] + 4 * lda, *a8 = sa[q] + 8 * lda;
+        for (p = 0; p < sk[q]; ++p) {
+            const __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
+            if ((p & 15) == 0)
+                for (i = 0; i < 12; ++i) GK_PREFETCH(sa[q] + i * lda + p + 32);
+#define GK_512_A(I) ((I) % 4 == 0 ? GK_512_R(I)[0] : (I) % 4 == 1 ? GK_512_R(I)[lda] : (I) % 4 == 2 ? GK_512_R(I)[l2] : GK_512_R(I)[l3])
+#define GK_512_R(I) ((I) < 4 ? a0 : (I) < 8 ? a4 : a8)
+            GK_512_ROWS(GK_512_FMA)
+#undef GK_512_R
+#undef GK_512_A
+            ++a0;
+            ++a4;
+            ++a8;
+            bp += 32;
+        }
+    }
+    GK_512_ROWS(GK_512_STORE_ROW)
+}
+
 /* GK_DEFINE_MICRO for the 12 x 32 tiles: full tiles by the kernels above. */
 #define GK_DEFINE_MICRO_512(NAME, R, W, A_RS, A_CS, ATTR, FMA)                                   \
     GK_DEFINE_MICRO(NAME##_generic, R, W, A_RS, A_CS, ATTR, FMA)                                 \
@@ -628,11 +679,12 @@ static gk_gemm_part_fn gk_gemm_impl(long *mr, long *nr)
 }
 
 /* Threads for `work` multiply-adds (or similar): all of them from GK_PAR_WORK on, one below it or
- * inside a parallel region. Below GK_PAR_WORK (about 10 us on one core) waking the other threads,
- * which sleep or spin elsewhere on a busy machine, costs more than it saves. A parallel region is
- * only entered when it has more than one thread: even `omp parallel if (0)` costs ~0.3 us. */
+ * inside a parallel region. Below GK_PAR_WORK (about 15 us on one core) waking the other threads
+ * (5-10 us when they sleep, OMP_WAIT_POLICY=passive; far more on a busy machine) costs more than
+ * it saves. A parallel region is only entered with more than one thread: even `omp parallel
+ * if (0)` costs ~0.3 us, which adds up over an LSTM's steps. */
 #ifndef GK_PAR_WORK
-#define GK_PAR_WORK 1000000L
+#define GK_PAR_WORK 2000000L
 #endif
 #ifndef GK_ITEM_WORK
 #define GK_ITEM_WORK 200000L  /* the least work of one unit of a parallel loop */
@@ -859,10 +911,49 @@ static void gk_activation_span(int act, const float *x, float *y, long n)
 }
 
 /* act on rows x row_len values on this thread. */
+/* gk_softmax_row on rows shorter than its 16 lanes (where it is all scalar tails): the same
+ * arithmetic, but the exponentials of up to 256 values (several rows) in one vectorized loop. */
+static void gk_softmax_short(const float *x, float *y, long rows, long n, int log_form)
+{
+    enum { BUF = 256 };
+    float t[BUF], mx[BUF];
+    const long per = BUF / n;
+    long r0, r, j;
+    for (r0 = 0; r0 < rows; r0 += per) {
+        const long rb = gk_minl(per, rows - r0), m = rb * n;
+        const float *xb = x + r0 * n;
+        float *yb = y + r0 * n;
+        for (r = 0; r < rb; ++r) {
+            float v = -HUGE_VALF;
+            for (j = 0; j < n; ++j) v = xb[r * n + j] > v ? xb[r * n + j] : v;
+            mx[r] = v;
+        }
+        for (r = 0; r < rb; ++r)
+            for (j = 0; j < n; ++j) t[r * n + j] = xb[r * n + j] - mx[r];
+        if (log_form) memcpy(yb, t, (size_t)m * sizeof *yb); /* x - max, before x (maybe y) is gone */
+        for (j = 0; j < m; ++j) t[j] = gk_expf(t[j]);
+        for (r = 0; r < rb; ++r) {
+            double sum = 0.0;
+            for (j = 0; j < n; ++j) sum += (double)t[r * n + j];
+            if (log_form) {
+                const float ls = (float)log(sum);
+                for (j = 0; j < n; ++j) yb[r * n + j] = yb[r * n + j] - ls;
+            } else {
+                const float sf = (float)sum;
+                for (j = 0; j < n; ++j) yb[r * n + j] = t[r * n + j] / sf;
+            }
+        }
+    }
+}
+
 static void gk_activation_serial(int act, const float *x, float *y, long rows, long row_len)
 {
     long i;
     if (rows <= 0 || row_len <= 0) return;
+    if ((act == GK_SOFTMAX || act == GK_LOG_SOFTMAX) && row_len < 16 && rows > 1) {
+        gk_softmax_short(x, y, rows, row_len, act == GK_LOG_SOFTMAX);
+        return;
+    }
     if (act == GK_SOFTMAX || act == GK_LOG_SOFTMAX) {
         for (i = 0; i < rows; ++i)
             gk_softmax_row(x + i * row_len, y + i * row_len, row_len, act == GK_LOG_SOFTMAX);
@@ -979,6 +1070,228 @@ static void gk_im2col(const float *x, const long in[2], long channels, const lon
 #define GK_CONV_CHUNK 131072L /* floats of patches built at a time (512 KiB: they stay in L2) */
 #endif
 
+#ifdef GK_INTRIN_512
+/* Convolution without im2col, for the AVX-512 tiles: the patch matrix is read where it lies.
+ * The sample, padded with zeros, is split into stride0 x stride1 phase images (phase (u, v) holds
+ * the padded pixels (i, j) with i % stride0 = u, j % stride1 = v), each hq x wq pixels of C
+ * floats. The window of output (o0, o1) then starts at pixel q = o0 wq + o1 of every phase, and
+ * its tap (a, b) is the pixel (a d0 / s0, b d1 / s1) further in phase (a d0 % s0, b d1 % s1): patch
+ * row q is a fixed list of runs (one per tap, C floats; merged where they are contiguous: k1 C
+ * floats per kernel row at stride 1), each at q C floats plus a fixed offset, rows C floats apart.
+ * Rows q with o1 >= out1 are computed in 12-row tiles and dropped. Without padding at stride 1 the
+ * sample itself is the one phase (wq = in1); a rank-1 convolution (in1 = out1 = k1 = 1) without
+ * padding reads x with rows stride0 C floats apart. Per element this is im2col's product exactly
+ * (the same multiply-adds, zeros of the padding included, in the same order): only the copies go. */
+enum { GK_MAXRUN = 64 };
+struct gk_conv_geom {
+    long lda;                /* floats between consecutive patch rows */
+    long wq, rows, out1;     /* patch rows per output row, patch rows of a sample, outputs kept */
+    long nrun;               /* runs of a patch row: */
+    long run_off[GK_MAXRUN]; /* start, from the row's start (q lda) */
+    long run_p0[GK_MAXRUN];  /* first patch column (runs partition [0, kcols) in order) */
+};
+
+/* b (k, n) into panels of 32 columns (zero past n), dst[(j / 32) * k * 32 + p * 32 + j % 32]. */
+static void gk_pack_b32(const float *b, long k, long n, float *dst)
+{
+    long jr, p, j;
+    for (jr = 0; jr < n; jr += 32) {
+        const long nr = gk_minl(32, n - jr);
+        float *panel = dst + jr * k;
+        for (p = 0; p < k; ++p) {
+            const float *restrict src = b + p * n + jr;
+            float *restrict d = panel + p * 32;
+            if (nr == 32) {
+                int jj;
+                for (jj = 0; jj < 32; ++jj) d[jj] = src[jj];
+            } else {
+                for (j = 0; j < nr; ++j) d[j] = src[j];
+                for (; j < 32; ++j) d[j] = 0.0f;
+            }
+        }
+    }
+}
+
+/* The rows [q0, q1) of one sample: xs its phases (or x), ys its output (out0 * out1, F); the
+ * kernel packed by gk_pack_b32 in bpre, or NULL (then packed here, block by block). */
+static void gk_conv_implicit_rows(const struct gk_conv_geom *g, const float *xs, const float *kernel,
+                                  const float *bpre, const float *bias, float *ys, long kcols, long F, long q0,
+                                  long q1, int act)
+{
+    float bpack_raw[GK_KC * 32 + 16];
+    float *const bpack = gk_align64(bpack_raw);
+    const float *sa[GK_MAXRUN];
+    long sk[GK_MAXRUN];
+    float *crow[12];
+    long pc, jr, qp, o0, r0 = 0;
+    for (pc = 0; pc < kcols; pc += GK_KC) {
+        const long kc = gk_minl(GK_KC, kcols - pc);
+        const float *bias_k = pc + kc >= kcols ? bias : NULL;
+        long r1;
+        while (r0 + 1 < g->nrun && g->run_p0[r0 + 1] <= pc) ++r0; /* the runs this block meets */
+        for (r1 = r0; r1 + 1 < g->nrun && g->run_p0[r1 + 1] < pc + kc; ++r1) continue;
+        for (jr = 0; jr < F; jr += 32) {
+            const long nr = gk_minl(32, F - jr);
+            const float *bp = bpre ? bpre + jr * kcols + pc * 32 : bpack;
+            if (!bpre) {
+                long p, j;
+                for (p = 0; p < kc; ++p) {
+                    const float *restrict src = kernel + (pc + p) * F + jr;
+                    float *restrict d = bpack + p * 32;
+                    if (nr == 32) {
+                        int jj;
+                        for (jj = 0; jj < 32; ++jj) d[jj] = src[jj];
+                    } else {
+                        for (j = 0; j < nr; ++j) d[j] = src[j];
+                        for (; j < 32; ++j) d[j] = 0.0f;
+                    }
+                }
+            }
+            for (qp = q0; qp < q1; qp += 12) {
+                const long qa = gk_minl(qp, q1 - 12); /* a short last tile takes rows before it */
+                long i, r;
+                int nseg = 0;
+                for (i = 0; i < 12; ++i) {
+                    const long q = qa + i, o1 = q % g->wq;
+                    crow[i] = q < qp || o1 >= g->out1 ? NULL : ys + ((q / g->wq) * g->out1 + o1) * F + jr;
+                }
+                for (r = r0; r <= r1; ++r) {
+                    const long end = r + 1 < g->nrun ? g->run_p0[r + 1] : kcols;
+                    const long lo = gk_maxl(pc, g->run_p0[r]), hi = gk_minl(pc + kc, end);
+                    sa[nseg] = xs + qa * g->lda + g->run_off[r] + (lo - g->run_p0[r]);
+                    sk[nseg++] = hi - lo;
+                }
+                gk_512_seg(nseg, sa, sk, g->lda, bp, crow, nr, pc == 0, bias_k ? bias_k + jr : NULL);
+            }
+        }
+    }
+    if (act == GK_LINEAR) return;
+    for (o0 = q0 / g->wq; o0 * g->wq < q1; ++o0) { /* the rows kept, output row by output row */
+        const long a = gk_maxl(q0, o0 * g->wq), b = gk_minl(q1, o0 * g->wq + g->out1);
+        if (a < b) gk_act_block(act, ys + (o0 * g->out1 + a - o0 * g->wq) * F, F, b - a, F);
+    }
+}
+
+/* The phases of x (in0, in1, C) padded with pad rows / columns of zeros before: phase (u, v) at
+ * dst + (u s1 + v) hq wq C, pixel (i, j) of it the padded pixel (i s0 + u, j s1 + v). */
+static void gk_conv_phases(const float *x, const long in[2], long C, const long pad[2], const long stride[2],
+                           long hq, long wq, float *dst)
+{
+    long u, v, i, j;
+    for (u = 0; u < stride[0]; ++u)
+        for (v = 0; v < stride[1]; ++v)
+            for (i = 0; i < hq; ++i) {
+                const long si = i * stride[0] + u - pad[0];
+                float *d = dst + ((u * stride[1] + v) * hq + i) * wq * C;
+                if (si < 0 || si >= in[0]) {
+                    memset(d, 0, (size_t)(wq * C) * sizeof *d);
+                    continue;
+                }
+                for (j = 0; j < wq; ++j) {
+                    const long sj = j * stride[1] + v - pad[1];
+                    if (sj < 0 || sj >= in[1])
+                        memset(d + j * C, 0, (size_t)C * sizeof *d);
+                    else
+                        memcpy(d + j * C, x + (si * in[1] + sj) * C, (size_t)C * sizeof *d);
+                }
+            }
+}
+
+/* gk_conv2d_act by gk_conv_implicit_rows where it applies (returns 1), else returns 0. */
+static int gk_conv_implicit(const float *x, const float *kernel, const float *bias, float *y, long batch,
+                            const long in[2], long C, const long ks[2], long F, const long stride[2],
+                            const long dil[2], const long pad[2], const long out[2], float *scratch, int act,
+                            int threads)
+{
+    const long kcols = ks[0] * ks[1] * C, xsize = in[0] * in[1] * C, ysize = out[0] * out[1] * F;
+    /* the padded sample the windows span */
+    const long hp = (out[0] - 1) * stride[0] + (ks[0] - 1) * dil[0] + 1;
+    const long wp = (out[1] - 1) * stride[1] + (ks[1] - 1) * dil[1] + 1;
+    const int rank1 = in[1] == 1 && out[1] == 1 && ks[1] == 1;
+    struct gk_conv_geom g;
+    long hq, ssize, group, s0, chunk, cap, packed, a, b, min_run = kcols;
+    const float *bpre;
+    int copy;
+    if (ks[0] * ks[1] > GK_MAXRUN) return 0;
+    if (rank1 && pad[0] == 0 && hp <= in[0]) { /* x itself, rows stride0 C apart */
+        copy = 0;
+        hq = in[0];
+        g.wq = 1;
+        g.lda = stride[0] * C;
+    } else if (!rank1 && stride[0] == 1 && stride[1] == 1 && pad[0] == 0 && pad[1] == 0 && hp <= in[0] &&
+               wp <= in[1]) { /* x itself, one phase of in1 columns */
+        copy = 0;
+        hq = in[0];
+        g.wq = in[1];
+        g.lda = C;
+    } else {
+        copy = 1;
+        hq = (hp + stride[0] - 1) / stride[0];
+        g.wq = (wp + stride[1] - 1) / stride[1];
+        g.lda = C;
+    }
+    g.out1 = out[1];
+    g.rows = (out[0] - 1) * g.wq + out[1];
+    g.nrun = 0;
+    for (a = 0; a < ks[0]; ++a)
+        for (b = 0; b < ks[1]; ++b) {
+            const long u = copy ? a * dil[0] % stride[0] : 0, v = copy ? b * dil[1] % stride[1] : 0;
+            const long di = copy ? a * dil[0] / stride[0] : a * dil[0], dj = copy ? b * dil[1] / stride[1] : b * dil[1];
+            const long off = copy ? (u * stride[1] + v) * hq * g.wq * C + (di * g.wq + dj) * C
+                                  : (rank1 ? di * C : (di * g.wq + dj) * C);
+            const long p0 = (a * ks[1] + b) * C;
+            if (g.nrun > 0 && g.run_off[g.nrun - 1] + (p0 - g.run_p0[g.nrun - 1]) == off)
+                continue; /* contiguous with the run before: it grows */
+            g.run_off[g.nrun] = off;
+            g.run_p0[g.nrun++] = p0;
+        }
+    for (a = 0; a < g.nrun; ++a)
+        min_run = gk_minl(min_run, (a + 1 < g.nrun ? g.run_p0[a + 1] : kcols) - g.run_p0[a]);
+    /* short runs (few channels) and tiny outputs: im2col is as good */
+    if (min_run < 16 || g.rows < 12) return 0;
+    /* scratch (out0 out1 kcols floats): the packed kernel if it fits, then the samples' phases */
+    ssize = stride[0] * stride[1] * hq * g.wq * C;
+    cap = out[0] * out[1] * kcols;
+    packed = kcols * ((F + 31) / 32 * 32) + 16;
+    if (cap - packed < (copy ? ssize : 0)) packed = 0;
+    group = copy ? gk_minl(batch, (cap - packed) / gk_maxl(1, ssize)) : batch;
+    if (group < 1) return 0;
+    bpre = NULL;
+    if (packed) {
+        float *const dst = gk_align64(scratch + (cap - packed));
+        gk_pack_b32(kernel, kcols, F, dst);
+        bpre = dst;
+    }
+    /* patch rows per unit of work: 16 tiles, fewer so that each thread gets about 4 units */
+    chunk = 192;
+    if (threads > 1)
+        chunk = gk_minl(chunk, gk_maxl(24, (group * g.rows + 4L * threads - 1) / (4L * threads) / 12 * 12 + 12));
+    for (s0 = 0; s0 < batch; s0 += group) {
+        const long gs = gk_minl(group, batch - s0), chunks = (g.rows + chunk - 1) / chunk, items = gs * chunks;
+        const float *xg = copy ? scratch : x + s0 * xsize;
+        long item;
+        if (copy)
+            for (item = 0; item < gs; ++item)
+                gk_conv_phases(x + (s0 + item) * xsize, in, C, pad, stride, hq, g.wq, scratch + item * ssize);
+        if (threads > 1 && items > 1) {
+            GK_PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(threads))
+            for (item = 0; item < items; ++item) {
+                const long s = item / chunks, q0 = item % chunks * chunk;
+                gk_conv_implicit_rows(&g, xg + s * (copy ? ssize : xsize), kernel, bpre, bias,
+                                      y + (s0 + s) * ysize, kcols, F, q0, gk_minl(g.rows, q0 + chunk), act);
+            }
+        } else {
+            for (item = 0; item < items; ++item) {
+                const long s = item / chunks, q0 = item % chunks * chunk;
+                gk_conv_implicit_rows(&g, xg + s * (copy ? ssize : xsize), kernel, bpre, bias,
+                                      y + (s0 + s) * ysize, kcols, F, q0, gk_minl(g.rows, q0 + chunk), act);
+            }
+        }
+    }
+    return 1;
+}
+#endif
+
 void gk_conv2d(const float *x, const float *kernel, const float *bias, float *y, long batch,
                const long in[2], long channels, const long kernel_size[2], long filters,
                const long stride[2], const long dilation[2], const long pad_before[2], const long out[2],
@@ -1016,9 +1329,16 @@ void gk_conv2d_act(const float *x, const float *kernel, const float *bias, float
         return;
     }
     part = gk_gemm_impl(&mr, &nr);
-    (void)nr;
-    chunk = gk_maxl(mr, GK_CONV_CHUNK / kcols / mr * mr);
     threads = gk_threads((double)batch * (double)rows * (double)kcols * (double)filters);
+#ifdef GK_INTRIN_512
+    if (mr == 12 && nr == 32 &&
+        gk_conv_implicit(x, kernel, bias, y, batch, in, channels, kernel_size, filters, stride, dilation,
+                         pad_before, out, scratch, act, threads))
+        return;
+#else
+    (void)nr;
+#endif
+    chunk = gk_maxl(mr, GK_CONV_CHUNK / kcols / mr * mr);
     if (threads > 1) {
         /* about 3 chunks per thread when the batch is small, at least 2 MR rows each; each thread
          * builds its patches in its own 1 / threads of scratch */
@@ -1279,8 +1599,8 @@ static void gk_lstm_rows(gk_gemm_part_fn part, const float *recurrent, float *y_
 }
 
 /* The input projections of every step are one product; then the batch rows, which never interact,
- * are cut into groups of at least 4 rows that run every step on their own (no barrier per step),
- * taken dynamically by the threads when the recurrence is large enough. */
+ * are cut into groups of at least 8 rows, two per thread, that run every step on their own (no
+ * barrier per step), taken dynamically by the threads when the recurrence is large enough. */
 void gk_lstm(const float *x, const float *kernel, const float *recurrent, const float *bias,
              float *y_seq, float *h, float *c, long batch, long steps, long in_dim, long units,
              int activation, int recurrent_activation, int go_backwards, float *scratch)
@@ -1298,7 +1618,7 @@ void gk_lstm(const float *x, const float *kernel, const float *recurrent, const 
     part = gk_gemm_impl(&mr, &nr);
     (void)nr;
     threads = gk_threads((double)batch * (double)steps * (double)u * (double)g4);
-    if (threads > 1) groups = gk_minl(batch / 4, 4L * threads);
+    if (threads > 1) groups = gk_minl(batch / 8, 2L * threads);
     if (groups <= 1) {
         gk_lstm_rows(part, recurrent, y_seq, z, hb, cb, 0, batch, steps, u, activation, recurrent_activation,
                      go_backwards);
