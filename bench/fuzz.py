@@ -6,8 +6,9 @@ pass pipeline (tests/differential.py) for a given time.
 Runs rounds of hypothesis examples (round r uses seed S + r): inference rounds (onnxruntime at every
 optimization level and device pipeline, the NumPy backend before and after the passes, predict, IR
 and build determinism), gradient rounds (small models: float64 gradients against finite
-differences, each training backend's SGD step) and, unless --no-c, C-backend rounds (fewer models:
-each compiles a C library). A failure is shrunk by hypothesis (at most --shrink-minutes) and saved
+differences, the NumPy program's SGD step) and, unless --no-c, C rounds (fewer models: each
+compiles a C library): predict in C, and one C training step against the float64 gradients and the
+NumPy program's step. A failure is shrunk by hypothesis (at most --shrink-minutes) and saved
 as a reproducer DIR/fuzz_<seed>_<digest>.py (default tests/regressions/), which
 tests/test_differential.py then runs forever: fix the bug, or mark the file with
 XFAIL = "<reason>" (a strict xfail) if the bug belongs to someone else. Prints a summary at the end;
@@ -36,6 +37,8 @@ ROUNDS = [  # (name, examples per round, strategy, check options)
     ("gradients", 40, lambda: cases_with_data(small=True, max_steps=5),
      {"gradients": True, "c_backend": False, "determinism": False}),
     ("c", 5, lambda: cases_with_data(max_steps=8), {"c_backend": True, "determinism": False}),
+    ("c-training", 5, lambda: cases_with_data(small=True, max_steps=5),
+     {"gradients": True, "c_backend": False, "determinism": False, "train_backends": ("numpy", "c")}),
 ]
 
 
@@ -102,7 +105,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=REGRESSIONS, help="where reproducers go")
     parser.add_argument("--shrink-minutes", type=float, default=3.0)
     args = parser.parse_args(argv)
-    rounds = [r for r in ROUNDS if not (r[0] == "c" and (args.no_c or not HAVE_CC))]
+    rounds = [r for r in ROUNDS if not (r[0].startswith("c") and (args.no_c or not HAVE_CC))]
     start = time.monotonic()
     deadline = start + 60 * args.minutes
     stats, per_kind = Stats(), Counter()

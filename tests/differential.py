@@ -12,8 +12,8 @@
   and ONNX bytes.
 `check_gradients(model, arrays)`: the training graph's gradients (the generated NumPy train_step run in
   float64, dropout masks from a fixed stream) against central finite differences of its loss
-  (tests/test_vjp.py's numeric_grad), then one SGD step of every training backend in TRAIN_BACKENDS
-  (same masks) against those gradients.
+  (tests/test_vjp.py's numeric_grad), then one SGD step of each training backend asked for (same
+  masks) against those gradients and against each other.
 """
 from __future__ import annotations
 
@@ -40,9 +40,10 @@ DEVICES = ("cpu", "cuda")
 # Float32 results of different but equivalent computations (fused, folded, reordered sums): relative
 # 1e-4, absolute 1e-5 of the output's largest value (at least 1).
 RTOL, ATOL = 1e-4, 1e-5
-# Training backends whose one SGD step is checked against the float64 gradients: names that
-# Model.train_on_batch(backend=...) takes. "c" passes too (tried on 60 generated models); the lead adds it.
-TRAIN_BACKENDS = ["numpy"]
+# Training backends whose one SGD step is checked against the float64 gradients (and against each
+# other): names that Model.train_on_batch(backend=...) takes. The C backend compiles a library per
+# model, so tests/test_differential.py runs it on fewer models.
+TRAIN_BACKENDS = ("numpy",)
 
 
 @dataclass
@@ -229,9 +230,11 @@ def float64_gradients(model, arrays, targets) -> tuple[float, dict, dict, Callab
     return total, dict(zip(config["trainable"], ctx.grads)), params, losses
 
 
-def check_gradients(model, arrays: list[np.ndarray], seed: int = 0, stats: Stats | None = None) -> None:
+def check_gradients(model, arrays: list[np.ndarray], seed: int = 0, stats: Stats | None = None,
+                    train_backends: tuple[str, ...] = TRAIN_BACKENDS) -> None:
     """Analytic float64 gradients == central finite differences; one SGD step of every backend in
-    TRAIN_BACKENDS moves each weight by the float64 gradient (float32 tolerance)."""
+    train_backends moves each weight by the float64 gradient (float32 tolerance), and the backends'
+    updated weights agree with the first one's to float32 rounding."""
     from test_vjp import numeric_grad
     stats = stats if stats is not None else Stats()
     if not model.trainable_weights:
@@ -251,7 +254,8 @@ def check_gradients(model, arrays: list[np.ndarray], seed: int = 0, stats: Stats
     before = {k: np.array(v) for k, v in model._param_values().items()}
     weights = model.get_weights()
     targets32 = [t.astype(np.float32) for t in targets]
-    for backend in TRAIN_BACKENDS:
+    first_after: dict[str, np.ndarray] | None = None
+    for backend in train_backends:
         # learning rate 1: the step is w - g, so (before - after) is the gradient to float32 rounding
         model.compile(optimizer=gcomp.optimizers.SGD(learning_rate=1.0), loss="mse")
         program = model._training_program(backend)
@@ -266,6 +270,13 @@ def check_gradients(model, arrays: list[np.ndarray], seed: int = 0, stats: Stats
             scale = max(1.0, float(np.max(np.abs(before[name]))))
             np.testing.assert_allclose(step, grad, rtol=1e-3, atol=2e-6 * scale,
                                        err_msg=f"train_on_batch(backend={backend!r}): step of {name!r}")
+        if first_after is None:
+            first_after = {k: np.array(v) for k, v in after.items()}
+        else:
+            for name, value in after.items():
+                scale = max(1.0, float(np.max(np.abs(first_after[name]))))
+                np.testing.assert_allclose(value, first_after[name], rtol=1e-5, atol=1e-6 * scale,
+                                           err_msg=f"{backend!r} and {train_backends[0]!r}: {name!r} after one step")
         model.set_weights(weights)
         stats.train_steps[backend] += 1
 
@@ -273,7 +284,8 @@ def check_gradients(model, arrays: list[np.ndarray], seed: int = 0, stats: Stats
 # ---- cases and reproducers ------------------------------------------------------------------------
 
 def check_case(case: ModelCase, data: DataSpec, stats: Stats | None = None, gradients: bool = False,
-               c_backend: bool = True, determinism: bool = True) -> None:
+               c_backend: bool = True, determinism: bool = True,
+               train_backends: tuple[str, ...] = TRAIN_BACKENDS) -> None:
     """The whole differential check of one generated case."""
     stats = stats if stats is not None else Stats()
     gcomp.utils.clear_session()
@@ -285,7 +297,7 @@ def check_case(case: ModelCase, data: DataSpec, stats: Stats | None = None, grad
     expected = [shape_value(s, data.lengths) for s in case.outputs]
     check_inference(model, arrays, expected, stats, c_backend)
     if gradients:
-        check_gradients(model, arrays, data.seed, stats)
+        check_gradients(model, arrays, data.seed, stats, train_backends)
     if determinism:
         check_build_determinism(case.build)
     stats.add_case(case)

@@ -51,6 +51,14 @@ def test_gradients_match_finite_differences_and_training_steps(case_data):
     check_case(case, data, gradients=True, c_backend=False, determinism=False)
 
 
+@pytest.mark.skipif(not HAVE_CC, reason="no C compiler")
+@ci(25)  # each model compiles its own C training library
+@given(cases_with_data(small=True, max_steps=4))
+def test_c_training_step_equals_numpys_and_follows_the_gradients(case_data):
+    case, data = case_data
+    check_case(case, data, gradients=True, c_backend=False, determinism=False, train_backends=("numpy", "c"))
+
+
 def test_generator_covers_every_layer_kind():
     seen = set()
 
