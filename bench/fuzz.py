@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
 
-from differential import HAVE_CC, REGRESSIONS, Stats, check_case, reproducer_source  # noqa: E402
+from differential import HAVE_CC, REGRESSIONS, TRAIN_BACKENDS, Stats, check_case, reproducer_source  # noqa: E402
 from model_strategies import ALL_LAYER_KINDS, cases_with_data  # noqa: E402
 
 ROUNDS = [  # (name, examples per round, strategy, check options)
@@ -126,7 +126,8 @@ def main(argv=None) -> int:
                 args.out.mkdir(parents=True, exist_ok=True)
                 path = args.out / f"fuzz_{round_seed}_{digest}.py"
                 gradients = bool(options.get("gradients"))
-                path.write_text(reproducer_source(case, data, f"{type(error).__name__}: {error}", gradients=gradients))
+                path.write_text(reproducer_source(case, data, f"{type(error).__name__}: {error}", gradients=gradients,
+                                                   train_backends=options.get("train_backends", TRAIN_BACKENDS)))
                 print(f"\nFAILURE ({kind} round, seed {round_seed}): {key}\n  reproducer: {path}\n"
                       + "\n".join("  " + l for l in trace.strip().splitlines()[-6:]), flush=True)
             failures[key] = (count + 1, path)

@@ -304,7 +304,7 @@ def check_case(case: ModelCase, data: DataSpec, stats: Stats | None = None, grad
 
 
 def reproducer_source(case: ModelCase, data: DataSpec, error: str, xfail: str | None = None,
-                      gradients: bool = False) -> str:
+                      gradients: bool = False, train_backends: tuple[str, ...] = TRAIN_BACKENDS) -> str:
     first = error.strip().splitlines()[0] if error.strip() else "failure"
     doc = textwrap.fill(f"Found by the differential fuzzer: {first}", 96)
     lines = [f'"""{doc}"""', "from gcomp import Input, Model, layers", "from model_strategies import randomize_weights", "",
@@ -312,17 +312,11 @@ def reproducer_source(case: ModelCase, data: DataSpec, error: str, xfail: str | 
              f"OUTPUT_SHAPES = {[tuple(str(d) if not isinstance(d, int) else d for d in s) for s in case.outputs]!r}"]
     if gradients:
         lines.append("GRADIENTS = True")
+        if tuple(train_backends) != TRAIN_BACKENDS:
+            lines.append(f"TRAIN_BACKENDS = {tuple(train_backends)!r}")
     if xfail:
         lines.append(f"XFAIL = {xfail!r}")
     return "\n".join(lines) + "\n\n\n" + case.source
-
-
-def write_reproducer(case: ModelCase, data: DataSpec, error: str, name: str, xfail: str | None = None,
-                     gradients: bool = False) -> Path:
-    REGRESSIONS.mkdir(exist_ok=True)
-    path = REGRESSIONS / f"{name}.py"
-    path.write_text(reproducer_source(case, data, error, xfail, gradients))
-    return path
 
 
 def check_reproducer(module, stats: Stats | None = None) -> None:
@@ -338,5 +332,5 @@ def check_reproducer(module, stats: Stats | None = None) -> None:
                           for d in s) for s in module.OUTPUT_SHAPES]
     check_inference(model, arrays, expected, stats)
     if getattr(module, "GRADIENTS", False):
-        check_gradients(model, arrays, inputs["seed"], stats)
+        check_gradients(model, arrays, inputs["seed"], stats, getattr(module, "TRAIN_BACKENDS", TRAIN_BACKENDS))
     check_build_determinism(module.build)
