@@ -555,7 +555,8 @@ def test_openmp_build_gives_identical_results(lib, tmp_path):
             library.gk_conv2d_act(ptr(x), ptr(kernel), ptr(bias), ptr(y), *args, ptr(scratch), ACT["relu"])
             outs.append(y)
         assert np.array_equal(*outs), (batch, spatial, channels, window, strides)
-    x, kernel, recurrent, bias = rand((48, 30, 40), 9), rand((40, 256), 10, 0.3), rand((64, 256), 11, 0.2), rand((256,), 12)
+    x, kernel = rand((48, 30, 40), 9), rand((40, 256), 10, 0.3)
+    recurrent, bias = rand((64, 256), 11, 0.2), rand((256,), 12)
     outs = [run_lstm(library, x, kernel, recurrent, bias, "tanh", "sigmoid", False) for library in (lib, omp)]
     for a, b in zip(*outs):
         assert np.array_equal(a, b)

@@ -88,6 +88,13 @@ def _kernel_objects(sources: dict[str, str], cc: str, flags: tuple[str, ...]) ->
     return objects
 
 
+def _quiet_openmp() -> None:
+    """Idle OpenMP threads sleep instead of spinning (unless the user chose): on a machine shared
+    with other processes (onnxruntime, NumPy's BLAS, a test runner) spinning threads cost
+    milliseconds per parallel region. Set before the first library loads libgomp, which reads it once."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+
 def build_library(sources: dict[str, str], prefix: str, cflags: tuple[str, ...] | None = None) -> Path:
     """lib<prefix>.so from the sources, compiled once per content (and flags)."""
     cc = compiler()
@@ -113,6 +120,7 @@ class CLibrary:
                  max_len: int, cflags: tuple[str, ...] | None = None):
         self.prefix = prefix
         self.max_batch, self.max_len = max_batch, max_len
+        _quiet_openmp()
         self._lib = lib = ctypes.CDLL(str(build_library(sources, prefix, cflags)))
         self._fn = lambda name: getattr(lib, f"{prefix}_{name}")
         signatures = {"create": (ctypes.c_void_p, []), "free": (None, [ctypes.c_void_p]),

@@ -6,14 +6,20 @@
  *
  * Speed: gk_matmul is a cache-blocked GEMM (blocks of KC along k, row blocks of MC, packed
  * KC x NR panels of b) around an MR x NR register-tiled micro-kernel written for gcc's
- * auto-vectorizer (-O3: the accumulator tile stays in vector registers). On x86 with GCC or Clang
- * a build for a baseline without them (plain -O3: SSE2) also carries AVX2 and AVX-512 versions of
- * the GEMM, chosen at run time from the CPU's features, so -march=native is not needed for fast
- * GEMMs (it still speeds up the elementwise kernels). With OpenMP (-fopenmp) the GEMM's blocks,
- * im2col, pooling and large activations are shared among threads; without it all runs serially.
- * Transcendentals of the activations are branch-free polynomial approximations (a few float32
- * ulps), so whole rows vectorize too. gk_conv2d is im2col per sample plus one GEMM; gk_lstm is one
- * GEMM for every step's input projection, then per step one small GEMM and a fused gate loop. */
+ * auto-vectorizer (-O3: the accumulator tile stays in vector registers); the full 12 x 32 tiles
+ * of AVX-512 are written with intrinsics (same arithmetic). On x86 with GCC or Clang a build for
+ * a baseline without them (plain -O3: SSE2) also carries AVX2 and AVX-512 versions of the GEMM,
+ * chosen at run time from the CPU's features, so -march=native is not needed for fast GEMMs (it
+ * still speeds up the elementwise kernels). With OpenMP (-fopenmp) large products, convolutions,
+ * LSTM batches, pooling and activations are cut into units that the threads take dynamically, one
+ * parallel region per kernel call; small ones run on the calling thread without entering a region
+ * (see gk_threads); without OpenMP all runs serially. Transcendentals of the activations are
+ * branch-free polynomial approximations (a few float32 ulps), so whole rows vectorize too.
+ * gk_conv2d reads the patches in place where it can (AVX-512, stride 1 or unpadded rank 1: see
+ * gk_conv_implicit), else builds them (im2col) chunk by chunk, in L2, for the GEMM; a dense or
+ * convolution's activation is applied to each unit of the output while it is in cache. gk_lstm
+ * is one GEMM for every step's input projection, then per step a small GEMM and a fused gate
+ * loop, batch rows in groups on their own threads. */
 #include "gcomp_kernels.h"
 
 #include <math.h>
@@ -317,6 +323,11 @@ static float *gk_align64(float *p)
 
 #define GK_512_ATTR __attribute__((target("avx512f,avx512vl,avx2,fma")))
 #define GK_512_ROWS(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11)
+/* element p of row I of an in-place a: rows 0-3, 4-7, 8-11 from a0, a4, a8, 0 to 3 lda further */
+#define GK_512_R(I) ((I) < 4 ? a0 : (I) < 8 ? a4 : a8)
+#define GK_512_DA(I)                                                                             \
+    ((I) % 4 == 0 ? GK_512_R(I)[0] : (I) % 4 == 1 ? GK_512_R(I)[lda] : (I) % 4 == 2 ? GK_512_R(I)[l2] \
+                                                                                  : GK_512_R(I)[l3])
 #define GK_512_ZERO(I) __m512 c##I##0 = _mm512_setzero_ps(), c##I##1 = _mm512_setzero_ps();
 #define GK_512_FMA(I)                                                                            \
     {                                                                                            \
@@ -361,10 +372,9 @@ static GK_NOINLINE GK_512_ATTR void gk_512_da(long kc, const float *restrict ap,
         GK_512_PREFETCH_B
         if ((p & 15) == 0) /* a's rows come from L2: their next lines into L1 */
             for (i = 0; i < 12; ++i) GK_PREFETCH(ap + i * lda + p + 32);
-#define GK_512_A(I) ((I) % 4 == 0 ? GK_512_R(I)[0] : (I) % 4 == 1 ? GK_512_R(I)[lda] : (I) % 4 == 2 ? GK_512_R(I)[l2] : GK_512_R(I)[l3])
-#define GK_512_R(I) ((I) < 4 ? a0 : (I) < 8 ? a4 : a8)
+
+#define GK_512_A(I) GK_512_DA(I)
         GK_512_ROWS(GK_512_FMA)
-#undef GK_512_R
 #undef GK_512_A
         ++a0;
         ++a4;
@@ -429,10 +439,9 @@ static GK_NOINLINE GK_512_ATTR void gk_512_seg(int nseg, const float *const *sa,
             const __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
             if ((p & 15) == 0)
                 for (i = 0; i < 12; ++i) GK_PREFETCH(sa[q] + i * lda + p + 32);
-#define GK_512_A(I) ((I) % 4 == 0 ? GK_512_R(I)[0] : (I) % 4 == 1 ? GK_512_R(I)[lda] : (I) % 4 == 2 ? GK_512_R(I)[l2] : GK_512_R(I)[l3])
-#define GK_512_R(I) ((I) < 4 ? a0 : (I) < 8 ? a4 : a8)
+
+#define GK_512_A(I) GK_512_DA(I)
             GK_512_ROWS(GK_512_FMA)
-#undef GK_512_R
 #undef GK_512_A
             ++a0;
             ++a4;
@@ -678,26 +687,92 @@ static gk_gemm_part_fn gk_gemm_impl(long *mr, long *nr)
     return gk_gemm_part_base;
 }
 
-/* Threads for `work` multiply-adds (or similar): all of them from GK_PAR_WORK on, one below it or
- * inside a parallel region. Below GK_PAR_WORK (about 15 us on one core) waking the other threads
- * (5-10 us when they sleep, OMP_WAIT_POLICY=passive; far more on a busy machine) costs more than
- * it saves. A parallel region is only entered with more than one thread: even `omp parallel
- * if (0)` costs ~0.3 us, which adds up over an LSTM's steps. */
+/* Threads for `work` multiply-adds (or similar): one below GK_PAR_WORK (about 15 us on one core) or
+ * inside a parallel region; else all of them, unless the other threads have lately taken longer
+ * to join a region than half the work would take alone: they sleep between regions under
+ * OMP_WAIT_POLICY=passive, waking one costs 5-100 us, and on a busy machine a thread may wait a
+ * whole scheduler tick (4-8 ms) for its turn. The estimate of that delay (gk_wake, seconds)
+ * follows every parallel region (a running mean that grows at most x2.75 a step, so that one
+ * preempted thread does not turn threads off); while it rules threads out, they are tried anyway
+ * once the work done alone since the last try adds up to 16 times the delay (so trying costs at
+ * most ~6%), to see whether it has changed. A parallel region is only entered with more than one
+ * thread: even `omp parallel if (0)` costs ~0.3 us, which adds up over an LSTM's steps. Thread
+ * counts never change results, only speed. */
 #ifndef GK_PAR_WORK
 #define GK_PAR_WORK 2000000L
 #endif
 #ifndef GK_ITEM_WORK
 #define GK_ITEM_WORK 200000L  /* the least work of one unit of a parallel loop */
 #endif
+#define GK_RATE 5e10          /* multiply-adds per second on one core, a low estimate */
+
+#ifdef _OPENMP
+static double gk_wake = 2e-6;
+static double gk_alone; /* seconds of work done alone since threads were last tried */
+#endif
 
 static int gk_threads(double work)
 {
 #ifdef _OPENMP
-    if (work >= (double)GK_PAR_WORK && !omp_in_parallel()) return omp_get_max_threads();
+    double wake, alone;
+    if (work < (double)GK_PAR_WORK || omp_in_parallel()) return 1;
+    GK_PRAGMA(omp atomic read)
+    wake = gk_wake;
+    if (work < 2.0 * GK_RATE * wake) {
+        GK_PRAGMA(omp atomic capture)
+        {
+            gk_alone += work / GK_RATE;
+            alone = gk_alone;
+        }
+        if (alone < 16.0 * wake) return 1;
+        GK_PRAGMA(omp atomic write)
+        gk_alone = 0.0;
+    }
+    return omp_get_max_threads();
 #else
     (void)work;
-#endif
     return 1;
+#endif
+}
+
+/* Around a parallel region: its start (by the calling thread), each thread's arrival (inside
+ * it: the latest is kept) and the update of gk_wake (after it). */
+static double gk_region_start(void)
+{
+#ifdef _OPENMP
+    return omp_get_wtime();
+#else
+    return 0.0;
+#endif
+}
+
+static void gk_region_joined(double t0, double *lag)
+{
+#ifdef _OPENMP
+    if (omp_get_thread_num() != 0) {
+        const double d = omp_get_wtime() - t0;
+        GK_PRAGMA(omp critical(gk_lag))
+        *lag = d > *lag ? d : *lag;
+    }
+#else
+    (void)t0;
+    (void)lag;
+#endif
+}
+
+static void gk_region_end(double lag)
+{
+#ifdef _OPENMP
+    double w;
+    GK_PRAGMA(omp atomic read)
+    w = gk_wake;
+    /* a single late start (the thread was preempted once) moves it little: at most x2.75 */
+    w = 0.75 * w + 0.25 * (lag < 8.0 * w ? lag : 8.0 * w);
+    GK_PRAGMA(omp atomic write)
+    gk_wake = w;
+#else
+    (void)lag;
+#endif
 }
 
 static int gk_thread_id(void)
@@ -724,6 +799,7 @@ static void gk_gemm_act(const float *a, long lda, const float *b, long ldb, cons
     long mr, nr, panels, blocks, groups, npanels, items, item, want;
     gk_gemm_part_fn part;
     int threads, fuse;
+    double t0, lag = 0.0;
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {
         long i, j;
@@ -751,18 +827,24 @@ static void gk_gemm_act(const float *a, long lda, const float *b, long ldb, cons
         gk_act_block(act, y, ldy, m, n);
         return;
     }
-    GK_PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(threads))
-    for (item = 0; item < items; ++item) {
-        const long rb = item / groups, cg = item % groups;
-        const long i0 = gk_minl(m, rb * panels / blocks * mr);
-        const long i1 = gk_minl(m, (rb + 1) * panels / blocks * mr);
-        const long j0 = gk_minl(n, cg * npanels / groups * nr);
-        const long j1 = gk_minl(n, (cg + 1) * npanels / groups * nr);
-        if (i0 < i1 && j0 < j1) {
-            part(a, lda, b, ldb, bias, y, ldy, i0, i1, j0, j1, k);
-            if (fuse) gk_act_block(act, y + i0 * ldy + j0, ldy, i1 - i0, j1 - j0);
+    t0 = gk_region_start();
+    GK_PRAGMA(omp parallel num_threads(threads))
+    {
+        gk_region_joined(t0, &lag);
+        GK_PRAGMA(omp for schedule(dynamic, 1) nowait)
+        for (item = 0; item < items; ++item) {
+            const long rb = item / groups, cg = item % groups;
+            const long i0 = gk_minl(m, rb * panels / blocks * mr);
+            const long i1 = gk_minl(m, (rb + 1) * panels / blocks * mr);
+            const long j0 = gk_minl(n, cg * npanels / groups * nr);
+            const long j1 = gk_minl(n, (cg + 1) * npanels / groups * nr);
+            if (i0 < i1 && j0 < j1) {
+                part(a, lda, b, ldb, bias, y, ldy, i0, i1, j0, j1, k);
+                if (fuse) gk_act_block(act, y + i0 * ldy + j0, ldy, i1 - i0, j1 - j0);
+            }
         }
     }
+    gk_region_end(lag);
     if (!fuse) gk_act_block(act, y, ldy, m, n);
 }
 
@@ -979,6 +1061,7 @@ void gk_activation(int act, const float *x, float *y, long rows, long row_len)
     enum { CHUNK = 8192 };
     const long n = rows * row_len;
     long i;
+    double t0, lag = 0.0;
     if (rows <= 0 || row_len <= 0) return;
     if (act == GK_LINEAR) {
         if (y != x) memmove(y, x, (size_t)n * sizeof *y);
@@ -989,15 +1072,21 @@ void gk_activation(int act, const float *x, float *y, long rows, long row_len)
         gk_activation_serial(act, x, y, rows, row_len);
         return;
     }
-    if (act == GK_SOFTMAX || act == GK_LOG_SOFTMAX) {
-        GK_PRAGMA(omp parallel for schedule(dynamic, 1))
-        for (i = 0; i < rows; ++i)
-            gk_softmax_row(x + i * row_len, y + i * row_len, row_len, act == GK_LOG_SOFTMAX);
-        return;
+    t0 = gk_region_start();
+    GK_PRAGMA(omp parallel)
+    {
+        gk_region_joined(t0, &lag);
+        if (act == GK_SOFTMAX || act == GK_LOG_SOFTMAX) {
+            GK_PRAGMA(omp for schedule(dynamic, 1) nowait)
+            for (i = 0; i < rows; ++i)
+                gk_softmax_row(x + i * row_len, y + i * row_len, row_len, act == GK_LOG_SOFTMAX);
+        } else {
+            GK_PRAGMA(omp for schedule(dynamic, 1) nowait)
+            for (i = 0; i < (n + CHUNK - 1) / CHUNK; ++i)
+                gk_activation_span(act, x + i * CHUNK, y + i * CHUNK, gk_minl(CHUNK, n - i * CHUNK));
+        }
     }
-    GK_PRAGMA(omp parallel for schedule(dynamic, 1))
-    for (i = 0; i < (n + CHUNK - 1) / CHUNK; ++i)
-        gk_activation_span(act, x + i * CHUNK, y + i * CHUNK, gk_minl(CHUNK, n - i * CHUNK));
+    gk_region_end(lag);
 }
 
 /* ---- embedding gather ---------------------------------------------------------------------- */
@@ -1071,17 +1160,16 @@ static void gk_im2col(const float *x, const long in[2], long channels, const lon
 #endif
 
 #ifdef GK_INTRIN_512
-/* Convolution without im2col, for the AVX-512 tiles: the patch matrix is read where it lies.
- * The sample, padded with zeros, is split into stride0 x stride1 phase images (phase (u, v) holds
- * the padded pixels (i, j) with i % stride0 = u, j % stride1 = v), each hq x wq pixels of C
- * floats. The window of output (o0, o1) then starts at pixel q = o0 wq + o1 of every phase, and
- * its tap (a, b) is the pixel (a d0 / s0, b d1 / s1) further in phase (a d0 % s0, b d1 % s1): patch
- * row q is a fixed list of runs (one per tap, C floats; merged where they are contiguous: k1 C
- * floats per kernel row at stride 1), each at q C floats plus a fixed offset, rows C floats apart.
- * Rows q with o1 >= out1 are computed in 12-row tiles and dropped. Without padding at stride 1 the
- * sample itself is the one phase (wq = in1); a rank-1 convolution (in1 = out1 = k1 = 1) without
- * padding reads x with rows stride0 C floats apart. Per element this is im2col's product exactly
- * (the same multiply-adds, zeros of the padding included, in the same order): only the copies go. */
+/* Convolution without im2col, for the AVX-512 tiles: the patch matrix is read where it lies. At
+ * stride 1, on the sample padded with zeros to hp x wp pixels of C floats (wp = out1 + d1 (k1 - 1);
+ * x itself when nothing is padded), the window of output (o0, o1) starts at pixel q = o0 wp + o1,
+ * and its tap (a, b) is pixel q + a d0 wp + b d1: patch row q is a fixed list of runs (one per
+ * tap, C floats; merged where contiguous: k1 C floats per kernel row when d1 = 1), each at q C
+ * floats plus a fixed offset, rows C floats apart. Rows q with o1 >= out1 are computed in 12-row
+ * tiles and dropped. A rank-1 convolution (in1 = out1 = k1 = 1) without padding reads x with rows
+ * stride0 C floats apart, at any stride. (Strided convolutions with padding keep im2col: with
+ * threads, its per-unit copies run in parallel.) Per element this is im2col's product exactly (the
+ * same multiply-adds, zeros of the padding included, in the same order): only the copies go. */
 enum { GK_MAXRUN = 64 };
 struct gk_conv_geom {
     long lda;                /* floats between consecutive patch rows */
@@ -1095,28 +1183,26 @@ struct gk_conv_geom {
 static void gk_pack_b32(const float *b, long k, long n, float *dst)
 {
     long jr, p, j;
-    for (jr = 0; jr < n; jr += 32) {
-        const long nr = gk_minl(32, n - jr);
-        float *panel = dst + jr * k;
-        for (p = 0; p < k; ++p) {
+    for (p = 0; p < k; ++p) /* b's rows in order: one pass over it */
+        for (jr = 0; jr < n; jr += 32) {
             const float *restrict src = b + p * n + jr;
-            float *restrict d = panel + p * 32;
-            if (nr == 32) {
+            float *restrict d = dst + jr * k + p * 32;
+            if (n - jr >= 32) {
                 int jj;
                 for (jj = 0; jj < 32; ++jj) d[jj] = src[jj];
             } else {
-                for (j = 0; j < nr; ++j) d[j] = src[j];
+                for (j = 0; j < n - jr; ++j) d[j] = src[j];
                 for (; j < 32; ++j) d[j] = 0.0f;
             }
         }
-    }
 }
 
-/* The rows [q0, q1) of one sample: xs its phases (or x), ys its output (out0 * out1, F); the
- * kernel packed by gk_pack_b32 in bpre, or NULL (then packed here, block by block). */
+/* The rows [q0, q1) and columns [j0, j1) (whole 32-column panels) of one sample: xs its phases
+ * (or x), ys its output (out0 * out1, F); the kernel packed by gk_pack_b32 in bpre, or NULL (then
+ * packed here, block by block). */
 static void gk_conv_implicit_rows(const struct gk_conv_geom *g, const float *xs, const float *kernel,
                                   const float *bpre, const float *bias, float *ys, long kcols, long F, long q0,
-                                  long q1, int act)
+                                  long q1, long j0, long j1, int act)
 {
     float bpack_raw[GK_KC * 32 + 16];
     float *const bpack = gk_align64(bpack_raw);
@@ -1130,8 +1216,8 @@ static void gk_conv_implicit_rows(const struct gk_conv_geom *g, const float *xs,
         long r1;
         while (r0 + 1 < g->nrun && g->run_p0[r0 + 1] <= pc) ++r0; /* the runs this block meets */
         for (r1 = r0; r1 + 1 < g->nrun && g->run_p0[r1 + 1] < pc + kc; ++r1) continue;
-        for (jr = 0; jr < F; jr += 32) {
-            const long nr = gk_minl(32, F - jr);
+        for (jr = j0; jr < j1; jr += 32) {
+            const long nr = gk_minl(32, j1 - jr);
             const float *bp = bpre ? bpre + jr * kcols + pc * 32 : bpack;
             if (!bpre) {
                 long p, j;
@@ -1168,33 +1254,27 @@ static void gk_conv_implicit_rows(const struct gk_conv_geom *g, const float *xs,
     if (act == GK_LINEAR) return;
     for (o0 = q0 / g->wq; o0 * g->wq < q1; ++o0) { /* the rows kept, output row by output row */
         const long a = gk_maxl(q0, o0 * g->wq), b = gk_minl(q1, o0 * g->wq + g->out1);
-        if (a < b) gk_act_block(act, ys + (o0 * g->out1 + a - o0 * g->wq) * F, F, b - a, F);
+        if (a < b) gk_act_block(act, ys + (o0 * g->out1 + a - o0 * g->wq) * F + j0, F, b - a, j1 - j0);
     }
 }
 
-/* The phases of x (in0, in1, C) padded with pad rows / columns of zeros before: phase (u, v) at
- * dst + (u s1 + v) hq wq C, pixel (i, j) of it the padded pixel (i s0 + u, j s1 + v). */
-static void gk_conv_phases(const float *x, const long in[2], long C, const long pad[2], const long stride[2],
-                           long hq, long wq, float *dst)
+/* x (in0, in1, C) into dst (hp, wp, C) with pad[0] rows and pad[1] columns of zeros before it
+ * (and zeros after, where the window goes past x). */
+static void gk_conv_pad(const float *x, const long in[2], long C, const long pad[2], long hp, long wp, float *dst)
 {
-    long u, v, i, j;
-    for (u = 0; u < stride[0]; ++u)
-        for (v = 0; v < stride[1]; ++v)
-            for (i = 0; i < hq; ++i) {
-                const long si = i * stride[0] + u - pad[0];
-                float *d = dst + ((u * stride[1] + v) * hq + i) * wq * C;
-                if (si < 0 || si >= in[0]) {
-                    memset(d, 0, (size_t)(wq * C) * sizeof *d);
-                    continue;
-                }
-                for (j = 0; j < wq; ++j) {
-                    const long sj = j * stride[1] + v - pad[1];
-                    if (sj < 0 || sj >= in[1])
-                        memset(d + j * C, 0, (size_t)C * sizeof *d);
-                    else
-                        memcpy(d + j * C, x + (si * in[1] + sj) * C, (size_t)C * sizeof *d);
-                }
-            }
+    const long lo = gk_minl(wp, gk_maxl(0, pad[1])), hi = gk_minl(wp, gk_maxl(lo, pad[1] + in[1]));
+    long r;
+    for (r = 0; r < hp; ++r) {
+        const long i = r - pad[0];
+        float *d = dst + r * wp * C;
+        if (i < 0 || i >= in[0]) {
+            memset(d, 0, (size_t)(wp * C) * sizeof *d);
+            continue;
+        }
+        if (lo > 0) memset(d, 0, (size_t)(lo * C) * sizeof *d);
+        if (hi > lo) memcpy(d + lo * C, x + (i * in[1] + lo - pad[1]) * C, (size_t)((hi - lo) * C) * sizeof *d);
+        if (hi < wp) memset(d + hi * C, 0, (size_t)((wp - hi) * C) * sizeof *d);
+    }
 }
 
 /* gk_conv2d_act by gk_conv_implicit_rows where it applies (returns 1), else returns 0. */
@@ -1209,36 +1289,34 @@ static int gk_conv_implicit(const float *x, const float *kernel, const float *bi
     const long wp = (out[1] - 1) * stride[1] + (ks[1] - 1) * dil[1] + 1;
     const int rank1 = in[1] == 1 && out[1] == 1 && ks[1] == 1;
     struct gk_conv_geom g;
-    long hq, ssize, group, s0, chunk, cap, packed, a, b, min_run = kcols;
+    long ssize, group, s0, chunk, groups, cap, packed, a, b, min_run = kcols;
     const float *bpre;
     int copy;
     if (ks[0] * ks[1] > GK_MAXRUN) return 0;
     if (rank1 && pad[0] == 0 && hp <= in[0]) { /* x itself, rows stride0 C apart */
         copy = 0;
-        hq = in[0];
         g.wq = 1;
         g.lda = stride[0] * C;
     } else if (!rank1 && stride[0] == 1 && stride[1] == 1 && pad[0] == 0 && pad[1] == 0 && hp <= in[0] &&
                wp <= in[1]) { /* x itself, one phase of in1 columns */
         copy = 0;
-        hq = in[0];
         g.wq = in[1];
         g.lda = C;
-    } else {
+    } else if (stride[0] == 1 && stride[1] == 1) {
         copy = 1;
-        hq = (hp + stride[0] - 1) / stride[0];
-        g.wq = (wp + stride[1] - 1) / stride[1];
+        g.wq = wp;
         g.lda = C;
+    } else {
+        /* strided with padding: the phases would be built by one thread before the others start,
+         * while im2col builds each unit's patches in parallel, which is faster with threads */
+        return 0;
     }
     g.out1 = out[1];
     g.rows = (out[0] - 1) * g.wq + out[1];
     g.nrun = 0;
     for (a = 0; a < ks[0]; ++a)
         for (b = 0; b < ks[1]; ++b) {
-            const long u = copy ? a * dil[0] % stride[0] : 0, v = copy ? b * dil[1] % stride[1] : 0;
-            const long di = copy ? a * dil[0] / stride[0] : a * dil[0], dj = copy ? b * dil[1] / stride[1] : b * dil[1];
-            const long off = copy ? (u * stride[1] + v) * hq * g.wq * C + (di * g.wq + dj) * C
-                                  : (rank1 ? di * C : (di * g.wq + dj) * C);
+            const long off = ((a * dil[0]) * g.wq + b * dil[1]) * C; /* tap (a, b) from the window's start */
             const long p0 = (a * ks[1] + b) * C;
             if (g.nrun > 0 && g.run_off[g.nrun - 1] + (p0 - g.run_p0[g.nrun - 1]) == off)
                 continue; /* contiguous with the run before: it grows */
@@ -1250,7 +1328,7 @@ static int gk_conv_implicit(const float *x, const float *kernel, const float *bi
     /* short runs (few channels) and tiny outputs: im2col is as good */
     if (min_run < 16 || g.rows < 12) return 0;
     /* scratch (out0 out1 kcols floats): the packed kernel if it fits, then the samples' phases */
-    ssize = stride[0] * stride[1] * hq * g.wq * C;
+    ssize = hp * g.wq * C;
     cap = out[0] * out[1] * kcols;
     packed = kcols * ((F + 31) / 32 * 32) + 16;
     if (cap - packed < (copy ? ssize : 0)) packed = 0;
@@ -1262,29 +1340,49 @@ static int gk_conv_implicit(const float *x, const float *kernel, const float *bi
         gk_pack_b32(kernel, kcols, F, dst);
         bpre = dst;
     }
-    /* patch rows per unit of work: 16 tiles, fewer so that each thread gets about 4 units */
+    /* units of work: chunks of patch rows (16 tiles; fewer, down to 2, so that each thread gets
+     * about 4 units) times groups of 32-column panels (when the kernel is not packed in advance,
+     * each unit packs its part of it: then columns are split first, rather than rows) */
     chunk = 192;
-    if (threads > 1)
-        chunk = gk_minl(chunk, gk_maxl(24, (group * g.rows + 4L * threads - 1) / (4L * threads) / 12 * 12 + 12));
+    groups = 1;
+    if (threads > 1) {
+        const long want = 4L * threads, whole = group * ((g.rows + 191) / 192);
+        if (!bpre && act != GK_SOFTMAX && act != GK_LOG_SOFTMAX)
+            groups = gk_minl((F + 31) / 32, (want + whole - 1) / whole);
+        if (groups == 1) chunk = gk_minl(192, gk_maxl(24, ((group * g.rows + want - 1) / want + 11) / 12 * 12));
+    }
     for (s0 = 0; s0 < batch; s0 += group) {
-        const long gs = gk_minl(group, batch - s0), chunks = (g.rows + chunk - 1) / chunk, items = gs * chunks;
+        const long gs = gk_minl(group, batch - s0), chunks = (g.rows + chunk - 1) / chunk;
+        const long items = gs * chunks * groups, panels = (F + 31) / 32;
         const float *xg = copy ? scratch : x + s0 * xsize;
         long item;
         if (copy)
             for (item = 0; item < gs; ++item)
-                gk_conv_phases(x + (s0 + item) * xsize, in, C, pad, stride, hq, g.wq, scratch + item * ssize);
+                gk_conv_pad(x + (s0 + item) * xsize, in, C, pad, hp, g.wq, scratch + item * ssize);
         if (threads > 1 && items > 1) {
-            GK_PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(threads))
-            for (item = 0; item < items; ++item) {
-                const long s = item / chunks, q0 = item % chunks * chunk;
-                gk_conv_implicit_rows(&g, xg + s * (copy ? ssize : xsize), kernel, bpre, bias,
-                                      y + (s0 + s) * ysize, kcols, F, q0, gk_minl(g.rows, q0 + chunk), act);
+            const double t0 = gk_region_start();
+            double lag = 0.0;
+            GK_PRAGMA(omp parallel num_threads(threads))
+            {
+                gk_region_joined(t0, &lag);
+                GK_PRAGMA(omp for schedule(dynamic, 1) nowait)
+                for (item = 0; item < items; ++item) {
+                    const long s = item / (chunks * groups), q0 = item / groups % chunks * chunk;
+                    const long cg = item % groups;
+                    gk_conv_implicit_rows(&g, xg + s * (copy ? ssize : xsize), kernel, bpre, bias,
+                                          y + (s0 + s) * ysize, kcols, F, q0, gk_minl(g.rows, q0 + chunk),
+                                          cg * panels / groups * 32, gk_minl(F, (cg + 1) * panels / groups * 32),
+                                          act);
+                }
             }
+            gk_region_end(lag);
         } else {
             for (item = 0; item < items; ++item) {
-                const long s = item / chunks, q0 = item % chunks * chunk;
+                const long s = item / (chunks * groups), q0 = item / groups % chunks * chunk;
+                const long cg = item % groups;
                 gk_conv_implicit_rows(&g, xg + s * (copy ? ssize : xsize), kernel, bpre, bias,
-                                      y + (s0 + s) * ysize, kcols, F, q0, gk_minl(g.rows, q0 + chunk), act);
+                                      y + (s0 + s) * ysize, kcols, F, q0, gk_minl(g.rows, q0 + chunk),
+                                      cg * panels / groups * 32, gk_minl(F, (cg + 1) * panels / groups * 32), act);
             }
         }
     }
@@ -1317,6 +1415,7 @@ void gk_conv2d_act(const float *x, const float *kernel, const float *bias, float
     long mr, nr, chunk, chunks, items, item;
     gk_gemm_part_fn part;
     int threads;
+    double t0, lag = 0.0;
     if (batch <= 0 || rows <= 0 || filters <= 0) return;
     if (kernel_size[0] == 1 && kernel_size[1] == 1 && stride[0] == 1 && stride[1] == 1 &&
         pad_before[0] == 0 && pad_before[1] == 0 && out[0] == in[0] && out[1] == in[1]) {
@@ -1340,10 +1439,10 @@ void gk_conv2d_act(const float *x, const float *kernel, const float *bias, float
 #endif
     chunk = gk_maxl(mr, GK_CONV_CHUNK / kcols / mr * mr);
     if (threads > 1) {
-        /* about 3 chunks per thread when the batch is small, at least 2 MR rows each; each thread
-         * builds its patches in its own 1 / threads of scratch */
+        /* about 3 chunks per thread when the batch is small, whole MR panels, at least 2 each; each
+         * thread builds its patches in its own 1 / threads of scratch */
         const long per_sample = (3L * threads + batch - 1) / batch;
-        chunk = gk_minl(chunk, gk_maxl(2 * mr, (rows + per_sample - 1) / per_sample));
+        chunk = gk_minl(chunk, gk_maxl(2 * mr, ((rows + per_sample - 1) / per_sample + mr - 1) / mr * mr));
         chunk = gk_minl(chunk, rows / threads);
         if (chunk < 1) threads = 1;
     }
@@ -1360,15 +1459,22 @@ void gk_conv2d_act(const float *x, const float *kernel, const float *bias, float
         }
         return;
     }
-    GK_PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(threads))
-    for (item = 0; item < items; ++item) {
-        const long s = item / chunks, r0 = item % chunks * chunk, r1 = gk_minl(rows, r0 + chunk);
+    t0 = gk_region_start();
+    GK_PRAGMA(omp parallel num_threads(threads))
+    {
         float *patches = scratch + gk_thread_id() * chunk * kcols;
-        float *ys = y + (s * rows + r0) * filters;
-        gk_im2col(x + s * xsize, in, channels, kernel_size, stride, dilation, pad_before, out, r0, r1, patches);
-        part(patches, kcols, kernel, filters, bias, ys, filters, 0, r1 - r0, 0, filters, kcols);
-        gk_act_block(act, ys, filters, r1 - r0, filters);
+        gk_region_joined(t0, &lag);
+        GK_PRAGMA(omp for schedule(dynamic, 1) nowait)
+        for (item = 0; item < items; ++item) {
+            const long s = item / chunks, r0 = item % chunks * chunk, r1 = gk_minl(rows, r0 + chunk);
+            float *ys = y + (s * rows + r0) * filters;
+            gk_im2col(x + s * xsize, in, channels, kernel_size, stride, dilation, pad_before, out, r0, r1,
+                      patches);
+            part(patches, kcols, kernel, filters, bias, ys, filters, 0, r1 - r0, 0, filters, kcols);
+            gk_act_block(act, ys, filters, r1 - r0, filters);
+        }
     }
+    gk_region_end(lag);
 }
 
 /* ---- pooling ------------------------------------------------------------------------------- */
@@ -1413,15 +1519,22 @@ void gk_pool2d(int is_max, const float *x, float *y, long batch, const long in[2
     enum { ROWS = 16 };
     const long rows = batch * out[0] * out[1];
     long i;
+    double t0, lag = 0.0;
     if (rows <= 0 || channels <= 0) return;
     if (gk_threads(2.0 * (double)rows * (double)channels * (double)(pool[0] * pool[1])) <= 1) {
         gk_pool_rows(is_max, x, y, in, channels, pool, stride, pad_before, out, 0, rows);
         return;
     }
-    GK_PRAGMA(omp parallel for schedule(dynamic, 1))
-    for (i = 0; i < (rows + ROWS - 1) / ROWS; ++i)
-        gk_pool_rows(is_max, x, y, in, channels, pool, stride, pad_before, out, i * ROWS,
-                     gk_minl(rows, (i + 1) * ROWS));
+    t0 = gk_region_start();
+    GK_PRAGMA(omp parallel)
+    {
+        gk_region_joined(t0, &lag);
+        GK_PRAGMA(omp for schedule(dynamic, 1) nowait)
+        for (i = 0; i < (rows + ROWS - 1) / ROWS; ++i)
+            gk_pool_rows(is_max, x, y, in, channels, pool, stride, pad_before, out, i * ROWS,
+                         gk_minl(rows, (i + 1) * ROWS));
+    }
+    gk_region_end(lag);
 }
 
 void gk_global_pool(int is_max, const float *x, float *y, long batch, long spatial, long channels)
@@ -1623,10 +1736,17 @@ void gk_lstm(const float *x, const float *kernel, const float *recurrent, const 
         gk_lstm_rows(part, recurrent, y_seq, z, hb, cb, 0, batch, steps, u, activation, recurrent_activation,
                      go_backwards);
     } else {
-        GK_PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(threads))
-        for (g = 0; g < groups; ++g)
-            gk_lstm_rows(part, recurrent, y_seq, z, hb, cb, batch * g / groups, batch * (g + 1) / groups, steps, u,
-                         activation, recurrent_activation, go_backwards);
+        const double t0 = gk_region_start();
+        double lag = 0.0;
+        GK_PRAGMA(omp parallel num_threads(threads))
+        {
+            gk_region_joined(t0, &lag);
+            GK_PRAGMA(omp for schedule(dynamic, 1) nowait)
+            for (g = 0; g < groups; ++g)
+                gk_lstm_rows(part, recurrent, y_seq, z, hb, cb, batch * g / groups, batch * (g + 1) / groups,
+                             steps, u, activation, recurrent_activation, go_backwards);
+        }
+        gk_region_end(lag);
     }
     if (h) memcpy(h, hb, (size_t)(batch * u) * sizeof *h);
     if (c) memcpy(c, cb, (size_t)(batch * u) * sizeof *c);
