@@ -80,8 +80,9 @@ def c_program_class(module):
 
     class CTrainingProgram(module.Program):
         """The NumPy program's loops, History and callbacks; forward, test_step and train_step in C.
-        The weights live in the C model's buffer (self.flat is a view of it); the optimizer's state
-        too. The C code is rebuilt (state carried over) when a batch or length outgrows it."""
+        The C model computes on this program's weight buffer (self.flat); the optimizer's state lives
+        in the C model. The C code is rebuilt larger (state carried over) when a batch or length
+        outgrows it."""
 
         def __init__(self, params, graph: Graph, compile_config: dict, seed=None):
             super().__init__(params, seed=seed)
@@ -127,26 +128,11 @@ def c_program_class(module):
             outs = self.library.call(name, feeds)
             if training:
                 self.optimizer.iterations = self.library.iterations
-            k = len(self.config["losses"])
-            losses = [float(v) for v in outs[:k]]
-            total = sum(spec["weight"] * v for spec, v in zip(self.config["losses"], losses))
-            return total, losses, outs[k:k + len(self.config["outputs"])]
+            return self._results(outs)
 
         def _forward(self, inputs):
             self._fit(inputs, self.config["inputs"])
             return self.library.call("forward", inputs)
-
-        def predict(self, x, batch_size=32):
-            inputs = self._inputs(x)
-            n = inputs[0].shape[0] if inputs and inputs[0].ndim else 0
-            step = batch_size or 32
-            chunks = [self._forward([a[i:i + step] for a in inputs]) for i in range(0, max(n, 1), step)]
-            outs = [np.concatenate([c[j] for c in chunks]) for j in range(len(self.config["outputs"]))]
-            return outs[0] if len(outs) == 1 else outs
-
-        def predict_on_batch(self, x):
-            outs = self._forward(self._inputs(x))
-            return outs[0] if len(outs) == 1 else outs
 
     return CTrainingProgram
 

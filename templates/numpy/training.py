@@ -181,7 +181,10 @@ class Program:
     # ---- one batch -----------------------------------------------------------------------------
     def _run_step(self, step, inputs, targets, sws):
         order = self.config["train_inputs" if step is train_step else "test_inputs"]
-        outs = step(self.params, self._feeds(inputs, targets, sws, order), self)
+        return self._results(step(self.params, self._feeds(inputs, targets, sws, order), self))
+
+    def _results(self, outs):
+        """(total weighted loss, each loss, the predictions) from a step's outputs."""
         k = len(self.config["losses"])
         losses = [float(v) for v in outs[:k]]
         preds = outs[k:k + len(self.config["outputs"])]
@@ -220,16 +223,19 @@ class Program:
         return {prefix + k: float(t.result()) for k, t in sorted(trackers.items())}
 
     # ---- Keras's API ---------------------------------------------------------------------------
+    def _forward(self, inputs):
+        return forward(self.params, inputs)
+
     def predict(self, x, batch_size=32):
         inputs = self._inputs(x)
         n = _batch_size(inputs, "x")
         batch_size = batch_size or 32
-        chunks = [forward(self.params, [a[i:i + batch_size] for a in inputs]) for i in range(0, max(n, 1), batch_size)]
+        chunks = [self._forward([a[i:i + batch_size] for a in inputs]) for i in range(0, max(n, 1), batch_size)]
         outs = [np.concatenate([c[j] for c in chunks]) for j in range(len(self.config["outputs"]))]
         return outs[0] if len(outs) == 1 else outs
 
     def predict_on_batch(self, x):
-        outs = forward(self.params, self._inputs(x))
+        outs = self._forward(self._inputs(x))
         return outs[0] if len(outs) == 1 else outs
 
     def _check_trainable(self):
