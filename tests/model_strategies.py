@@ -662,6 +662,8 @@ class _Gen:
             if cfg is None:
                 continue
             cfg = self.config_for(kind, probe_t)
+            if cfg.get("activation") == "exponential":  # a nested model may be called again on larger values
+                continue
             if kind == "LSTM":
                 cfg["return_state"] = False
             inner = LayerDef("", kind, cfg, self.ctor(kind, cfg))
