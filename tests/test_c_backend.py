@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gcomp import Input, Model, layers
-from gcomp.backends.c_backend import KERNEL_SOURCES, CBackendError, c_prefix, render_c
+from gcomp.backends.c_backend import KERNEL_HEADERS, KERNEL_SOURCES, CBackendError, c_prefix, render_c
 from gcomp.build import build_c
 from gcomp.errors import GcompError, InputDataError
 
@@ -194,5 +194,5 @@ def test_cli_build_target_c(tmp_path):
                           "-o", str(tmp_path / "mlp"), "--max-batch", "8"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     names = sorted(p.name for p in (tmp_path / "mlp").iterdir())
-    kernels = [f"{stem}.{ext}" for stem in KERNEL_SOURCES for ext in ("c", "h")]
+    kernels = [f"{stem}.{ext}" for stem in KERNEL_SOURCES for ext in ("c", "h")] + list(KERNEL_HEADERS)
     assert names == sorted(["Makefile", "README.md", "functional.c", "functional.h", "main.c", "weights.bin"] + kernels)

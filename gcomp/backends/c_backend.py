@@ -27,6 +27,7 @@ C_OPS = ("dense", "embedding", "activation", "dropout", "flatten", "reshape", "c
          "dropout_train", "lstm_train", "loss", "loss_vjp", "vjp", "add_n", "apply_gradients")
 # Kernel libraries copied beside the generated model (each a .h and a .c in templates/c/).
 KERNEL_SOURCES = ("gcomp_kernels", "gcomp_backward", "gcomp_backward_seq", "gcomp_train")
+KERNEL_HEADERS = ("gcomp_math.h",)  # internal to the kernel libraries
 
 
 class CBackendError(GcompError, ValueError):
@@ -382,11 +383,11 @@ def render_program(name: str, functions: list[CFunction], params: dict[str, np.n
         f"{prefix}.h": env.get_template("c/model.h.j2").render(**context),
         f"{prefix}.c": env.get_template("c/model.c.j2").render(**context),
         "main.c": env.get_template("c/main.c.j2").render(**context),
-        "Makefile": env.get_template("c/Makefile.j2").render(**context, kernel_sources=KERNEL_SOURCES),
+        "Makefile": env.get_template("c/Makefile.j2").render(**context, kernel_sources=KERNEL_SOURCES,
+                                                             kernel_headers=KERNEL_HEADERS),
     }
-    for stem in KERNEL_SOURCES:
-        sources[f"{stem}.h"] = (kernels / f"{stem}.h").read_text()
-        sources[f"{stem}.c"] = (kernels / f"{stem}.c").read_text()
+    for name in [f"{stem}.{ext}" for stem in KERNEL_SOURCES for ext in ("h", "c")] + list(KERNEL_HEADERS):
+        sources[name] = (kernels / name).read_text()
     return sources
 
 

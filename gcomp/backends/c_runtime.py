@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gcomp.backends.c_backend import KERNEL_SOURCES, CBackendError, c_prefix, render_c
+from gcomp.backends.c_backend import KERNEL_HEADERS, KERNEL_SOURCES, CBackendError, c_prefix, render_c
 from gcomp.errors import EmbeddingIndexError, GcompError, InputDataError
 from gcomp.backends.c_dims import largest
 from gcomp.ir.graph import Graph, ValueRef
@@ -73,7 +73,8 @@ def _compile(cc: str, flags: tuple[str, ...], folder: Path, args: list[str], tar
 def _kernel_objects(sources: dict[str, str], cc: str, flags: tuple[str, ...]) -> list[Path]:
     """The kernel libraries compiled once per content and flags, shared by every model's build:
     a model then compiles only its own file."""
-    kernels = {name: text for name, text in sources.items() if name.split(".")[0] in KERNEL_SOURCES}
+    kernels = {name: text for name, text in sources.items()
+               if name.split(".")[0] in KERNEL_SOURCES or name in KERNEL_HEADERS}
     digest = hashlib.sha256(repr((sorted(kernels.items()), cc, flags)).encode()).hexdigest()[:16]
     folder = cache_dir() / f"kernels-{digest}"
     objects = [folder / f"{stem}.o" for stem in KERNEL_SOURCES]

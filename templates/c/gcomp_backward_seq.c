@@ -21,6 +21,7 @@
  * GEMM per step (dh_prev = dz R^T), writing dz in x's step order, so that [dW; dR] = [x; h_prev]^T
  * dz and dx = dz W^T are one GEMM each over all steps and dx comes out in x's own order. */
 #include "gcomp_backward_seq.h"
+#include "gcomp_math.h"
 
 #include <math.h>
 #include <string.h>
@@ -359,92 +360,9 @@ void gk_conv_backward(const float *x, const float *kernel, const float *gy, floa
 }
 
 /* ---- LSTM: activations ------------------------------------------------------------------------ */
-/* The forward's fused rows repeat gcomp_kernels.c's float32 approximations operation for operation,
- * so that gk_lstm_train's outputs are gk_lstm's to the bit. */
+/* The forward's fused rows use gcomp_math.h's float32 approximations, as gk_lstm does, so that
+ * gk_lstm_train's outputs are gk_lstm's to the bit. */
 
-static float gk_bs_bits_to_float(int32_t i)
-{
-    float f;
-    memcpy(&f, &i, sizeof f);
-    return f;
-}
-
-static float gk_bs_ubits_to_float(uint32_t i)
-{
-    float f;
-    memcpy(&f, &i, sizeof f);
-    return f;
-}
-
-static uint32_t gk_bs_float_to_ubits(float f)
-{
-    uint32_t i;
-    memcpy(&i, &f, sizeof i);
-    return i;
-}
-
-static inline float gk_bs_select(int cond, float a, float b)
-{
-    const uint32_t m = 0u - (uint32_t)(cond != 0);
-    return gk_bs_ubits_to_float((gk_bs_float_to_ubits(a) & m) | (gk_bs_float_to_ubits(b) & ~m));
-}
-
-static inline float gk_bs_expf(float x)
-{
-    const float hi = 88.7228317f, lo = -87.3365479f;
-    const float xc = gk_bs_select(isgreater(x, hi), hi, gk_bs_select(isless(x, lo), lo, x));
-    const float t = xc * 1.44269504088896341f;
-    int32_t n = (int32_t)(gk_bs_float_to_ubits(t + 12582912.0f) - 0x4b400000u);
-    float fn, r, r2, p;
-    n = n < -126 ? -126 : n;
-    n = n > 127 ? 127 : n;
-    fn = (float)n;
-    r = xc - fn * 0.693359375f;
-    r = r - fn * -2.12194440e-4f;
-    r2 = r * r;
-    p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r2 + r + 1.0f;
-    p = p * gk_bs_bits_to_float((n + 127) << 23);
-    return gk_bs_select(isgreater(x, hi), HUGE_VALF, gk_bs_select(isless(x, lo), 0.0f, p));
-}
-
-static inline float gk_bs_tanhf(float x)
-{
-    const float lim = 7.90531110763549805f;
-    const float xc = gk_bs_select(isgreater(x, lim), lim, gk_bs_select(isless(x, -lim), -lim, x));
-    const float x2 = xc * xc;
-    float p = -2.76076847742355e-16f, q = 1.19825839466702e-06f;
-    p = p * x2 + 2.00018790482477e-13f;
-    p = p * x2 - 8.60467152213735e-11f;
-    p = p * x2 + 5.12229709037114e-08f;
-    p = p * x2 + 1.48572235717979e-05f;
-    p = p * x2 + 6.37261928875436e-04f;
-    p = p * x2 + 4.89352455891786e-03f;
-    q = q * x2 + 1.18534705686654e-04f;
-    q = q * x2 + 2.26843463243900e-03f;
-    q = q * x2 + 4.89352518554385e-03f;
-    return gk_bs_select(isless(fabsf(x), 4e-4f), x, xc * p / q);
-}
-
-static inline float gk_bs_sigmoidf(float x)
-{
-    const float xc = gk_bs_select(isgreater(x, 88.0f), 88.0f, gk_bs_select(isless(x, -88.0f), -88.0f, x));
-    return 1.0f / (1.0f + gk_bs_expf(-xc));
-}
-
-static inline float gk_bs_hard_sigmoidf(float x)
-{
-    float v = x / 6.0f + 0.5f;
-    v = v < 0.0f ? 0.0f : v;
-    return v > 1.0f ? 1.0f : v;
-}
-
-static inline float gk_bs_reluf(float x) { return gk_bs_select(isless(x, 0.0f), 0.0f, x); }
 
 static int gk_bs_elementwise(int act) { return act != GK_SOFTMAX && act != GK_LOG_SOFTMAX; }
 
@@ -517,7 +435,7 @@ static void gk_bs_act_vjp(int act, const float *x, const float *y, float *g, lon
         break;
     case GK_HARD_SILU:
         for (j = 0; j < n; ++j) {
-            float d = gk_bs_hard_sigmoidf(x[j]);
+            float d = gk_hard_sigmoidf(x[j]);
             d += (x[j] > -3.0f && x[j] < 3.0f) ? x[j] / 6.0f : 0.0f;
             g[j] = d * g[j];
         }
@@ -615,9 +533,9 @@ long gk_lstm_train_scratch(long batch, long steps, long in_dim, long units)
         }                                                                                        \
     }
 
-GK_BS_DEFINE_LSTM_ROW(gk_bs_lstm_row_tanh_sigmoid, gk_bs_tanhf, gk_bs_sigmoidf)
-GK_BS_DEFINE_LSTM_ROW(gk_bs_lstm_row_tanh_hard_sigmoid, gk_bs_tanhf, gk_bs_hard_sigmoidf)
-GK_BS_DEFINE_LSTM_ROW(gk_bs_lstm_row_relu_sigmoid, gk_bs_reluf, gk_bs_sigmoidf)
+GK_BS_DEFINE_LSTM_ROW(gk_bs_lstm_row_tanh_sigmoid, gk_tanhf, gk_sigmoidf)
+GK_BS_DEFINE_LSTM_ROW(gk_bs_lstm_row_tanh_hard_sigmoid, gk_tanhf, gk_hard_sigmoidf)
+GK_BS_DEFINE_LSTM_ROW(gk_bs_lstm_row_relu_sigmoid, gk_reluf, gk_sigmoidf)
 
 /* The generic row, by gk_activation (softmax-like ones act on each gate's u values), as gk_lstm's. */
 static void gk_bs_lstm_row(float *gt, const float *rr, float *pt, float *cr, float *hr, float *cs, float *as,
