@@ -13,12 +13,13 @@ import functools
 import math
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from c_harness import ATOL, CC, GUARD, RTOL, WARNINGS, check_guard, close, header_enum, ptr, rand, runs_with
 
 ROOT = Path(__file__).resolve().parent.parent
 C_DIR = ROOT / "templates" / "c"
@@ -28,12 +29,8 @@ HEADER = C_DIR / "gcomp_kernels.h"
 PRELUDE = ROOT / "templates" / "numpy" / "prelude.py"
 VJP = ROOT / "templates" / "numpy" / "vjp.py"
 
-CC = shutil.which("cc") or shutil.which("gcc")
 pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler")
 
-WARNINGS = ["-Wall", "-Wextra", "-Wpedantic", "-Werror"]
-RTOL = ATOL = 1e-5
-GUARD = 16
 
 P, L, I = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
 LONG2 = L * 2
@@ -97,24 +94,8 @@ def ref():
     return namespace
 
 
-def _enum(name: str) -> dict[str, int]:
-    body = re.search(r"enum\s+%s\s*\{(.*?)\}" % name, HEADER.read_text(), re.S).group(1)
-    codes, value = {}, -1
-    for item in (s.strip() for s in body.split(",")):
-        if not item:
-            continue
-        key, _, explicit = item.partition("=")
-        value = int(explicit) if explicit.strip() else value + 1
-        codes[key.strip()[3:].lower()] = value
-    return codes
-
-
-ACT = _enum("gk_activation")
-MERGE = _enum("gk_merge")
-
-
-def rand(shape, seed, scale=1.0):
-    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
+ACT = header_enum(HEADER, "gk_activation")
+MERGE = header_enum(HEADER, "gk_merge")
 
 
 def ties(shape, seed, levels=3):
@@ -122,23 +103,11 @@ def ties(shape, seed, levels=3):
     return np.random.default_rng(seed).integers(0, levels, size=shape).astype(np.float32)
 
 
-def ptr(a):
-    return None if a is None else a.ctypes.data
-
-
 def out_buffer(shape):
     n = int(np.prod(shape, dtype=np.int64))
     buf = np.full(n + GUARD, np.nan, np.float32)
     buf[:n] = 12345.0
     return buf[:n].reshape(shape), buf
-
-
-def check_guard(buf, n):
-    assert np.isnan(buf[n:]).all(), "kernel wrote past the end of its output"
-
-
-def close(got, want, rtol=RTOL, atol=ATOL):
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
 
 
 def pointers(arrays, kind=ctypes.c_void_p):
@@ -505,15 +474,8 @@ def test_dropout_backward(lib, ref):
 
 # ---- OpenMP: identical results -----------------------------------------------------------------
 
-def _supports(tmp_path, *flags):
-    probe = tmp_path / "probe.c"
-    probe.write_text("int main(void) { return 0; }\n")
-    proc = subprocess.run([CC, *flags, str(probe), "-o", str(tmp_path / "probe")], capture_output=True)
-    return proc.returncode == 0 and subprocess.run([str(tmp_path / "probe")], capture_output=True).returncode == 0
-
-
 def test_openmp_build_gives_identical_results(lib, build_dir, kernels_obj, tmp_path):
-    if not _supports(tmp_path, "-fopenmp"):
+    if not runs_with(tmp_path, "-fopenmp"):
         pytest.skip("no OpenMP")
     omp = _library(build_dir, kernels_obj, "omp", "-fopenmp")
 
@@ -683,7 +645,7 @@ int main(void) {
 
 def test_every_backward_kernel_under_address_and_undefined_sanitizers(tmp_path, kernels_obj):
     flags = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
-    if not _supports(tmp_path, *flags):
+    if not runs_with(tmp_path, *flags):
         pytest.skip("sanitizer runtime unavailable")
     driver = tmp_path / "driver.c"
     driver.write_text(SANITIZER_DRIVER)

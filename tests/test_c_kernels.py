@@ -11,12 +11,13 @@ import math
 import os
 import platform
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from c_harness import ATOL, CC, GUARD, RTOL, WARNINGS, check_guard, close, header_enum, ptr, rand, runs_with
 
 ROOT = Path(__file__).resolve().parent.parent
 C_DIR = ROOT / "templates" / "c"
@@ -24,12 +25,8 @@ SOURCE = C_DIR / "gcomp_kernels.c"
 HEADER = C_DIR / "gcomp_kernels.h"
 PRELUDE = ROOT / "templates" / "numpy" / "prelude.py"
 
-CC = shutil.which("cc") or shutil.which("gcc")
 pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler")
 
-WARNINGS = ["-Wall", "-Wextra", "-Wpedantic", "-Werror"]
-RTOL = ATOL = 1e-5
-GUARD = 16  # NaN canaries after every output buffer: a kernel writing past its end is caught
 
 P, L = ctypes.c_void_p, ctypes.c_long
 LONG2 = L * 2
@@ -101,29 +98,8 @@ def ref():
     return namespace
 
 
-def _enum(name: str) -> dict[str, int]:
-    """Codes of a header enum, from the header itself: {"relu": 1, ...}."""
-    body = re.search(r"enum\s+%s\s*\{(.*?)\}" % name, HEADER.read_text(), re.S).group(1)
-    codes, value = {}, -1
-    for item in (s.strip() for s in body.split(",")):
-        if not item:
-            continue
-        key, _, explicit = item.partition("=")
-        value = int(explicit) if explicit.strip() else value + 1
-        codes[key.strip()[3:].lower()] = value
-    return codes
-
-
-ACT = _enum("gk_activation")
-MERGE = _enum("gk_merge")
-
-
-def rand(shape, seed, scale=1.0):
-    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
-
-
-def ptr(a):
-    return None if a is None else a.ctypes.data
+ACT = header_enum(HEADER, "gk_activation")
+MERGE = header_enum(HEADER, "gk_merge")
 
 
 def out_buffer(shape):
@@ -132,14 +108,6 @@ def out_buffer(shape):
     buf = np.full(n + GUARD, np.nan, np.float32)
     buf[:n] = 12345.0  # garbage a kernel must overwrite
     return buf[:n].reshape(shape), buf
-
-
-def check_guard(buf, n):
-    assert np.isnan(buf[n:]).all(), "kernel wrote past the end of its output"
-
-
-def close(got, want, rtol=RTOL, atol=ATOL):
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
 
 
 def test_enums_match_the_prelude(ref):
@@ -206,7 +174,7 @@ def _activation_input(rows, row_len, seed):
     return x
 
 
-@pytest.mark.parametrize("name", sorted(_enum("gk_activation")))
+@pytest.mark.parametrize("name", sorted(ACT))
 def test_activation(lib, ref, name):
     x = _activation_input(9, 37, seed=len(name))
     y, buf = out_buffer(x.shape)
@@ -511,19 +479,10 @@ def test_compiles_as_c11(tmp_path):
     _compile(tmp_path / "k.o", "-std=c11", "-O1", "-c")
 
 
-def _supports(tmp_path, *flags):
-    probe = tmp_path / "probe.c"
-    probe.write_text("int main(void) { return 0; }\n")
-    proc = subprocess.run([CC, *flags, str(probe), "-o", str(tmp_path / "probe")], capture_output=True)
-    if proc.returncode != 0:
-        return False
-    return subprocess.run([str(tmp_path / "probe")], capture_output=True).returncode == 0
-
-
 def test_openmp_build_gives_identical_results(lib, tmp_path):
     if lib.gk_flags != ["-O2"]:
         pytest.skip("checked on the default (dispatching) build only, for compile time")
-    if not _supports(tmp_path, "-fopenmp"):
+    if not runs_with(tmp_path, "-fopenmp"):
         pytest.skip("no OpenMP")
     path = _compile(tmp_path / "libgk_omp.so", "-std=c99", *lib.gk_flags, "-fPIC", "-shared", "-fopenmp")
     omp = _bind(ctypes.CDLL(str(path)))
@@ -731,7 +690,7 @@ int main(void) {
 @pytest.mark.parametrize("build", [["-O1", "-DGK_NO_DISPATCH"], ["-O1"]], ids=["generic", "dispatch"])
 def test_every_kernel_under_address_and_undefined_sanitizers(tmp_path, build):
     flags = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
-    if not _supports(tmp_path, *flags):
+    if not runs_with(tmp_path, *flags):
         pytest.skip("sanitizer runtime unavailable")
     driver = tmp_path / "driver.c"
     driver.write_text(SANITIZER_DRIVER)

@@ -10,12 +10,13 @@ import ctypes
 import ctypes.util
 import math
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from c_harness import CC, WARNINGS, runs_with
 
 from gcomp.codegen import runtime_file
 
@@ -24,10 +25,8 @@ C_DIR = ROOT / "templates" / "c"
 SOURCE = C_DIR / "gcomp_train.c"
 NUMPY_DIR = ROOT / "templates" / "numpy"
 
-CC = shutil.which("cc") or shutil.which("gcc")
 pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler")
 
-WARNINGS = ["-Wall", "-Wextra", "-Wpedantic", "-Werror"]
 P, L, D, I = ctypes.c_void_p, ctypes.c_long, ctypes.c_double, ctypes.c_int
 U64 = ctypes.c_uint64
 LOSSES = ["mean_squared_error", "mean_absolute_error", "binary_crossentropy", "categorical_crossentropy",
@@ -63,15 +62,6 @@ def _build(out: Path, *flags: str, sources=(SOURCE,)) -> Path:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout}{proc.stderr}"
     return out
-
-
-def _supports(tmp_path, *flags):
-    probe = tmp_path / "probe.c"
-    probe.write_text("int main(void) { return 0; }\n")
-    proc = subprocess.run([CC, *flags, str(probe), "-o", str(tmp_path / "probe")], capture_output=True)
-    if proc.returncode != 0:
-        return False
-    return subprocess.run([str(tmp_path / "probe")], capture_output=True).returncode == 0
 
 
 @pytest.fixture(scope="module")
@@ -656,12 +646,12 @@ def test_dropout_statistics(lib, ref, rate):
 def test_compiles_as_c11_and_with_openmp(tmp_path):
     _build(tmp_path / "t11.o", "-std=c11", "-O2", "-c")
     _build(tmp_path / "tgnu.o", "-std=gnu11", "-O3", "-march=native", "-c")
-    if _supports(tmp_path, "-fopenmp"):
+    if runs_with(tmp_path, "-fopenmp"):
         _build(tmp_path / "tomp.o", "-std=c99", "-O2", "-fopenmp", "-c")
 
 
 def test_openmp_build_gives_identical_results(lib, tmp_path):
-    if not _supports(tmp_path, "-fopenmp"):
+    if not runs_with(tmp_path, "-fopenmp"):
         pytest.skip("no OpenMP")
     so = _build(tmp_path / "libomp.so", "-std=c99", "-O2", "-fopenmp", "-fPIC", "-shared")
     omp = _bind(ctypes.CDLL(str(so)))
@@ -745,7 +735,7 @@ int main(void) {
 
 def test_every_kernel_under_address_and_undefined_sanitizers(tmp_path):
     flags = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
-    if not _supports(tmp_path, *flags):
+    if not runs_with(tmp_path, *flags):
         pytest.skip("sanitizer runtime unavailable")
     driver = tmp_path / "driver.c"
     driver.write_text(SANITIZER_DRIVER)

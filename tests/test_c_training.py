@@ -1,7 +1,6 @@
 """Training in C against the NumPy program: every op's backward through one SGD step, every
 optimizer, the seed models step by step, fit's History, the command-line trainer, strict warnings
 and a sanitizer build of a training run."""
-import shutil
 import struct
 import subprocess
 
@@ -16,10 +15,10 @@ from gcomp.backends.numpy_backend import load_module
 from gcomp.build import build_c
 from gcomp.errors import EmbeddingIndexError, InputDataError
 
+from c_harness import CC, runs_with
 from conftest import load_example
 from test_onnx import random_inputs
 
-CC = shutil.which("cc") or shutil.which("gcc")
 pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler")
 
 
@@ -304,16 +303,8 @@ def test_rendering_is_deterministic():
     assert render_training_c(graph, model._compile_config, 8, 32) == render_training_c(graph, model._compile_config, 8, 32)
 
 
-def _sanitizers_work(tmp_path) -> bool:
-    probe = tmp_path / "probe.c"
-    probe.write_text("int main(void) { return 0; }\n")
-    run = subprocess.run([CC, "-fsanitize=address,undefined", str(probe), "-o", str(tmp_path / "probe")],
-                         capture_output=True)
-    return run.returncode == 0 and subprocess.run([str(tmp_path / "probe")]).returncode == 0
-
-
 def test_training_run_under_address_and_undefined_sanitizers(tmp_path):
-    if not _sanitizers_work(tmp_path):
+    if not runs_with(tmp_path, "-fsanitize=address,undefined"):
         pytest.skip("this compiler has no AddressSanitizer/UBSan runtime")
     t = Input(shape=(None,), dtype="int32", name="tokens")
     x2 = Input(shape=(6, 6, 2), name="image")
