@@ -108,18 +108,23 @@ temporary file, so it is never half-written.
 
 
 def build_c(source: Model | str | Path, folder: str | Path, *, model_name: str | None = None,
-            max_batch: int = 64, max_len: int = 512) -> tuple[Path, bool]:
+            max_batch: int = 64, max_len: int = 512, opt_level: int = 2) -> tuple[Path, bool]:
     """Write the model's C99 code to ``folder`` (sources, Makefile, README.md, weights.bin): all
     generated first, then replaced together (gcomp.fileio.write_folder_atomic), so a failed or
     interrupted build leaves the old files intact; batches of at most ``max_batch`` and free lengths
     of at most ``max_len``.
     The code trains (train_step, and `train` in the command-line program) with what compile()
-    gave, if it gave a loss. Returns (folder, whether the code can train)."""
+    gave, if it gave a loss. Inference-only code runs the graph optimized for the CPU at
+    ``opt_level``; training code keeps the model's own weights, which its training step updates.
+    Returns (folder, whether the code can train)."""
     from gcomp.backends.c_backend import c_prefix, program_params, weights_bytes
     from gcomp.backends.c_training import render_training_c, training_functions
     model = _model(source, model_name)
     graph = model._current_graph()
     functions, trainable = training_functions(graph, model._compile_config)
+    if len(functions) == 1:  # inference only
+        graph = model.optimized_graph(opt_level, "cpu")
+        functions, trainable = training_functions(graph, None)
     sources = render_training_c(graph, model._compile_config, max_batch, max_len, (functions, trainable))
     files = {name: text.encode() for name, text in sources.items()}
     files["weights.bin"] = weights_bytes(program_params(graph, trainable))

@@ -34,7 +34,7 @@ def _cmd_build(args) -> None:
     if args.target == "c":
         from gcomp.build import build_c
         folder, trains = build_c(args.model_file, args.output, model_name=args.model, max_batch=args.max_batch,
-                                 max_len=args.max_len)
+                                 max_len=args.max_len, opt_level=args.opt_level)
         kind = "training and inference" if trains else \
             "inference only: the model was never compiled with a loss, so it cannot train"
         print(f"wrote {folder}: C99 code ({kind}), Makefile, README.md, weights.bin (run make there)")
@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="--target c: the longest free length (sequence) one call takes (default 512)")
     build.add_argument("--format", default="onnx", choices=["onnx"], help="output format (default: onnx)")
     build.add_argument("--opt-level", type=int, default=2, choices=[0, 1, 2],
-                       help="0: no passes; 1: clean-ups that keep the weights; 2 (default): also merges")
+                       help="0: no passes; 1: clean-ups that keep the weights; 2 (default): also merges "
+                            "(--target c: inference-only code, optimized for the CPU)")
     build.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
                        help="where the file will run: passes that do not pay there are skipped (default: cuda)")
     build.add_argument("--explain", action="store_true",

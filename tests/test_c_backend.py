@@ -54,7 +54,7 @@ def test_layers_in_c_equal_numpy(case):
 @pytest.mark.parametrize("std", ["c99", "c11"])
 def test_generated_code_compiles_without_warnings(tmp_path, name, std):
     model = load_example(name)["model"]
-    for file, text in render_c(model._current_graph(), 8, 64).items():
+    for file, text in render_c(model.optimized_graph(2, "cpu"), 8, 64).items():  # as inference-only builds
         (tmp_path / file).write_text(text)
     prefix = c_prefix(model.name)
     for source in (f"{prefix}.c", "main.c"):  # the kernel libraries: their own tests compile them strictly
@@ -174,6 +174,25 @@ def test_errors_come_back_as_exceptions():
         program.forward([np.array([[1, 12]], np.int32)])
     with pytest.raises(GcompError, match="outside 1..2"):
         program.forward([np.zeros((3, 4), np.int32)])
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64"])
+def test_folded_embedding_lookups_in_c_equal_numpy(dtype):
+    """Inference runs the CPU-optimized graph: an Embedding and the Conv1Ds and Dense reading it
+    become lookup-table sums (gk_lookup_sum), checked against the unfolded NumPy reference."""
+    from gcomp.backends.c_runtime import CProgram
+    x = Input(shape=(None,), dtype=dtype, name="words")
+    emb = layers.Embedding(40, 6, name="emb")(x)
+    model = Model(x, [layers.Conv1D(4, 3, strides=2, activation="relu", bias_initializer="random_normal")(emb),
+                      layers.Conv1D(3, 2, dilation_rate=3)(emb), layers.Dense(5, activation="softmax")(emb)])
+    graph = model.optimized_graph(2, "cpu")
+    assert [graph.node(n)["op"] for n in graph.nodes("op")] == ["embedding_conv"] * 3
+    for batch, length in ((1, 7), (3, 17)):
+        assert_c_matches_numpy(model, [np.random.default_rng(length).integers(0, 40, (batch, length)).astype(dtype)])
+    program = CProgram(graph, 2, 32)
+    program.set_weights(graph.params)
+    with pytest.raises(InputDataError, match=r'Embedding layer "emb" got index 40 at position 4 of input "words"'):
+        program.forward([np.array([[1, 2, 3, 4, 40, 5, 6]], dtype)])
 
 
 def test_merges_broadcast_as_in_numpy():

@@ -163,6 +163,20 @@ def test_convolution_chains_transpose_only_at_the_edges():
         assert count_ops(proto, "Transpose") == 2, name
 
 
+def test_lstm_chains_stay_time_major():
+    """Embedding -> LSTM -> LSTM -> LSTM: the embedding gathers with transposed indices and each LSTM's
+    sequence feeds the next as it comes; the one float Transpose makes the second's, a graph output,
+    batch-major."""
+    words = Input(shape=(None,), dtype="int32", name="words")
+    seq = layers.LSTM(4, return_sequences=True, name="first")(layers.Embedding(20, 3, name="emb")(words))
+    backwards = layers.LSTM(3, return_sequences=True, go_backwards=True, name="second")(seq)
+    model = Model(words, [backwards, layers.LSTM(2, name="third")(backwards)])
+    proto = model.to_onnx()
+    transposed = [n.input[0] for n in proto.graph.node if n.op_type == "Transpose"]
+    assert transposed == ["words", "second/Y_squeezed"]
+    assert_onnx_matches_numpy(model, random_inputs(model, 3, 7))
+
+
 def test_shared_layer_weights_are_stored_once():
     proto = load_example("siamese_lstm")["model"].to_onnx()
     assert count_ops(proto, "LSTM") == 2

@@ -8,14 +8,16 @@ from gcomp import Input, Model, layers
 from gcomp.backends.onnx_backend import export_graph
 from gcomp.errors import IRVerificationError
 from gcomp.ir import print_graph
+from gcomp.errors import EmbeddingIndexError
 from gcomp.passes import (Report, batch_shared_calls, conv1x1_to_dense, dedupe_weights, eliminate_dead_nodes,
-                          fold_dense_chains, infer_shapes, merge_sibling_dense, optimize, pass_lists, run_passes)
+                          fold_dense_chains, fold_embedding_projections, infer_shapes, merge_sibling_dense, optimize,
+                          pass_lists, run_passes)
 
 from conftest import load_example
 from random_models import random_data, random_model
 
 ALL_PASSES = [eliminate_dead_nodes, conv1x1_to_dense, dedupe_weights, fold_dense_chains, merge_sibling_dense,
-              batch_shared_calls]
+              batch_shared_calls, fold_embedding_projections]
 SEED_MODELS = ["mlp", "qa_two_inputs", "multi_output", "inception", "residual", "siamese_lstm"]
 
 
@@ -144,6 +146,88 @@ def test_batch_shared_calls_leaves_independent_lengths_alone():
     padding and per-sample lengths, so the cost rule keeps two calls."""
     g = graph_of(load_example("siamese_lstm")["model"])
     assert body(apply(batch_shared_calls, g)) == body(g)
+
+
+def test_golden_fold_embedding_projections():
+    x = Input(shape=(None,), dtype="int32", name="x")
+    emb = layers.Embedding(30, 8, name="emb")(x)
+    y = layers.Conv1D(4, 3, strides=2, activation="relu", name="conv")(emb)
+    g = graph_of(Model(x, y))
+    after = apply(fold_embedding_projections, g)
+    assert body(after) == (
+        'graph "functional" {\n'
+        "input %x: int32[batch, x_len]\n"
+        "%emb+conv = embedding_conv(%x, tables=%emb+conv/tables) {activation='relu', dilation_rate=1, strides=2} "
+        "-> float32[batch, (x_len - 3) // 2 + 1, 4]\n"
+        "output conv = %emb+conv\n"
+        "}\n")
+    table, kernel, bias = g.params["emb/embeddings"], g.params["conv/kernel"], g.params["conv/bias"]
+    want = np.stack([table.astype(np.float64) @ kernel[k] for k in range(3)])
+    want[0] += bias
+    np.testing.assert_allclose(after.params["emb+conv/tables"], want, rtol=1e-5, atol=1e-6)  # float32 sums
+    assert any('layers "emb", "conv"' in n and "3 lookup table(s) of 30x4" in n for n in after.notes)
+
+
+def test_fold_embedding_projections_keeps_a_shared_embedding_and_skips_costly_tables():
+    x = Input(shape=(6,), dtype="int32", name="x")
+    emb = layers.Embedding(30, 8, name="emb")(x)
+    dense = layers.Dense(5, activation="softmax", name="head")(emb)
+    wide = layers.Conv1D(16, 3, name="wide")(emb)  # 3 taps x 16 filters = 6x the table: too costly
+    same = layers.Conv1D(2, 3, padding="same", name="same")(emb)  # padded windows read no row: left alone
+    after = apply(fold_embedding_projections, graph_of(Model(x, [dense, wide, same])))
+    text = print_graph(after)
+    assert "%emb+head = embedding_conv(%x, tables=%emb+head/tables) {activation='softmax', dilation_rate=1, " \
+           "strides=1} -> float32[batch, 6, 5]" in text
+    assert "%emb = embedding" in text and "%wide = conv(%emb" in text and "%same = conv(%emb" in text
+
+
+FOLDABLE = [  # (kernel size, strides, dilation, use_bias, activation)
+    (1, 1, 1, True, "linear"), (1, 3, 1, False, "relu"), (3, 1, 1, True, "tanh"), (4, 2, 1, True, "relu"),
+    (3, 1, 3, False, "sigmoid"), (5, 1, 2, True, "softmax"),
+]
+
+
+@pytest.mark.parametrize("kernel_size,strides,dilation,use_bias,act", FOLDABLE)
+def test_fold_embedding_projections_keeps_results(kernel_size, strides, dilation, use_bias, act):
+    x = Input(shape=(None,), dtype="int32", name="x")
+    emb = layers.Embedding(40, 6, name="emb")(x)
+    conv = layers.Conv1D(4, kernel_size, strides=strides, dilation_rate=dilation, use_bias=use_bias,
+                         activation=act, bias_initializer="random_normal", name="conv")(emb)
+    dense = layers.Dense(3, activation=act, bias_initializer="random_normal", name="dense")(
+        layers.Embedding(40, 6, name="emb2")(x))
+    g = graph_of(Model(x, [conv, dense]))
+    after = apply(fold_embedding_projections, g)
+    assert [after.node(n)["op"] for n in after.nodes("op")] == ["embedding_conv", "embedding_conv"]
+    from gcomp.backends.numpy_backend import compile_graph
+    for length in (17, 12):
+        arrays = [np.random.default_rng(length).integers(0, 40, (3, length)).astype(np.int32)]
+        expected = run(g, arrays)
+        for got_onnx, got_numpy, e in zip(run(after, arrays), compile_graph(after)(after.params, arrays), expected):
+            assert got_onnx.shape == e.shape
+            np.testing.assert_allclose(got_onnx, e, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(got_numpy, e, rtol=1e-5, atol=1e-6)
+
+
+def test_folded_lookup_in_onnx_refuses_sequences_shorter_than_the_window():
+    """Where the Conv1D would refuse the input, so does the folded ONNX graph (it has no Conv)."""
+    x = Input(shape=(None,), dtype="int32", name="x")
+    model = Model(x, layers.Conv1D(2, 3, strides=2, name="conv")(layers.Embedding(10, 4, name="emb")(x)))
+    proto = model.to_onnx(device="cpu")
+    assert "Conv" not in [n.op_type for n in proto.graph.node]
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert session.run(None, {"x": np.ones((1, 3), np.int32)})[0].shape == (1, 1, 2)
+    with pytest.raises(Exception, match="emb\\+conv/tap0/indices_of_3_steps_or_more"):
+        session.run(None, {"x": np.ones((1, 2), np.int32)})
+
+
+def test_folded_lookup_names_the_embedding_on_a_bad_index():
+    x = Input(shape=(4,), dtype="int32", name="words")
+    model = Model(x, layers.Conv1D(2, 2, name="conv")(layers.Embedding(10, 3, name="emb")(x)))
+    after = apply(fold_embedding_projections, graph_of(model))
+    from gcomp.backends.numpy_backend import compile_graph
+    with pytest.raises(EmbeddingIndexError, match=r'Embedding layer "emb" got index 10 at position \(0, 2\) of '
+                                                  r'input "words"'):
+        compile_graph(after)(after.params, [np.array([[1, 2, 10, 3]], np.int32)])
 
 
 # ---- results unchanged ----------------------------------------------------------------------------

@@ -23,6 +23,8 @@ ALIGN = 16  # floats: 64-byte alignment of every buffer in the arena
 C_OPS = ("dense", "embedding", "activation", "dropout", "flatten", "reshape", "conv", "max_pool", "avg_pool",
          "global_max_pool", "global_avg_pool", "concat", "add", "subtract", "multiply", "average", "maximum",
          "minimum", "lstm",
+         # optimized inference graphs
+         "embedding_conv",
          # training graphs
          "dropout_train", "lstm_train", "loss", "loss_vjp", "vjp", "add_n", "apply_gradients")
 # Kernel libraries copied beside the generated model (each a .h and a .c in templates/c/).
@@ -175,7 +177,7 @@ def _check_op(graph: Graph, n: str) -> None:
     data = graph.node(n)
     if data["op"] not in C_OPS:
         raise CBackendError(f'the C backend does not support op {data["op"]!r} (layer "{data["layer"]}") yet')
-    float_only = data["op"] not in ("embedding", "loss", "loss_vjp", "vjp")
+    float_only = data["op"] not in ("embedding", "embedding_conv", "loss", "loss_vjp", "vjp")
     for r in graph.op_inputs(n):
         t = graph.value_type(r)
         if float_only and t.dtype != "float32":
@@ -255,6 +257,7 @@ def _render_function(fn: CFunction, env, param_offset: dict[str, int], max_batch
             "x": [pointer(r) for r in refs], "xd": xd, "x_dtype": [graph.value_type(r).dtype for r in refs],
             "y": [pointer(r) for r in outs], "yd": [[to_c(d) for d in graph.value_type(r).shape] for r in outs],
             "p": {role: pointer(ValueRef(p)) for role, p in graph.op_params(n).items()}, "a": data["attrs"],
+            "pd": {role: graph.value_type(ValueRef(p)).shape for role, p in graph.op_params(n).items()},
             "op": data["op"], "layer": data["layer"], "node": n,
             "source": f'input "{refs[0].node}"' if refs and graph.kind(refs[0].node) == "input" else
             f'the output of "{graph.node(refs[0].node).get("layer", refs[0].node)}"' if refs else "",

@@ -34,6 +34,9 @@ CHANNELS_FIRST_2D = "channels_first_2d"
 """A rank-3 (batch, steps, channels) value held as (batch, channels, 1, steps): onnxruntime runs 2-D
 convolutions and pooling with its blocked NCHWc kernels, which beat its 1-D path (in a one-off trial, 20.0 against 14.0
 ms on a 64x256x96 Conv1D with k=5), so 1-D windows run as 1xk 2-D windows."""
+TIME_MAJOR = "time_major"
+"""A rank-3 (batch, steps, features) value held as (steps, batch, features), as ONNX's LSTM reads and
+writes it (onnxruntime's CPU LSTM refuses layout=1). Only values read by LSTMs alone are held so."""
 
 
 class ExportError(GcompError, ValueError):
@@ -129,6 +132,11 @@ class OnnxEmitter:
 
     def _convert(self, v: _Value, layout: str) -> str:
         hint = f"{v.name}/{layout}"
+        if TIME_MAJOR in (v.layout, layout):
+            if CHANNELS_LAST not in (v.layout, layout):  # through channels-last
+                last = _Value(self._convert(v, CHANNELS_LAST), CHANNELS_LAST, v.rank)
+                return self._convert(last, layout)
+            return self.node("Transpose", [v.name], hint, perm=[1, 0, 2])[0]
         if {v.layout, layout} == {CHANNELS_FIRST, CHANNELS_FIRST_2D}:  # (N, C, T) <-> (N, C, 1, T)
             op = "Unsqueeze" if layout == CHANNELS_FIRST_2D else "Squeeze"
             return self.node(op, [v.name, self.const_i64("two", [2])], hint)[0]

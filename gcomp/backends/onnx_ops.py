@@ -6,8 +6,8 @@ import math
 import numpy as np
 from onnx import TensorProto, helper
 
-from gcomp.backends.onnx_backend import (CHANNELS_FIRST, CHANNELS_FIRST_2D, CHANNELS_LAST, ExportError, OnnxEmitter,
-                                         first_layout, kernel_to_oihw, lstm_weights, onnx_axis)
+from gcomp.backends.onnx_backend import (CHANNELS_FIRST, CHANNELS_FIRST_2D, CHANNELS_LAST, TIME_MAJOR, ExportError,
+                                         OnnxEmitter, first_layout, kernel_to_oihw, lstm_weights, onnx_axis)
 from gcomp.ir.graph import ValueRef
 from gcomp.ir.types import same_padding
 
@@ -129,10 +129,69 @@ def dense(em, n, a):
     em.bind(ValueRef(n), activation(em, a["activation"], y, f"{n}/{a['activation']}"))
 
 
+def _read_by_lstms_only(em, ref: ValueRef) -> bool:
+    """Whether LSTMs are the only ops reading the (batch, steps, features) value: it is then held
+    time-major (were it also a graph output, that output alone takes a transpose)."""
+    readers = em.graph.consumers(ref)
+    return (em.graph.value_type(ref).rank == 3 and bool(readers)
+            and all(em.graph.node(c)["op"] == "lstm" for c, _ in readers))
+
+
 @lowering("embedding")
 def embedding(em, n, a):
     (ref,) = _inputs(em, n)
-    em.bind(ValueRef(n), em.node("Gather", [em.param(n, "embeddings"), em.value(ref)], n, axis=0)[0])
+    indices = em.value(ref)
+    if _read_by_lstms_only(em, ValueRef(n)):
+        # Gathering with (steps, batch) indices gives the LSTM's time-major input directly: the
+        # transpose moves the indices, not the embedded floats.
+        steps_first = em.node("Transpose", [indices], f"{n}/indices_time_major", perm=[1, 0])[0]
+        gathered = em.node("Gather", [em.param(n, "embeddings"), steps_first], n, axis=0)[0]
+        em.bind(ValueRef(n), gathered, TIME_MAJOR)
+        return
+    em.bind(ValueRef(n), em.node("Gather", [em.param(n, "embeddings"), indices], n, axis=0)[0])
+
+
+@lowering("embedding_conv")
+def embedding_conv(em, n, a):
+    """One Gather per tap, from indices sliced to that tap's offset and stride, summed by Adds
+    (on the seed's multi-output model, onnxruntime's variadic Sum took 15 ms where four Adds took 6.5)."""
+    (ref,) = _inputs(em, n)
+    indices = em.value(ref)
+    taps = em.graph.value_type(ValueRef(em.graph.op_params(n)["tables"])).shape[0]
+
+    def i64(v: int) -> str:
+        return em.const_i64(f"i64_{v}", [v])
+
+    windowed = taps > 1 or a["strides"] > 1
+    need = (taps - 1) * a["dilation_rate"] + 1  # the window's length
+    if windowed:
+        first_step = _step_unless_too_short(em, n, indices, need, a["strides"])
+    total = None
+    for k in range(taps):
+        tap = indices
+        if windowed:
+            start = k * a["dilation_rate"]
+            end = start - (taps - 1) * a["dilation_rate"] or np.iinfo(np.int64).max  # the last tap: to the end
+            step, hint = (first_step, f"{n}/tap0/indices_of_{need}_steps_or_more") if k == 0 else \
+                (i64(a["strides"]), f"{n}/tap{k}/indices")
+            tap = em.node("Slice", [indices, i64(start), i64(end), i64(1), step], hint)[0]
+        table = em.derived_param(n, "tables", f"tap{k}", lambda tables, k=k: tables[k])
+        looked_up = em.node("Gather", [table, tap], f"{n}/tap{k}", axis=0)[0]
+        total = looked_up if total is None else em.node("Add", [total, looked_up], f"{n}/sum{k}")[0]
+    em.bind(ValueRef(n), activation(em, a["activation"], total, f"{n}/{a['activation']}"))
+
+
+def _step_unless_too_short(em, n: str, indices: str, need: int, stride: int) -> str:
+    """The first tap's slice step: ``stride``, or 0 (which onnxruntime refuses, naming this node)
+    when the indices have fewer than ``need`` steps. Slices alone would give an empty sequence where
+    the convolution refused the input; ONNX has no assert."""
+    steps = em.node("Shape", [indices], f"{n}/steps", start=1, end=2)[0]
+    spare = em.node("Add", [steps, em.const_i64(f"i64_{1 - need}", [1 - need])], f"{n}/spare_steps")[0]
+    zero, one = em.const_i64("i64_scalar_0", 0), em.const_i64("i64_scalar_1", 1)
+    enough = em.node("Clip", [spare, zero, one], f"{n}/needs_{need}_steps")[0]
+    if stride == 1:
+        return enough
+    return em.node("Mul", [enough, em.const_i64(f"i64_{stride}", [stride])], f"{n}/needs_{need}_steps/stride")[0]
 
 
 @lowering("activation")
@@ -346,11 +405,10 @@ def lstm(em, n, a):
     except KeyError:
         raise ExportError(f'LSTM "{n}": activations {a["activation"]!r}/{a["recurrent_activation"]!r} '
                           f"have no ONNX LSTM equivalent (supported: {', '.join(_LSTM_ACTIVATIONS)})") from None
-    x = _float_input(em, n, ref, CHANNELS_LAST)
+    x = _float_input(em, n, ref, TIME_MAJOR)
     if a["go_backwards"]:  # Keras reads from the end and returns outputs in that order
         x = em.node("Slice", [x, em.const_i64("minus_one", [-1]), em.const_i64("int64_min", [-2 ** 63]),
-                              em.const_i64("one", [1]), em.const_i64("minus_one", [-1])], f"{n}/reversed")[0]
-    x = em.node("Transpose", [x], f"{n}/time_major", perm=[1, 0, 2])[0]
+                              em.const_i64("zero", [0]), em.const_i64("minus_one", [-1])], f"{n}/reversed")[0]
     params = em.graph.op_params(n)
     # W, R, B are made once per set of parameters (a layer's calls share them). Not per kernel alone:
     # after dedupe_weights two layers may share an equal kernel and differ in the other two.
@@ -373,7 +431,10 @@ def lstm(em, n, a):
     h = em.node("Squeeze", [outs[1], axis0], f"{n}/h" if want_seq or n_out == 3 else n)[0]
     if want_seq:
         seq = em.node("Squeeze", [outs[0], em.const_i64("one", [1])], f"{n}/Y_squeezed")[0]
-        em.bind(ValueRef(n), em.node("Transpose", [seq], n, perm=[1, 0, 2])[0])
+        if _read_by_lstms_only(em, ValueRef(n)):
+            em.bind(ValueRef(n), seq, TIME_MAJOR)
+        else:
+            em.bind(ValueRef(n), em.node("Transpose", [seq], n, perm=[1, 0, 2])[0])
     else:
         em.bind(ValueRef(n), h)
     if n_out == 3:

@@ -285,7 +285,7 @@ class Model(TrainingMixin, Layer):
                 self._compiled_cache[key] = self._onnx_runner(session)
             elif backend == "c":
                 from gcomp.backends.c_runtime import CProgram
-                graph = self._current_graph()
+                graph = self.optimized_graph(2, "cpu")  # inference only: folded weights are fine
                 program = CProgram(graph, *limits)
                 program.set_weights(graph.params)
                 self._compiled_cache[key] = program.forward

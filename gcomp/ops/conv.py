@@ -1,4 +1,5 @@
-"""Shape rules of the windowed ops: convolution and pooling (channels-last, any spatial rank)."""
+"""Shape rules of the windowed ops: convolution and pooling (channels-last, any spatial rank), and the
+embedding lookups a convolution folds into."""
 from __future__ import annotations
 
 from gcomp.errors import ShapeError
@@ -36,6 +37,25 @@ def conv(attrs, inputs, params):
         raise ShapeError(f"input has {x.shape[-1]} channels but the kernel expects {k[-2]} "
                          f"(input shape {shape_str(x.shape)}, kernel shape {shape_str(k)})")
     return [TensorType((x.shape[0],) + spatial + (k[-1],), "float32")]
+
+
+@register("embedding_conv", params=lambda a: ("tables",))
+def embedding_conv(attrs, inputs, params):
+    """y[b, t] = activation(sum_k tables[k][x[b, t*strides + k*dilation_rate]]): an Embedding read by a
+    valid Conv1D (or, with one table, by a Dense), folded into one lookup table per kernel tap."""
+    (x,) = inputs
+    if x.dtype not in t.INT_DTYPES:
+        raise ShapeError(f"expects integer indices, got dtype {x.dtype}")
+    taps, _, units = params["tables"].shape
+    if taps == 1 and attrs["strides"] == 1:
+        return [TensorType(x.shape + (units,), "float32")]
+    if x.rank != 2:
+        raise ShapeError(f"expects indices of rank 2 (batch, steps), got shape {shape_str(x.shape)}")
+    steps = t.window_out(x.shape[1], taps, attrs["strides"], attrs["dilation_rate"], "valid")
+    if t.is_static(steps) and steps <= 0:
+        raise ShapeError(f"indices of shape {shape_str(x.shape)} are too short for {taps} taps "
+                         f"with dilation {attrs['dilation_rate']}")
+    return [TensorType((x.shape[0], steps, units), "float32")]
 
 
 def _pool(attrs, inputs, params):

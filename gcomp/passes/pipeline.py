@@ -4,7 +4,8 @@
     1  + clean-ups that keep the model's weights as they are: dead-node elimination, 1x1
          convolutions as dense ops, parameters deduplicated by content
     2  + merges that compute new weights from the model's (results change by float32 rounding
-         only): sibling dense ops merged, linear dense chains folded; repeated until nothing changes
+         only): sibling dense ops merged, linear dense chains folded, a Dense or Conv1D reading an
+         Embedding folded into lookup tables; repeated until nothing changes
 
 The device is the one the exported file is meant for. Merging siblings trades several small matrix
 products for one wide one: that pays where each kernel launch costs (CUDA), not on onnxruntime's
@@ -17,6 +18,7 @@ from gcomp.passes.batch_calls import batch_shared_calls
 from gcomp.passes.dead_nodes import eliminate_dead_nodes
 from gcomp.passes.dedupe import dedupe_weights
 from gcomp.passes.infer_shapes import infer_shapes
+from gcomp.passes.lookup import fold_embedding_projections
 from gcomp.passes.manager import Report, run_passes
 from gcomp.passes.pointwise import conv1x1_to_dense, fold_dense_chains, merge_sibling_dense
 
@@ -36,7 +38,7 @@ def pass_lists(level: int, device: str = "cuda") -> tuple[list, list]:
     repeated = []
     if level >= 2:
         merges = [merge_sibling_dense, batch_shared_calls] if device == "cuda" else []
-        repeated = [fold_dense_chains] + merges + [eliminate_dead_nodes]
+        repeated = [fold_dense_chains, fold_embedding_projections] + merges + [eliminate_dead_nodes]
     return once, repeated
 
 

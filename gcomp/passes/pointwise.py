@@ -93,10 +93,11 @@ def fold_dense_chains(graph: Graph) -> Graph:
                        f"folded into one dense {y.node}")
         g.remove_node(second)
         g.remove_node(first)
-    return _drop_unread_params(g)
+    return drop_unread_params(g)
 
 
-def _drop_unread_params(g: Graph) -> Graph:
+def drop_unread_params(g: Graph) -> Graph:
+    """Remove the parameters no op reads any more (after a rewrite replaced their readers)."""
     for n in list(g.nodes("param")):
         if not g.nx.out_degree(n):
             g.remove_node(n)
@@ -122,7 +123,7 @@ def merge_sibling_dense(graph: Graph) -> Graph:
             for activation, siblings in groups.items():
                 if len(siblings) >= 2 and activation not in ACROSS_UNITS:
                     _merge(g, ValueRef(n, port), siblings, activation)
-    return _drop_unread_params(g)
+    return drop_unread_params(g)
 
 
 def _merge(g: Graph, x: ValueRef, siblings: list[str], activation: str) -> None:

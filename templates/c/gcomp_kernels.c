@@ -966,6 +966,61 @@ long gk_gather_i64(const float *table, long input_dim, long dim, const int64_t *
     return -1;
 }
 
+/* ---- embedding lookups folded with the op reading them ---------------------------------------- */
+
+static int64_t gk_index_at(const void *idx, int wide, long i)
+{
+    return wide ? ((const int64_t *)idx)[i] : (int64_t)((const int32_t *)idx)[i];
+}
+
+/* Output rows [r0, r1) of gk_lookup_sum (indices already checked). */
+static void gk_lookup_rows(const float *tables, long taps, long input_dim, long dim, const void *idx, int wide,
+                           long steps_in, long steps_out, long stride, long dilation, long r0, long r1, float *y)
+{
+    long r, k, j;
+    for (r = r0; r < r1; ++r) {
+        const long b = r / steps_out, t = r % steps_out;
+        const long at = b * steps_in + t * stride;
+        float *out = y + r * dim;
+        const float *row = tables + (long)gk_index_at(idx, wide, at) * dim;
+        memcpy(out, row, (size_t)dim * sizeof *out);
+        for (k = 1; k < taps; ++k) {
+            row = tables + (k * input_dim + (long)gk_index_at(idx, wide, at + k * dilation)) * dim;
+            for (j = 0; j < dim; ++j) out[j] += row[j];
+        }
+    }
+}
+
+long gk_lookup_sum(const float *tables, long taps, long input_dim, long dim, const void *idx, int wide,
+                   long batch, long steps_in, long steps_out, long stride, long dilation, float *y)
+{
+    enum { ROWS = 64 };
+    const long rows = batch * steps_out;
+    long i;
+    int threads;
+    for (i = 0; i < batch * steps_in; ++i) {
+        const int64_t r = gk_index_at(idx, wide, i);
+        if (r < 0 || r >= (int64_t)input_dim) return i;
+    }
+    if (rows <= 0 || dim <= 0) return -1;
+    threads = gk_threads((double)rows * (double)(taps * dim));
+    if (threads <= 1) {
+        gk_lookup_rows(tables, taps, input_dim, dim, idx, wide, steps_in, steps_out, stride, dilation, 0, rows, y);
+    } else {
+        double t0 = gk_region_start(), lag = 0.0;
+        GK_PRAGMA(omp parallel num_threads(threads))
+        {
+            gk_region_joined(t0, &lag);
+            GK_PRAGMA(omp for schedule(dynamic, 1) nowait)
+            for (i = 0; i < (rows + ROWS - 1) / ROWS; ++i)
+                gk_lookup_rows(tables, taps, input_dim, dim, idx, wide, steps_in, steps_out, stride, dilation,
+                               i * ROWS, gk_minl(rows, (i + 1) * ROWS), y);
+        }
+        gk_region_end(lag);
+    }
+    return -1;
+}
+
 /* ---- convolution ----------------------------------------------------------------------------- */
 
 /* Rows [r0, r1) of the patch matrix (out0 * out1, k0 * k1 * C) of one sample, channels innermost,

@@ -38,6 +38,13 @@ void gk_activation(int act, const float *x, float *y, long rows, long row_len);
 long gk_gather_i32(const float *table, long input_dim, long dim, const int32_t *idx, long n, float *y);
 long gk_gather_i64(const float *table, long input_dim, long dim, const int64_t *idx, long n, float *y);
 
+/* An Embedding and the Dense or valid Conv1D reading it, folded: y (batch, steps_out, dim) with
+ * y[b, t] = sum_k tables[k][idx[b, t * stride + k * dilation]], tables (taps, input_dim, dim) and idx
+ * (batch, steps_in) int32 (wide = 0) or int64 (wide = 1). Returns -1 when every index is in
+ * [0, input_dim), else the position of the first bad one (y is then unspecified). */
+long gk_lookup_sum(const float *tables, long taps, long input_dim, long dim, const void *idx, int wide,
+                   long batch, long steps_in, long steps_out, long stride, long dilation, float *y);
+
 /* Channels-last convolution of rank 1 or 2 (rank-1 uses in[1] = out[1] = kernel[1] = 1,
  * stride[1] = dilation[1] = 1, pad[1] = 0). x (batch, in[0], in[1], channels), kernel
  * (kernel[0], kernel[1], channels, filters), y (batch, out[0], out[1], filters).

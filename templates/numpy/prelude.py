@@ -130,6 +130,22 @@ def gather_rows(table, indices, layer, source):
     return table[indices]
 
 
+def lookup_sum(tables, indices, strides, dilation, layer, source):
+    """sum_k tables[k][indices[:, t*strides + k*dilation]]: an embedding and the Dense or valid Conv1D
+    reading it, folded (one table per kernel tap)."""
+    indices = np.asarray(indices)
+    check_indices(indices, tables.shape[1], layer, source)
+    taps = tables.shape[0]
+    if taps == 1 and strides == 1:
+        return tables[0][indices]
+    steps = (indices.shape[1] - (taps - 1) * dilation - 1) // strides + 1
+    y = tables[0][indices[:, :(steps - 1) * strides + 1:strides]]
+    for k in range(1, taps):
+        start = k * dilation
+        y += tables[k][indices[:, start:start + (steps - 1) * strides + 1:strides]]
+    return y
+
+
 def _spatial_pads(spatial, kernel, strides, dilation, padding):
     """(before, after) padding of each spatial axis: none for "valid", all before for "causal", and
     for "same" total = max((ceil(n / s) - 1) s + k_eff - n, 0) with the smaller half before."""
