@@ -290,6 +290,9 @@ CONV_CASES = [  # input spatial, channels, window, filters, strides, dilation
     ((30,), 32, (5,), 20, (2,), (1,)),
     ((31,), 16, (3,), 36, (1,), (2,)),
     ((26,), 20, (5,), 70, (1,), (1,)),
+    # rows in groups of 4 outputs: a width of 12 (three whole groups), of 5 (the last group overlaps)
+    ((6, 12), 16, (3, 3), 32, (1, 1), (1, 1)),
+    ((7, 5), 32, (3, 3), 17, (1, 1), (1, 1)),
 ]
 
 
@@ -319,6 +322,7 @@ def _conv_args(x, kernel, strides, padding, dilation):
 
 @pytest.mark.parametrize("spatial, channels, window, filters, strides, padding",
                          [((12, 10), 16, (3, 3), 40, (1, 1), "same"), ((9, 11), 3, (3, 3), 8, (2, 2), "same"),
+                          ((7, 5), 32, (3, 3), 17, (1, 1), "same"),
                           ((7, 8), 6, (1, 1), 9, (1, 1), "valid"), ((30,), 32, (5,), 20, (1,), "valid")])
 def test_conv_act_is_conv_then_activation(lib, spatial, channels, window, filters, strides, padding):
     x = rand((2, *spatial, channels), 1)

@@ -277,8 +277,8 @@ static GK_NOINLINE GK_512_ATTR void gk_512_pk(long kc, const float *restrict ap,
     }
 
 static GK_NOINLINE GK_512_ATTR void gk_512_seg(int nseg, const float *const *sa, const long *sk, long lda,
-                                               const float *restrict bp, float *const *crow, long nr,
-                                               int first, const float *restrict bias)
+                                               long g4, long g8, const float *restrict bp, long ldb,
+                                               float *const *crow, long nr, int first, const float *restrict bias)
 {
     const long l2 = 2 * lda, l3 = 3 * lda;
     const __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xffffu : (1u << nr) - 1u);
@@ -287,11 +287,19 @@ static GK_NOINLINE GK_512_ATTR void gk_512_seg(int nseg, const float *const *sa,
     int q, i;
     GK_512_ROWS(GK_512_ZERO)
     for (q = 0; q < nseg; ++q) {
-        const float *a0 = sa[q], *a4 = sa[q] + 4 * lda, *a8 = sa[q] + 8 * lda;
+        const float *a0 = sa[q], *a4 = sa[q] + g4, *a8 = sa[q] + g8;
         for (p = 0; p < sk[q]; ++p) {
-            const __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
+            /* masked where nr < 32: b's row (read in place) may end there; the lanes are zeros
+             * (a whole panel loads unmasked: masked loads cost 7% on the seed's residual convs) */
+            const __m512 b0 = nr == 32 ? _mm512_loadu_ps(bp) : _mm512_maskz_loadu_ps(m0, bp);
+            const __m512 b1 = nr == 32 ? _mm512_loadu_ps(bp + 16) : _mm512_maskz_loadu_ps(m1, bp + 16);
+            GK_PREFETCH(bp + GK_PF * ldb); /* b's rows ahead (a prefetch never faults past its end) */
             if ((p & 15) == 0)
-                for (i = 0; i < 12; ++i) GK_PREFETCH(sa[q] + i * lda + p + 32);
+                for (i = 0; i < 4; ++i) {
+                    GK_PREFETCH(a0 + i * lda + 32);
+                    GK_PREFETCH(a4 + i * lda + 32);
+                    GK_PREFETCH(a8 + i * lda + 32);
+                }
 
 #define GK_512_A(I) GK_512_DA(I)
             GK_512_ROWS(GK_512_FMA)
@@ -299,7 +307,7 @@ static GK_NOINLINE GK_512_ATTR void gk_512_seg(int nseg, const float *const *sa,
             ++a0;
             ++a4;
             ++a8;
-            bp += 32;
+            bp += ldb;
         }
     }
     GK_512_ROWS(GK_512_STORE_ROW)
@@ -1003,7 +1011,9 @@ long gk_lookup_sum(const float *tables, long taps, long input_dim, long dim, con
         if (r < 0 || r >= (int64_t)input_dim) return i;
     }
     if (rows <= 0 || dim <= 0) return -1;
-    threads = gk_threads((double)rows * (double)(taps * dim));
+    /* rows scattered over tables larger than the caches: the time is memory's (one core reads
+     * them at ~8 GB/s, about 24 multiply-adds' time per float), which a second core doubles */
+    threads = gk_threads(24.0 * (double)rows * (double)(taps * dim));
     if (threads <= 1) {
         gk_lookup_rows(tables, taps, input_dim, dim, idx, wide, steps_in, steps_out, stride, dilation, 0, rows, y);
     } else {
@@ -1081,39 +1091,38 @@ static void gk_im2col(const float *x, const long in[2], long channels, const lon
 enum { GK_MAXRUN = 64 };
 struct gk_conv_geom {
     long lda;                /* floats between consecutive patch rows */
-    long wq, rows, out1;     /* patch rows per output row, patch rows of a sample, outputs kept */
+    long wq, rows, out1;     /* patch rows per output row, rows of a sample (below), outputs kept */
+    long gpr;                /* 0: rows are patch rows, all wq of each output row (those past out1
+                              * computed and dropped); else rows come in groups of 4 outputs, gpr
+                              * per output row (the last one ends at out1, overlapping the one
+                              * before), so that a 12-row tile is 3 groups and computes no padding */
     long nrun;               /* runs of a patch row: */
     long run_off[GK_MAXRUN]; /* start, from the row's start (q lda) */
     long run_p0[GK_MAXRUN];  /* first patch column (runs partition [0, kcols) in order) */
 };
 
-/* b (k, n) into panels of 32 columns (zero past n), dst[(j / 32) * k * 32 + p * 32 + j % 32]. */
-static void gk_pack_b32(const float *b, long k, long n, float *dst)
+/* Patch row (q) of row v of a sample and the output it makes (-1: none, or made by another row). */
+static long gk_conv_row(const struct gk_conv_geom *g, long v, long *out)
 {
-    long jr, p, j;
-    for (p = 0; p < k; ++p) /* b's rows in order: one pass over it */
-        for (jr = 0; jr < n; jr += 32) {
-            const float *restrict src = b + p * n + jr;
-            float *restrict d = dst + jr * k + p * 32;
-            if (n - jr >= 32) {
-                int jj;
-                for (jj = 0; jj < 32; ++jj) d[jj] = src[jj];
-            } else {
-                for (j = 0; j < n - jr; ++j) d[j] = src[j];
-                for (; j < 32; ++j) d[j] = 0.0f;
-            }
-        }
+    long o0, o1, start, first;
+    if (!g->gpr) {
+        *out = v % g->wq < g->out1 ? (v / g->wq) * g->out1 + v % g->wq : -1;
+        return v;
+    }
+    o0 = v / 4 / g->gpr;
+    first = v / 4 % g->gpr * 4;           /* the group's first output, unshifted */
+    start = gk_minl(first, g->out1 - 4);  /* the last group ends at out1 */
+    o1 = start + v % 4;
+    *out = o1 >= first ? o0 * g->out1 + o1 : -1;
+    return o0 * g->wq + o1;
 }
 
 /* The rows [q0, q1) and columns [j0, j1) (whole 32-column panels) of one sample: xs its phases
- * (or x), ys its output (out0 * out1, F); the kernel packed by gk_pack_b32 in bpre, or NULL (then
- * packed here, block by block). */
+ * (or x), ys its output (out0 * out1, F); the kernel (kcols, F) is read in place. */
 static void gk_conv_implicit_rows(const struct gk_conv_geom *g, const float *xs, const float *kernel,
-                                  const float *bpre, const float *bias, float *ys, long kcols, long F, long q0,
-                                  long q1, long j0, long j1, int act)
+                                  const float *bias, float *ys, long kcols, long F, long q0, long q1, long j0,
+                                  long j1, int act)
 {
-    float bpack_raw[GK_KC * 32 + 16];
-    float *const bpack = gk_align64(bpack_raw);
     const float *sa[GK_MAXRUN];
     long sk[GK_MAXRUN];
     float *crow[12];
@@ -1126,40 +1135,37 @@ static void gk_conv_implicit_rows(const struct gk_conv_geom *g, const float *xs,
         for (r1 = r0; r1 + 1 < g->nrun && g->run_p0[r1 + 1] < pc + kc; ++r1) continue;
         for (jr = j0; jr < j1; jr += 32) {
             const long nr = gk_minl(32, j1 - jr);
-            const float *bp = bpre ? bpre + jr * kcols + pc * 32 : bpack;
-            if (!bpre) {
-                long p, j;
-                for (p = 0; p < kc; ++p) {
-                    const float *restrict src = kernel + (pc + p) * F + jr;
-                    float *restrict d = bpack + p * 32;
-                    if (nr == 32) {
-                        int jj;
-                        for (jj = 0; jj < 32; ++jj) d[jj] = src[jj];
-                    } else {
-                        for (j = 0; j < nr; ++j) d[j] = src[j];
-                        for (; j < 32; ++j) d[j] = 0.0f;
-                    }
-                }
-            }
+            const float *bp = kernel + pc * F + jr; /* read in place: packing cost more than it saved */
             for (qp = q0; qp < q1; qp += 12) {
                 const long qa = gk_minl(qp, q1 - 12); /* a short last tile takes rows before it */
-                long i, r;
+                long i, r, base[3], out;
                 int nseg = 0;
                 for (i = 0; i < 12; ++i) {
-                    const long q = qa + i, o1 = q % g->wq;
-                    crow[i] = q < qp || o1 >= g->out1 ? NULL : ys + ((q / g->wq) * g->out1 + o1) * F + jr;
+                    const long q = gk_conv_row(g, qa + i, &out);
+                    if (i % 4 == 0) base[i / 4] = q;
+                    crow[i] = qa + i < qp || out < 0 ? NULL : ys + out * F + jr;
                 }
                 for (r = r0; r <= r1; ++r) {
                     const long end = r + 1 < g->nrun ? g->run_p0[r + 1] : kcols;
                     const long lo = gk_maxl(pc, g->run_p0[r]), hi = gk_minl(pc + kc, end);
-                    sa[nseg] = xs + qa * g->lda + g->run_off[r] + (lo - g->run_p0[r]);
+                    sa[nseg] = xs + base[0] * g->lda + g->run_off[r] + (lo - g->run_p0[r]);
                     sk[nseg++] = hi - lo;
                 }
-                gk_512_seg(nseg, sa, sk, g->lda, bp, crow, nr, pc == 0, bias_k ? bias_k + jr : NULL);
+                gk_512_seg(nseg, sa, sk, g->lda, (base[1] - base[0]) * g->lda, (base[2] - base[0]) * g->lda, bp,
+                           F, crow, nr, pc == 0, bias_k ? bias_k + jr : NULL);
             }
         }
     }
     if (act == GK_LINEAR) return;
+    if (g->gpr) { /* the outputs rows [q0, q1) made: whole groups, output row by output row */
+        for (o0 = q0 / 4 / g->gpr; o0 * g->gpr * 4 < q1; ++o0) {
+            const long a = gk_maxl(q0 / 4, o0 * g->gpr) - o0 * g->gpr;
+            const long b = gk_minl(q1 / 4, (o0 + 1) * g->gpr) - o0 * g->gpr;
+            if (a < b)
+                gk_act_block(act, ys + (o0 * g->out1 + 4 * a) * F + j0, F, gk_minl(g->out1, 4 * b) - 4 * a, j1 - j0);
+        }
+        return;
+    }
     for (o0 = q0 / g->wq; o0 * g->wq < q1; ++o0) { /* the rows kept, output row by output row */
         const long a = gk_maxl(q0, o0 * g->wq), b = gk_minl(q1, o0 * g->wq + g->out1);
         if (a < b) gk_act_block(act, ys + (o0 * g->out1 + a - o0 * g->wq) * F + j0, F, b - a, j1 - j0);
@@ -1197,8 +1203,7 @@ static int gk_conv_implicit(const float *x, const float *kernel, const float *bi
     const long wp = (out[1] - 1) * stride[1] + (ks[1] - 1) * dil[1] + 1;
     const int rank1 = in[1] == 1 && out[1] == 1 && ks[1] == 1;
     struct gk_conv_geom g;
-    long ssize, group, s0, chunk, groups, cap, packed, a, b, min_run = kcols;
-    const float *bpre;
+    long ssize, group, s0, chunk, groups, cap, a, b, min_run = kcols;
     int copy;
     if (ks[0] * ks[1] > GK_MAXRUN) return 0;
     if (rank1 && pad[0] == 0 && hp <= in[0]) { /* x itself, rows stride0 C apart */
@@ -1220,7 +1225,8 @@ static int gk_conv_implicit(const float *x, const float *kernel, const float *bi
         return 0;
     }
     g.out1 = out[1];
-    g.rows = (out[0] - 1) * g.wq + out[1];
+    g.gpr = g.wq > out[1] && out[1] >= 4 ? (out[1] + 3) / 4 : 0;
+    g.rows = g.gpr ? out[0] * g.gpr * 4 : (out[0] - 1) * g.wq + out[1];
     g.nrun = 0;
     for (a = 0; a < ks[0]; ++a)
         for (b = 0; b < ks[1]; ++b) {
@@ -1235,29 +1241,22 @@ static int gk_conv_implicit(const float *x, const float *kernel, const float *bi
         min_run = gk_minl(min_run, (a + 1 < g.nrun ? g.run_p0[a + 1] : kcols) - g.run_p0[a]);
     /* short runs (few channels) and tiny outputs: im2col is as good */
     if (min_run < 16 || g.rows < 12) return 0;
-    /* scratch (out0 out1 kcols floats): the packed kernel if it fits, then the samples' phases */
+    /* scratch (out0 out1 kcols floats): the samples' padded copies */
     ssize = hp * g.wq * C;
     cap = out[0] * out[1] * kcols;
-    packed = kcols * ((F + 31) / 32 * 32) + 16;
-    if (cap - packed < (copy ? ssize : 0)) packed = 0;
-    group = copy ? gk_minl(batch, (cap - packed) / gk_maxl(1, ssize)) : batch;
+    group = copy ? gk_minl(batch, cap / gk_maxl(1, ssize)) : batch;
     if (group < 1) return 0;
-    bpre = NULL;
-    if (packed) {
-        float *const dst = gk_align64(scratch + (cap - packed));
-        gk_pack_b32(kernel, kcols, F, dst);
-        bpre = dst;
-    }
     /* units of work: chunks of patch rows (16 tiles; fewer, down to 2, so that each thread gets
-     * about 4 units) times groups of 32-column panels (when the kernel is not packed in advance,
-     * each unit packs its part of it: then columns are split first, rather than rows) */
+     * about 4 units), and where that leaves too few, groups of 32-column panels too */
     chunk = 192;
     groups = 1;
     if (threads > 1) {
-        const long want = 4L * threads, whole = group * ((g.rows + 191) / 192);
-        if (!bpre && act != GK_SOFTMAX && act != GK_LOG_SOFTMAX)
-            groups = gk_minl((F + 31) / 32, (want + whole - 1) / whole);
-        if (groups == 1) chunk = gk_minl(192, gk_maxl(24, ((group * g.rows + want - 1) / want + 11) / 12 * 12));
+        const long want = 4L * threads;
+        long units;
+        chunk = gk_minl(192, gk_maxl(24, ((group * g.rows + want - 1) / want + 11) / 12 * 12));
+        units = group * ((g.rows + chunk - 1) / chunk);
+        if (units < want && act != GK_SOFTMAX && act != GK_LOG_SOFTMAX) /* too few rows: split columns too */
+            groups = gk_minl((F + 31) / 32, (want + units - 1) / units);
     }
     for (s0 = 0; s0 < batch; s0 += group) {
         const long gs = gk_minl(group, batch - s0), chunks = (g.rows + chunk - 1) / chunk;
@@ -1277,7 +1276,7 @@ static int gk_conv_implicit(const float *x, const float *kernel, const float *bi
                 for (item = 0; item < items; ++item) {
                     const long s = item / (chunks * groups), q0 = item / groups % chunks * chunk;
                     const long cg = item % groups;
-                    gk_conv_implicit_rows(&g, xg + s * (copy ? ssize : xsize), kernel, bpre, bias,
+                    gk_conv_implicit_rows(&g, xg + s * (copy ? ssize : xsize), kernel, bias,
                                           y + (s0 + s) * ysize, kcols, F, q0, gk_minl(g.rows, q0 + chunk),
                                           cg * panels / groups * 32, gk_minl(F, (cg + 1) * panels / groups * 32),
                                           act);
@@ -1288,7 +1287,7 @@ static int gk_conv_implicit(const float *x, const float *kernel, const float *bi
             for (item = 0; item < items; ++item) {
                 const long s = item / (chunks * groups), q0 = item / groups % chunks * chunk;
                 const long cg = item % groups;
-                gk_conv_implicit_rows(&g, xg + s * (copy ? ssize : xsize), kernel, bpre, bias,
+                gk_conv_implicit_rows(&g, xg + s * (copy ? ssize : xsize), kernel, bias,
                                       y + (s0 + s) * ysize, kcols, F, q0, gk_minl(g.rows, q0 + chunk),
                                       cg * panels / groups * 32, gk_minl(F, (cg + 1) * panels / groups * 32), act);
             }
