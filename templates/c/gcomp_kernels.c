@@ -1101,20 +1101,23 @@ struct gk_conv_geom {
     long run_p0[GK_MAXRUN];  /* first patch column (runs partition [0, kcols) in order) */
 };
 
-/* Patch row (q) of row v of a sample and the output it makes (-1: none, or made by another row). */
-static long gk_conv_row(const struct gk_conv_geom *g, long v, long *out)
+/* The patch rows (q) of rows v .. v + 3 of a sample (v a multiple of 4), 1 lda apart, and the
+ * outputs they make (out[r] < 0: none, or made by another row); returns the first q. */
+static long gk_conv_rows4(const struct gk_conv_geom *g, long v, long out[4])
 {
-    long o0, o1, start, first;
+    long o0, first, start, r;
     if (!g->gpr) {
-        *out = v % g->wq < g->out1 ? (v / g->wq) * g->out1 + v % g->wq : -1;
+        for (r = 0; r < 4; ++r) {
+            const long o1 = (v + r) % g->wq;
+            out[r] = o1 < g->out1 ? (v + r) / g->wq * g->out1 + o1 : -1;
+        }
         return v;
     }
     o0 = v / 4 / g->gpr;
-    first = v / 4 % g->gpr * 4;           /* the group's first output, unshifted */
-    start = gk_minl(first, g->out1 - 4);  /* the last group ends at out1 */
-    o1 = start + v % 4;
-    *out = o1 >= first ? o0 * g->out1 + o1 : -1;
-    return o0 * g->wq + o1;
+    first = v / 4 % g->gpr * 4;          /* the group's first output, unshifted */
+    start = gk_minl(first, g->out1 - 4); /* the last group ends at out1 */
+    for (r = 0; r < 4; ++r) out[r] = start + r >= first ? o0 * g->out1 + start + r : -1;
+    return o0 * g->wq + start;
 }
 
 /* The rows [q0, q1) and columns [j0, j1) (whole 32-column panels) of one sample: xs its phases
@@ -1138,12 +1141,11 @@ static void gk_conv_implicit_rows(const struct gk_conv_geom *g, const float *xs,
             const float *bp = kernel + pc * F + jr; /* read in place: packing cost more than it saved */
             for (qp = q0; qp < q1; qp += 12) {
                 const long qa = gk_minl(qp, q1 - 12); /* a short last tile takes rows before it */
-                long i, r, base[3], out;
+                long i, r, base[3], out[4];
                 int nseg = 0;
-                for (i = 0; i < 12; ++i) {
-                    const long q = gk_conv_row(g, qa + i, &out);
-                    if (i % 4 == 0) base[i / 4] = q;
-                    crow[i] = qa + i < qp || out < 0 ? NULL : ys + out * F + jr;
+                for (i = 0; i < 12; i += 4) {
+                    base[i / 4] = gk_conv_rows4(g, qa + i, out);
+                    for (r = 0; r < 4; ++r) crow[i + r] = qa + i + r < qp || out[r] < 0 ? NULL : ys + out[r] * F + jr;
                 }
                 for (r = r0; r <= r1; ++r) {
                     const long end = r + 1 < g->nrun ? g->run_p0[r + 1] : kcols;
