@@ -195,6 +195,21 @@ def test_folded_embedding_lookups_in_c_equal_numpy(dtype):
         program.forward([np.array([[1, 2, 3, 4, 40, 5, 6]], dtype)])
 
 
+def test_inputs_too_short_for_a_window_are_refused():
+    """Free lengths are checked against every window before anything runs (the seed's multi-output
+    model's first Conv1D is folded into lookups and still refuses 3-token posts)."""
+    model = load_example("multi_output")["model"]
+    for length, layer, out in ((3, "conv1d", -1), (12, "conv1d_1", -3), (40, "conv1d_2", -1)):
+        with pytest.raises(InputDataError, match=f'layer "{layer}": the input is too short for its window '
+                                                 rf"\(axis 1 of its output would have length {out}\)"):
+            model.predict(np.ones((2, length), "int32"), backend="c")
+    x = Input(shape=(None, 3), name="seq")
+    model = Model(x, layers.GlobalMaxPooling1D()(layers.Conv1D(2, 5, name="conv")(x)))
+    with pytest.raises(InputDataError, match='layer "conv": the input is too short'):
+        model.predict(np.ones((1, 4, 3), "float32"), backend="c")
+    assert_c_matches_numpy(model, [np.random.default_rng(0).normal(size=(1, 5, 3)).astype("float32")])
+
+
 def test_merges_broadcast_as_in_numpy():
     x, y = Input(shape=(3, 4), name="x"), Input(shape=(1, 4), name="y")
     model = Model([x, y], [layers.add([x, y]), layers.maximum([y, x]), layers.average([x, y])])

@@ -8,7 +8,7 @@ from gcomp import Input, Model, layers
 from gcomp.backends.onnx_backend import export_graph
 from gcomp.errors import IRVerificationError
 from gcomp.ir import print_graph
-from gcomp.errors import EmbeddingIndexError
+from gcomp.errors import EmbeddingIndexError, InputDataError
 from gcomp.passes import (Report, batch_shared_calls, conv1x1_to_dense, dedupe_weights, eliminate_dead_nodes,
                           fold_dense_chains, fold_embedding_projections, infer_shapes, merge_sibling_dense, optimize,
                           pass_lists, run_passes)
@@ -157,7 +157,8 @@ def test_golden_fold_embedding_projections():
     assert body(after) == (
         'graph "functional" {\n'
         "input %x: int32[batch, x_len]\n"
-        "%emb+conv = embedding_conv(%x, tables=%emb+conv/tables) {activation='relu', dilation_rate=1, strides=2} "
+        "%emb+conv = embedding_conv(%x, tables=%emb+conv/tables) {activation='relu', dilation_rate=1, embedding='emb', "
+        "strides=2} "
         "-> float32[batch, (x_len - 3) // 2 + 1, 4]\n"
         "output conv = %emb+conv\n"
         "}\n")
@@ -177,7 +178,7 @@ def test_fold_embedding_projections_keeps_a_shared_embedding_and_skips_costly_ta
     after = apply(fold_embedding_projections, graph_of(Model(x, [dense, wide, same])))
     text = print_graph(after)
     assert "%emb+head = embedding_conv(%x, tables=%emb+head/tables) {activation='softmax', dilation_rate=1, " \
-           "strides=1} -> float32[batch, 6, 5]" in text
+           "embedding='emb', strides=1} -> float32[batch, 6, 5]" in text
     assert "%emb = embedding" in text and "%wide = conv(%emb" in text and "%same = conv(%emb" in text
 
 
@@ -220,7 +221,7 @@ def test_folded_lookup_in_onnx_refuses_sequences_shorter_than_the_window():
         session.run(None, {"x": np.ones((1, 2), np.int32)})
 
 
-def test_folded_lookup_names_the_embedding_on_a_bad_index():
+def test_folded_lookup_names_the_embedding_on_a_bad_index_and_the_conv_on_a_short_input():
     x = Input(shape=(4,), dtype="int32", name="words")
     model = Model(x, layers.Conv1D(2, 2, name="conv")(layers.Embedding(10, 3, name="emb")(x)))
     after = apply(fold_embedding_projections, graph_of(model))
@@ -228,6 +229,9 @@ def test_folded_lookup_names_the_embedding_on_a_bad_index():
     with pytest.raises(EmbeddingIndexError, match=r'Embedding layer "emb" got index 10 at position \(0, 2\) of '
                                                   r'input "words"'):
         compile_graph(after)(after.params, [np.array([[1, 2, 10, 3]], np.int32)])
+    with pytest.raises(InputDataError, match=r'layer "conv": input of spatial shape \(1,\) is smaller than its '
+                                             r'window \(2,\)'):
+        compile_graph(after)(after.params, [np.array([[1]], np.int32)])
 
 
 # ---- results unchanged ----------------------------------------------------------------------------

@@ -20,8 +20,10 @@ def _c(node: ast.AST) -> str:
     if isinstance(node, ast.Name):
         return c_symbol(node.id)
     if isinstance(node, ast.BinOp):
-        ops = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.FloorDiv: "/"}
-        if type(node.op) in ops:  # dims are non-negative, so C's truncating '/' is floor division
+        if isinstance(node.op, ast.FloorDiv):  # floor, not C's truncation: a too-short input's dim is negative
+            return f"GC_FLOORDIV({_c(node.left)}, {_c(node.right)})"
+        ops = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*"}
+        if type(node.op) in ops:
             return f"({_c(node.left)} {ops[type(node.op)]} {_c(node.right)})"
     if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "ceil" and len(node.args) == 1:
         inner = node.args[0]

@@ -61,8 +61,10 @@ def fold_embedding_projections(graph: Graph) -> Graph:
         name = g.unique_name(f"{x.node}+{n}")
         ref = g.add_param(g.unique_name(f"{name}/tables"), tables, role="tables",
                           layer=layer, trainable=False)
-        # The folded op is named after the embedding's layer: an index error is that layer's.
-        (y,) = g.add_op(name, "embedding_conv", g.op_inputs(x.node), {"tables": ref}, attrs, layer=emb_layer)
+        # The op is the reading layer's (a window too long for the input is its error); an index
+        # outside the table is the Embedding's error, so its name stays in the attributes.
+        (y,) = g.add_op(name, "embedding_conv", g.op_inputs(x.node), {"tables": ref},
+                        {**attrs, "embedding": emb_layer}, layer=layer)
         g.replace_uses(ValueRef(n), y)
         g.remove_node(n)
         if not g.consumers(x) and all(r != x for _, r in g.outputs):

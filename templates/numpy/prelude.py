@@ -130,15 +130,19 @@ def gather_rows(table, indices, layer, source):
     return table[indices]
 
 
-def lookup_sum(tables, indices, strides, dilation, layer, source):
+def lookup_sum(tables, indices, strides, dilation, embedding, layer, source):
     """sum_k tables[k][indices[:, t*strides + k*dilation]]: an embedding and the Dense or valid Conv1D
     reading it, folded (one table per kernel tap)."""
     indices = np.asarray(indices)
-    check_indices(indices, tables.shape[1], layer, source)
+    check_indices(indices, tables.shape[1], embedding, source)
     taps = tables.shape[0]
     if taps == 1 and strides == 1:
         return tables[0][indices]
-    steps = (indices.shape[1] - (taps - 1) * dilation - 1) // strides + 1
+    window = (taps - 1) * dilation + 1
+    if indices.shape[1] < window:
+        raise InputDataError(f'layer "{layer}": input of spatial shape ({indices.shape[1]},) is smaller than its '
+                             f"window ({window},); give longer inputs")
+    steps = (indices.shape[1] - window) // strides + 1
     y = tables[0][indices[:, :(steps - 1) * strides + 1:strides]]
     for k in range(1, taps):
         start = k * dilation
