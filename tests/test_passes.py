@@ -288,6 +288,7 @@ def test_levels_and_training_flags():
     once, repeated = pass_lists(2, "cpu")
     assert merge_sibling_dense not in repeated and batch_shared_calls not in repeated
     assert merge_sibling_dense in pass_lists(2, "cuda")[1]
+    assert fold_embedding_projections in repeated and fold_embedding_projections not in pass_lists(2, "cuda")[1]
     assert eliminate_dead_nodes.keeps_training_params and batch_shared_calls.keeps_training_params
     assert not fold_dense_chains.keeps_training_params and not merge_sibling_dense.keeps_training_params
     assert not dedupe_weights.keeps_training_params  # zero biases equal at init must train apart
