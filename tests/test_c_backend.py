@@ -210,6 +210,19 @@ def test_inputs_too_short_for_a_window_are_refused():
     assert_c_matches_numpy(model, [np.random.default_rng(0).normal(size=(1, 5, 3)).astype("float32")])
 
 
+def test_wide_3x3_convolutions_use_winograd_in_inference_code_only():
+    x = Input(shape=(10, 9, 128), name="image")
+    wide = layers.Conv2D(128, 3, padding="same", activation="relu", bias_initializer="random_normal", name="wide")(x)
+    model = Model(x, layers.Conv2D(64, 3, padding="same", name="narrow")(wide))
+    code = render_c(model._current_graph(), 2, 8)[f"{c_prefix(model.name)}.c"]
+    assert code.count("gk_conv2d_winograd_act(") == 2 and "gk_conv2d_act(" not in code
+    assert_c_matches_numpy(model, random_inputs(model, 2, 0))
+    model.compile(optimizer="sgd", loss="mse")
+    from gcomp.backends.c_training import render_training_c
+    training = render_training_c(model._current_graph(), model._compile_config, 2, 8)[f"{c_prefix(model.name)}.c"]
+    assert "gk_conv2d_winograd_act(" not in training  # training matches the NumPy program's sums
+
+
 def test_merges_broadcast_as_in_numpy():
     x, y = Input(shape=(3, 4), name="x"), Input(shape=(1, 4), name="y")
     model = Model([x, y], [layers.add([x, y]), layers.maximum([y, x]), layers.average([x, y])])

@@ -53,6 +53,8 @@ def _bind(lib):
         "gk_concat": (None, [ctypes.c_int, P, P, P, L, L]),
         "gk_merge": (None, [ctypes.c_int, ctypes.c_int, P, P, L]),
         "gk_lstm": (None, [P, P, P, P, P, P, P, L, L, L, L, ctypes.c_int, ctypes.c_int, ctypes.c_int, P]),
+        "gk_conv2d_winograd_act": (None, [P, P, P, P, L, LONG2, L, L, LONG2, LONG2, P, ctypes.c_int]),
+        "gk_conv2d_winograd_scratch": (L, [L, L]),
     }
     for name, (res, args) in sigs.items():
         fn = getattr(lib, name)
@@ -338,6 +340,34 @@ def test_conv_act_is_conv_then_activation(lib, spatial, channels, window, filter
         check_guard(buf, got.size)
         check_guard(scratch, size)
         assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), name
+
+
+@pytest.mark.parametrize("batch, spatial, channels, filters, padding, winograd", [
+    (1, (32, 32), 64, 64, "same", True), (6, (17, 13), 64, 80, "valid", True),
+    (3, (40, 40), 64, 72, "same", True),  # several chunks of tiles
+    (1, (8, 8), 16, 16, "same", False), (2, (7, 5), 3, 17, "same", False), (1, (3, 3), 8, 5, "valid", False)])
+def test_winograd_conv_is_the_direct_conv(lib, ref, batch, spatial, channels, filters, padding, winograd):
+    """F(2x2, 3x3) against the NumPy reference, within float32 rounding of the sums (not the same
+    bits: inference only), for even and odd sizes, with and without padding, bias and relu; the
+    scratch its size functions promise is enough and nothing is written past y. Small convolutions
+    take the direct sum (the same bits as gk_conv2d_act)."""
+    x = rand((batch, *spatial, channels), 1)
+    kernel, bias = rand((3, 3, channels, filters), 2, scale=0.5), rand((filters,), 3)
+    want = np.maximum(ref["conv"](x, kernel, (1, 1), padding, (1, 1), "conv") + bias, 0.0)
+    pads, outs = keras_geometry(spatial, (3, 3), (1, 1), (1, 1), padding)
+    y, buf = out_buffer((batch, *outs, filters))
+    size = max(lib.gk_conv2d_winograd_scratch(channels, filters), int(np.prod(outs)) * 9 * channels)
+    scratch = np.full(size + GUARD, np.nan, np.float32)
+    args = (batch, as_rank2(spatial, 1), channels, filters, as_rank2(pads, 0), as_rank2(outs, 1))
+    lib.gk_conv2d_winograd_act(ptr(x), ptr(kernel), ptr(bias), ptr(y), *args, ptr(scratch), ACT["relu"])
+    check_guard(buf, y.size)
+    check_guard(scratch, size)
+    close(y, want, atol=ATOL * math.sqrt(9 * channels))
+    direct = np.empty_like(y)
+    lib.gk_conv2d_act(ptr(x), ptr(kernel), ptr(bias), ptr(direct), batch, as_rank2(spatial, 1), channels,
+                      as_rank2((3, 3), 1), filters, as_rank2((1, 1), 1), as_rank2((1, 1), 1), as_rank2(pads, 0),
+                      as_rank2(outs, 1), ptr(scratch), ACT["relu"])
+    assert np.array_equal(y, direct) != winograd  # which path ran
 
 
 POOL_CASES = [  # input spatial, channels, pool, strides

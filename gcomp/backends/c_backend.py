@@ -127,6 +127,17 @@ def _pads(a: dict, in_dims: list[str]) -> list[str]:
     return pads + ["0L"] * (2 - rank)
 
 
+def _winograd(graph: Graph, n: str) -> bool:
+    """Whether inference-only code calls gk_conv2d_winograd_act for this op: a 3x3 convolution at
+    stride 1 without dilation (the kernel itself falls back to the direct sum where Winograd's
+    transforms would cost more than they save). Code that trains keeps the direct sum, whose bits
+    the NumPy program's match."""
+    data = graph.node(n)
+    a = data["attrs"]
+    return data["op"] == "conv" and a["rank"] == 2 and all(
+        tuple(a[k]) == v for k, v in (("kernel_size", (3, 3)), ("strides", (1, 1)), ("dilation_rate", (1, 1))))
+
+
 def _scratch(graph: Graph, n: str, maxima: dict[str, int]) -> int:
     data = graph.node(n)
     a = data["attrs"]
@@ -208,7 +219,7 @@ def _alias_source(graph: Graph, n: str) -> ValueRef | None:
 
 
 def _render_function(fn: CFunction, env, param_offset: dict[str, int], max_batch: int, max_len: int,
-                     caches: list[dict]) -> dict:
+                     caches: list[dict], inference_only: bool) -> dict:
     """One entry point's context: its input checks, its arena plan and one code block per op."""
     graph = fn.graph
     ops = list(graph.nodes("op"))
@@ -271,6 +282,9 @@ def _render_function(fn: CFunction, env, param_offset: dict[str, int], max_batch
         kind = data["attrs"].get("op", data["op"]) if data["op"] == "vjp" else data["op"]
         if kind in ("conv", "max_pool", "avg_pool"):
             context["pads"] = _pads(data["attrs"], window_dims[0][1:-1])
+        context["winograd"] = inference_only and _winograd(graph, n)
+        if context["winograd"]:
+            scratch_calls.append(f"gk_conv2d_winograd_scratch({xd[0][-1]}, {data['attrs']['filters']}L)")
         if kind == "concat":
             context["axis"] = data["attrs"]["axis"] % len(window_dims[0])
         code = env.get_template(template).render(**context).rstrip("\n")
@@ -381,7 +395,8 @@ def render_program(name: str, functions: list[CFunction], params: dict[str, np.n
     n_trainable = sum(int(params[p].size) for p in trainable)
     env = _env()
     caches: list[dict] = []
-    rendered = [_render_function(fn, env, param_offset, max_batch, max_len, caches) for fn in functions]
+    rendered = [_render_function(fn, env, param_offset, max_batch, max_len, caches, not trainable)
+                for fn in functions]
     forward = rendered[0]
     for f in rendered:  # inputs after the model's: per loss a target, then its sample weights
         data = 0

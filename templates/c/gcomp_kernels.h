@@ -55,6 +55,16 @@ void gk_conv2d(const float *x, const float *kernel, const float *bias, float *y,
                const long stride[2], const long dilation[2], const long pad_before[2], const long out[2],
                float *scratch);
 
+/* The same as gk_conv2d_act for a 3x3 kernel at stride 1 without dilation (rank 2), by Winograd's
+ * F(2x2, 3x3) where it pays (enough channels, filters and outputs; else the direct sum): 16
+ * products per 2x2 outputs instead of 36, results within float32 rounding of the direct sum but
+ * not the same bits (for inference; training keeps gk_conv2d_act). scratch: at least both
+ * gk_conv2d_winograd_scratch(channels, filters) floats and what gk_conv2d_act needs. */
+void gk_conv2d_winograd_act(const float *x, const float *kernel, const float *bias, float *y, long batch,
+                            const long in[2], long channels, long filters, const long pad_before[2],
+                            const long out[2], float *scratch, int act);
+long gk_conv2d_winograd_scratch(long channels, long filters);
+
 /* gk_conv2d then the activation act on y (rows of filters), fused: results as gk_conv2d then
  * gk_activation. The same scratch. */
 void gk_conv2d_act(const float *x, const float *kernel, const float *bias, float *y, long batch,
