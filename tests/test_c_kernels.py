@@ -548,6 +548,15 @@ def test_openmp_build_gives_identical_results(lib, tmp_path):
             library.gk_conv2d_act(ptr(x), ptr(kernel), ptr(bias), ptr(y), *args, ptr(scratch), ACT["relu"])
             outs.append(y)
         assert np.array_equal(*outs), (batch, spatial, channels, window, strides)
+    x, kernel, bias = rand((2, 32, 32, 64), 6), rand((3, 3, 64, 64), 7, scale=0.3), rand((64,), 8)
+    outs = []
+    for library in (lib, omp):  # Winograd: each thread's share of the tiles
+        y = np.empty((2, 32, 32, 64), np.float32)
+        scratch = np.empty(max(lib.gk_conv2d_winograd_scratch(64, 64), 1024 * 9 * 64), np.float32)
+        library.gk_conv2d_winograd_act(ptr(x), ptr(kernel), ptr(bias), ptr(y), 2, LONG2(32, 32), 64, 64,
+                                       LONG2(1, 1), LONG2(32, 32), ptr(scratch), ACT["relu"])
+        outs.append(y)
+    assert np.array_equal(*outs)
     x, kernel = rand((48, 30, 40), 9), rand((40, 256), 10, 0.3)
     recurrent, bias = rand((64, 256), 11, 0.2), rand((256,), 12)
     outs = [run_lstm(library, x, kernel, recurrent, bias, "tanh", "sigmoid", False) for library in (lib, omp)]
@@ -590,6 +599,19 @@ def test_patches_read_in_place_match_im2col(lib, tmp_path):
             check_guard(scratch, size)
             outs.append(y)
         assert np.array_equal(outs[0].view(np.uint32), outs[1].view(np.uint32)), (batch, spatial, window, strides)
+    for batch, spatial, channels, filters in [(1, (32, 32), 64, 64), (3, (17, 13), 64, 80), (2, (20, 18), 72, 64)]:
+        x = rand((batch, *spatial, channels), 1)  # Winograd's transforms: registers or local arrays, same bits
+        kernel, bias = rand((3, 3, channels, filters), 2, scale=0.3), rand((filters,), 3)
+        size = max(lib.gk_conv2d_winograd_scratch(channels, filters), int(np.prod(spatial)) * 9 * channels)
+        outs = []
+        for library in (lib, plain):
+            y = np.empty((batch, *spatial, filters), np.float32)
+            scratch = np.empty(size, np.float32)
+            library.gk_conv2d_winograd_act(ptr(x), ptr(kernel), ptr(bias), ptr(y), batch, as_rank2(spatial, 1),
+                                           channels, filters, as_rank2((1, 1), 0), as_rank2(spatial, 1),
+                                           ptr(scratch), ACT["relu"])
+            outs.append(y)
+        assert np.array_equal(outs[0].view(np.uint32), outs[1].view(np.uint32)), (batch, spatial, channels)
     a, b, bias = rand((150, 300), 4), rand((300, 90), 5), rand((90,), 6)
     ys = [np.empty((150, 90), np.float32), np.empty((150, 90), np.float32)]
     for library, y in zip((lib, plain), ys):
@@ -626,6 +648,12 @@ static void conv(long batch, long i0, long i1, long ch, long k0, long k1, long f
     y = buf(batch * out[0] * out[1] * f); scratch = buf(out[0] * out[1] * k0 * k1 * ch);
     pooled = buf(batch * out[0] * out[1] * ch);
     gk_conv2d(x, kern, same ? bias : NULL, y, batch, in, ch, ks, f, st, dl, pad, out, scratch);
+    if (k0 == 3 && k1 == 3 && s0 == 1 && s1 == 1 && d0 == 1 && d1 == 1) { /* and by Winograd */
+        long need = gk_conv2d_winograd_scratch(ch, f), direct = out[0] * out[1] * k0 * k1 * ch;
+        float *wscratch = buf(need > direct ? need : direct);
+        gk_conv2d_winograd_act(x, kern, same ? bias : NULL, y, batch, in, ch, f, pad, out, wscratch, GK_RELU);
+        free(wscratch);
+    }
     if (d0 == 1 && d1 == 1) { /* pooling windows are not dilated */
         gk_pool2d(1, x, pooled, batch, in, ch, ks, st, pad, out);
         gk_pool2d(0, x, pooled, batch, in, ch, ks, st, pad, out);
@@ -681,6 +709,7 @@ int main(void) {
     conv(2, 40, 1, 24, 5, 1, 33, 1, 1, 2, 1, 1);
     conv(1, 30, 1, 16, 5, 1, 20, 2, 1, 1, 1, 0);
     conv(1, 12, 14, 16, 3, 3, 32, 1, 1, 1, 1, 0);
+    conv(3, 17, 13, 64, 3, 3, 80, 1, 1, 1, 1, 1); /* Winograd, with odd sizes and a partial chunk of tiles */
     {
         float *x = buf(3 * 50 * 130), *y = buf(3 * 130);
         gk_global_pool(1, x, y, 3, 50, 130);

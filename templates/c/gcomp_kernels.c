@@ -1400,7 +1400,7 @@ void gk_conv2d_act(const float *x, const float *kernel, const float *bias, float
  * per tile and filter: M = sum over channels of U . V (16 GEMMs, one per position of the 4x4
  * tile), Y = A^T M A, with B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], G = [1 0 0; .5 .5 .5;
  * .5 -.5 .5; 0 0 1], A^T = [1 1 1 0; 0 1 -1 -1]. Tiles go in chunks of GK_WG_TILES (all samples'
- * tiles in a row), V and M in scratch as [16][tiles][C] and [16][tiles][F]. */
+ * tiles in a row), V and M in scratch as 16 planes of (tiles, C) and (tiles, F). */
 #ifndef GK_WG_TILES
 #define GK_WG_TILES 256L
 #endif
@@ -1409,6 +1409,10 @@ void gk_conv2d_act(const float *x, const float *kernel, const float *bias, float
  * samples of 32x32 at 64 -> 64 1.30x; but 16x16 at 64 -> 64 0.87x, 8x8 at 128 -> 128 0.54x, 32x32
  * at 32 -> 32 0.78x): at least GK_WG_MIN_CHANNELS channels and filters, and tiles times the
  * smaller of the two at least GK_WG_MIN_WORK. */
+/* The 16 planes of v and m lie this many floats further apart than their size: planes a multiple of
+ * 4 KiB apart map to one L1 set, and the transforms, which write or read all 16 at once, missed
+ * there on every access. */
+#define GK_WG_SKEW 16L
 #ifndef GK_WG_MIN_CHANNELS
 #define GK_WG_MIN_CHANNELS 64L
 #endif
@@ -1418,7 +1422,7 @@ void gk_conv2d_act(const float *x, const float *kernel, const float *bias, float
 
 long gk_conv2d_winograd_scratch(long channels, long filters)
 {
-    return 16 * GK_WG_TILES * (channels + filters) + 16 * channels * filters + channels;
+    return 16 * (GK_WG_TILES * (channels + filters) + 2 * GK_WG_SKEW) + 16 * channels * filters + channels;
 }
 
 /* The transforms work on GK_WG_L lanes (channels or filters) at a time, in local arrays the
@@ -1468,7 +1472,7 @@ static void gk_wg_kernel(const float *kernel, long C, long F, long c0, long c1, 
 /* v[16][ts][C] of the chunk's tiles [t0, t1) (global tile numbers, tiles per sample tps, tiles per
  * output row tx): the input transform, zeros where the tile leaves x. */
 static void gk_wg_input(const float *x, const long in[2], long C, const long pad[2], long tps, long tx,
-                        const float *zeros, long t0, long t1, long chunk0, long ts, float *v)
+                        const float *zeros, long t0, long t1, long chunk0, long plane, float *v)
 {
     long t, c0;
     int i, j, l;
@@ -1501,7 +1505,7 @@ static void gk_wg_input(const float *x, const long in[2], long C, const long pad
                     o[3][l] = w[i][1][l] - w[i][3][l];
                 }
                 for (j = 0; j < 4; ++j)
-                    gk_wg_copy(v + ((i * 4 + j) * ts + t - chunk0) * C + c0, o[j], n);
+                    gk_wg_copy(v + (i * 4 + j) * plane + (t - chunk0) * C + c0, o[j], n);
             }
         }
     }
@@ -1509,7 +1513,7 @@ static void gk_wg_input(const float *x, const long in[2], long C, const long pad
 
 /* y from m[16][ts][F] for the chunk's tiles [t0, t1): Y = A^T M A + bias, outputs past out dropped. */
 static void gk_wg_output(const float *m, const float *bias, float *y, long F, const long out[2], long tps, long tx,
-                         long t0, long t1, long chunk0, long ts)
+                         long t0, long t1, long chunk0, long plane)
 {
     long t, f0;
     int i, l, a, b;
@@ -1523,7 +1527,7 @@ static void gk_wg_output(const float *m, const float *bias, float *y, long F, co
         for (f0 = 0; f0 < F; f0 += GK_WG_L) {
             const int n = (int)gk_minl(GK_WG_L, F - f0);
             float mv[16][GK_WG_L], w[2][4][GK_WG_L], o[2][2][GK_WG_L], bv[GK_WG_L];
-            for (i = 0; i < 16; ++i) gk_wg_copy(mv[i], m + (i * ts + t - chunk0) * F + f0, n);
+            for (i = 0; i < 16; ++i) gk_wg_copy(mv[i], m + i * plane + (t - chunk0) * F + f0, n);
             for (l = 0; l < GK_WG_L; ++l) bv[l] = bias && l < n ? bias[f0 + l] : 0.0f;
             for (i = 0; i < 4; ++i) /* A^T M, column by column */
                 for (l = 0; l < GK_WG_L; ++l) {
@@ -1542,6 +1546,81 @@ static void gk_wg_output(const float *m, const float *bias, float *y, long F, co
     }
 }
 
+#ifdef GK_INTRIN_512
+/* gk_wg_input and gk_wg_output on AVX-512 for channel and filter counts that are multiples of 16:
+ * the same arithmetic in the same order (so the same bits), held in registers, where the generic
+ * code's local arrays went through the stack (the input transform took a quarter of the time). */
+static GK_512_ATTR void gk_wg_input_512(const float *x, const long in[2], long C, const long pad[2], long tps,
+                                        long tx, const float *zeros, long t0, long t1, long chunk0, long plane,
+                                        float *v)
+{
+    long t, c0;
+    int i, j;
+    for (t = t0; t < t1; ++t) {
+        const long s = t / tps, r = t % tps, y0 = 2 * (r / tx) - pad[0], x0 = 2 * (r % tx) - pad[1];
+        const float *d[4][4];
+        for (i = 0; i < 4; ++i)
+            for (j = 0; j < 4; ++j) {
+                const long yy = y0 + i, xx = x0 + j;
+                d[i][j] = yy >= 0 && yy < in[0] && xx >= 0 && xx < in[1] ? x + ((s * in[0] + yy) * in[1] + xx) * C
+                                                                         : zeros;
+            }
+        for (c0 = 0; c0 < C; c0 += 16) {
+            __m512 w[4][4];
+            for (j = 0; j < 4; ++j) {
+                const __m512 d0 = _mm512_loadu_ps(d[0][j] + c0), d1 = _mm512_loadu_ps(d[1][j] + c0);
+                const __m512 d2 = _mm512_loadu_ps(d[2][j] + c0), d3 = _mm512_loadu_ps(d[3][j] + c0);
+                w[0][j] = _mm512_sub_ps(d0, d2);
+                w[1][j] = _mm512_add_ps(d1, d2);
+                w[2][j] = _mm512_sub_ps(d2, d1);
+                w[3][j] = _mm512_sub_ps(d1, d3);
+            }
+            for (i = 0; i < 4; ++i) {
+                float *vi = v + (i * 4) * plane + (t - chunk0) * C + c0;
+                _mm512_storeu_ps(vi, _mm512_sub_ps(w[i][0], w[i][2]));
+                _mm512_storeu_ps(vi + plane, _mm512_add_ps(w[i][1], w[i][2]));
+                _mm512_storeu_ps(vi + 2 * plane, _mm512_sub_ps(w[i][2], w[i][1]));
+                _mm512_storeu_ps(vi + 3 * plane, _mm512_sub_ps(w[i][1], w[i][3]));
+            }
+        }
+    }
+}
+
+static GK_512_ATTR void gk_wg_output_512(const float *m, const float *bias, float *y, long F, const long out[2],
+                                         long tps, long tx, long t0, long t1, long chunk0, long plane)
+{
+    long t, f0;
+    int i, a, b;
+    for (t = t0; t < t1; ++t) {
+        const long s = t / tps, r = t % tps, oy = 2 * (r / tx), ox = 2 * (r % tx);
+        float *yr[2][2];
+        for (a = 0; a < 2; ++a)
+            for (b = 0; b < 2; ++b)
+                yr[a][b] = oy + a < out[0] && ox + b < out[1] ? y + ((s * out[0] + oy + a) * out[1] + ox + b) * F
+                                                              : NULL;
+        for (f0 = 0; f0 < F; f0 += 16) {
+            const float *mt = m + (t - chunk0) * F + f0;
+            const __m512 bv = bias ? _mm512_loadu_ps(bias + f0) : _mm512_setzero_ps();
+            __m512 w[2][4];
+            for (i = 0; i < 4; ++i) {
+                const __m512 m0 = _mm512_loadu_ps(mt + i * plane), m1 = _mm512_loadu_ps(mt + (4 + i) * plane);
+                const __m512 m2 = _mm512_loadu_ps(mt + (8 + i) * plane), m3 = _mm512_loadu_ps(mt + (12 + i) * plane);
+                w[0][i] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+                w[1][i] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+            }
+            for (a = 0; a < 2; ++a) {
+                if (yr[a][0])
+                    _mm512_storeu_ps(yr[a][0] + f0, _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(w[a][0], w[a][1]),
+                                                                                w[a][2]), bv));
+                if (yr[a][1])
+                    _mm512_storeu_ps(yr[a][1] + f0, _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(w[a][1], w[a][2]),
+                                                                                w[a][3]), bv));
+            }
+        }
+    }
+}
+#endif
+
 /* Each thread takes a fixed share of the channels for U, then (after the one barrier) a fixed
  * share of every chunk's tiles through all three steps: the rows of v and m it writes are its own,
  * so the steps need no barrier between them (with sleeping threads, each barrier costs a wake-up,
@@ -1552,12 +1631,14 @@ void gk_conv2d_winograd_act(const float *x, const float *kernel, const float *bi
 {
     const long C = channels, F = filters, tx = (out[1] + 1) / 2, tps = ((out[0] + 1) / 2) * tx;
     const long total = batch * tps, ts = gk_minl(GK_WG_TILES, total);
-    float *const v = scratch, *const m = v + 16 * ts * C, *const u = m + 16 * ts * F, *const zeros = u + 16 * C * F;
+    const long vp = ts * C + GK_WG_SKEW, mp = ts * F + GK_WG_SKEW; /* the planes' strides */
+    float *const v = scratch, *const m = v + 16 * vp, *const u = m + 16 * mp, *const zeros = u + 16 * C * F;
     long mr, nr;
     const gk_gemm_part_fn part = gk_gemm_impl(&mr, &nr);
     const int threads = gk_threads(16.0 * (double)total * (double)C * (double)F);
+    const int wide = mr == 12 && nr == 32 && C % 16 == 0 && F % 16 == 0; /* the AVX-512 GEMM was chosen */
     double t0 = gk_region_start(), lag = 0.0;
-    (void)nr;
+    (void)wide;
     if (total <= 0 || F <= 0) return;
     if (gk_minl(C, F) < GK_WG_MIN_CHANNELS || total * gk_minl(C, F) < GK_WG_MIN_WORK) {
         const long ks[2] = { 3, 3 }, ones[2] = { 1, 1 };
@@ -1576,10 +1657,20 @@ void gk_conv2d_winograd_act(const float *x, const float *kernel, const float *bi
         for (chunk0 = 0; chunk0 < total; chunk0 += ts) {
             const long n = gk_minl(ts, total - chunk0), lo = n * k / nt, hi = n * (k + 1) / nt;
             if (lo >= hi) continue;
-            gk_wg_input(x, in, C, pad_before, tps, tx, zeros, chunk0 + lo, chunk0 + hi, chunk0, ts, v);
+#ifdef GK_INTRIN_512
+            if (wide)
+                gk_wg_input_512(x, in, C, pad_before, tps, tx, zeros, chunk0 + lo, chunk0 + hi, chunk0, vp, v);
+            else
+#endif
+                gk_wg_input(x, in, C, pad_before, tps, tx, zeros, chunk0 + lo, chunk0 + hi, chunk0, vp, v);
             for (q = 0; q < 16; ++q)
-                part(v + q * ts * C, C, u + q * C * F, F, NULL, m + q * ts * F, F, lo, hi, 0, F, C);
-            gk_wg_output(m, bias, y, F, out, tps, tx, chunk0 + lo, chunk0 + hi, chunk0, ts);
+                part(v + q * vp, C, u + q * C * F, F, NULL, m + q * mp, F, lo, hi, 0, F, C);
+#ifdef GK_INTRIN_512
+            if (wide)
+                gk_wg_output_512(m, bias, y, F, out, tps, tx, chunk0 + lo, chunk0 + hi, chunk0, mp);
+            else
+#endif
+                gk_wg_output(m, bias, y, F, out, tps, tx, chunk0 + lo, chunk0 + hi, chunk0, mp);
         }
     }
     if (threads > 1) gk_region_end(lag);
