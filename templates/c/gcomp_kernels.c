@@ -1404,16 +1404,16 @@ void gk_conv2d_act(const float *x, const float *kernel, const float *bias, float
 #ifndef GK_WG_TILES
 #define GK_WG_TILES 256L
 #endif
+/* The 16 planes of v and m lie this many floats further apart than their size: planes a multiple of
+ * 4 KiB apart share L1 sets, where the transforms, which touch all 16 at once, conflicted (the skew
+ * took 32x32 at 64 -> 64 channels from 1.10x to 1.16x the direct sum's speed). */
+#define GK_WG_SKEW 16L
 /* Below these, the transforms cost about what the products save, and the direct sum runs instead
  * (single calls, 2 threads, against the direct sum: 32x32 maps at 64 -> 64 channels 1.23x faster,
  * 128 -> 128 1.45x, 16 samples of 32x32 at 64 -> 64 1.49x; but 16x16 at 64 -> 64 0.91x and at
  * 128 -> 128 1.06x, 8x8 at 128 -> 128 0.53x, 32x32 at 32 -> 32 0.96x): at least
  * GK_WG_MIN_CHANNELS channels and filters, and tiles times the smaller of the two at least
  * GK_WG_MIN_WORK. */
-/* The 16 planes of v and m lie this many floats further apart than their size: planes a multiple of
- * 4 KiB apart map to one L1 set, and the transforms, which write or read all 16 at once, missed
- * there on every access. */
-#define GK_WG_SKEW 16L
 #ifndef GK_WG_MIN_CHANNELS
 #define GK_WG_MIN_CHANNELS 64L
 #endif
