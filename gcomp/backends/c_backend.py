@@ -310,19 +310,20 @@ def _render_function(fn: CFunction, env, param_offset: dict[str, int], max_batch
     return {"name": fn.name, "doc": fn.doc, "inputs": inputs, "outputs": outputs, "blocks": blocks,
             "symbols": [{"var": v} for v in sorted(set(symbols.values()))], "arena": plan.arena,
             "scratch": max([_scratch(graph, n, maxima) for n in ops] + [1]), "scratch_calls": scratch_calls,
-            "dim_checks": _dim_checks(graph, ops)}
+            "dim_checks": _dim_checks(graph, ops, set(symbols))}
 
 
-def _dim_checks(graph: Graph, ops: list[str]) -> list[dict]:
+def _dim_checks(graph: Graph, ops: list[str], input_dims: set[str]) -> list[dict]:
     """The free-length dims that ops compute (a convolution's or pooling's output length), each
     checked to be at least 1 before anything runs, in op order: an input too short for a window
-    fails there, naming the layer, rather than running on negative lengths."""
-    checks, seen = [], set()
+    fails there, naming the layer, rather than running on negative lengths. ``input_dims``: the
+    inputs' own free dims, checked with the inputs."""
+    checks, seen = [], set(input_dims)
     for n in ops:
         for t in graph.node(n)["outputs"]:
             for axis, d in enumerate(t.shape):
-                if isinstance(d, int) or d in seen or re.fullmatch(r"[A-Za-z_]\w*", d):
-                    continue  # fixed, checked already, or an input's own dim (checked with the inputs)
+                if isinstance(d, int) or d in seen:
+                    continue  # fixed, or checked already
                 seen.add(d)
                 checks.append({"expr": to_c(d), "layer": graph.node(n)["layer"], "axis": axis})
     return checks

@@ -1470,6 +1470,30 @@ static void gk_wg_kernel(const float *kernel, long C, long F, long c0, long c1, 
         }
 }
 
+/* The 4x4 input pixels of tile t (global tile number, tps tiles per sample, tx per output row):
+ * d[i][j] points at pixel (i, j)'s C channels, or at zeros where the tile leaves x. */
+static void gk_wg_tile_in(const float *x, const long in[2], long C, const long pad[2], long tps, long tx,
+                          const float *zeros, long t, const float *d[4][4])
+{
+    const long s = t / tps, r = t % tps, y0 = 2 * (r / tx) - pad[0], x0 = 2 * (r % tx) - pad[1];
+    int i, j;
+    for (i = 0; i < 4; ++i)
+        for (j = 0; j < 4; ++j) {
+            const long yy = y0 + i, xx = x0 + j;
+            d[i][j] = yy >= 0 && yy < in[0] && xx >= 0 && xx < in[1] ? x + ((s * in[0] + yy) * in[1] + xx) * C : zeros;
+        }
+}
+
+/* The 2x2 outputs of tile t: yr[a][b] points at output (a, b)'s F filters, or is NULL past out. */
+static void gk_wg_tile_out(float *y, long F, const long out[2], long tps, long tx, long t, float *yr[2][2])
+{
+    const long s = t / tps, r = t % tps, oy = 2 * (r / tx), ox = 2 * (r % tx);
+    int a, b;
+    for (a = 0; a < 2; ++a)
+        for (b = 0; b < 2; ++b)
+            yr[a][b] = oy + a < out[0] && ox + b < out[1] ? y + ((s * out[0] + oy + a) * out[1] + ox + b) * F : NULL;
+}
+
 /* v[16][ts][C] of the chunk's tiles [t0, t1) (global tile numbers, tiles per sample tps, tiles per
  * output row tx): the input transform, zeros where the tile leaves x. */
 static void gk_wg_input(const float *x, const long in[2], long C, const long pad[2], long tps, long tx,
@@ -1478,14 +1502,8 @@ static void gk_wg_input(const float *x, const long in[2], long C, const long pad
     long t, c0;
     int i, j, l;
     for (t = t0; t < t1; ++t) {
-        const long s = t / tps, r = t % tps, y0 = 2 * (r / tx) - pad[0], x0 = 2 * (r % tx) - pad[1];
         const float *d[4][4];
-        for (i = 0; i < 4; ++i)
-            for (j = 0; j < 4; ++j) {
-                const long yy = y0 + i, xx = x0 + j;
-                d[i][j] = yy >= 0 && yy < in[0] && xx >= 0 && xx < in[1] ? x + ((s * in[0] + yy) * in[1] + xx) * C
-                                                                         : zeros;
-            }
+        gk_wg_tile_in(x, in, C, pad, tps, tx, zeros, t, d);
         for (c0 = 0; c0 < C; c0 += GK_WG_L) {
             const int n = (int)gk_minl(GK_WG_L, C - c0);
             float dv[4][4][GK_WG_L], w[4][4][GK_WG_L], o[4][GK_WG_L];
@@ -1519,12 +1537,8 @@ static void gk_wg_output(const float *m, const float *bias, float *y, long F, co
     long t, f0;
     int i, l, a, b;
     for (t = t0; t < t1; ++t) {
-        const long s = t / tps, r = t % tps, oy = 2 * (r / tx), ox = 2 * (r % tx);
         float *yr[2][2];
-        for (a = 0; a < 2; ++a)
-            for (b = 0; b < 2; ++b)
-                yr[a][b] = oy + a < out[0] && ox + b < out[1] ? y + ((s * out[0] + oy + a) * out[1] + ox + b) * F
-                                                              : NULL;
+        gk_wg_tile_out(y, F, out, tps, tx, t, yr);
         for (f0 = 0; f0 < F; f0 += GK_WG_L) {
             const int n = (int)gk_minl(GK_WG_L, F - f0);
             float mv[16][GK_WG_L], w[2][4][GK_WG_L], o[2][2][GK_WG_L], bv[GK_WG_L];
@@ -1558,14 +1572,8 @@ static GK_512_ATTR void gk_wg_input_512(const float *x, const long in[2], long C
     long t, c0;
     int i, j;
     for (t = t0; t < t1; ++t) {
-        const long s = t / tps, r = t % tps, y0 = 2 * (r / tx) - pad[0], x0 = 2 * (r % tx) - pad[1];
         const float *d[4][4];
-        for (i = 0; i < 4; ++i)
-            for (j = 0; j < 4; ++j) {
-                const long yy = y0 + i, xx = x0 + j;
-                d[i][j] = yy >= 0 && yy < in[0] && xx >= 0 && xx < in[1] ? x + ((s * in[0] + yy) * in[1] + xx) * C
-                                                                         : zeros;
-            }
+        gk_wg_tile_in(x, in, C, pad, tps, tx, zeros, t, d);
         for (c0 = 0; c0 < C; c0 += 16) {
             __m512 w[4][4];
             for (j = 0; j < 4; ++j) {
@@ -1591,14 +1599,10 @@ static GK_512_ATTR void gk_wg_output_512(const float *m, const float *bias, floa
                                          long tps, long tx, long t0, long t1, long chunk0, long plane)
 {
     long t, f0;
-    int i, a, b;
+    int i, a;
     for (t = t0; t < t1; ++t) {
-        const long s = t / tps, r = t % tps, oy = 2 * (r / tx), ox = 2 * (r % tx);
         float *yr[2][2];
-        for (a = 0; a < 2; ++a)
-            for (b = 0; b < 2; ++b)
-                yr[a][b] = oy + a < out[0] && ox + b < out[1] ? y + ((s * out[0] + oy + a) * out[1] + ox + b) * F
-                                                              : NULL;
+        gk_wg_tile_out(y, F, out, tps, tx, t, yr);
         for (f0 = 0; f0 < F; f0 += 16) {
             const float *mt = m + (t - chunk0) * F + f0;
             const __m512 bv = bias ? _mm512_loadu_ps(bias + f0) : _mm512_setzero_ps();
