@@ -55,6 +55,7 @@ def _bind(lib):
         "gk_lstm": (None, [P, P, P, P, P, P, P, L, L, L, L, ctypes.c_int, ctypes.c_int, ctypes.c_int, P]),
         "gk_conv2d_winograd_act": (None, [P, P, P, P, L, LONG2, L, L, LONG2, LONG2, P, ctypes.c_int]),
         "gk_conv2d_winograd_scratch": (L, [L, L]),
+        "gk_lookup_sum": (L, [P, L, L, L, P, ctypes.c_int, L, L, L, L, L, P]),
     }
     for name, (res, args) in sigs.items():
         fn = getattr(lib, name)
@@ -548,6 +549,13 @@ def test_openmp_build_gives_identical_results(lib, tmp_path):
             library.gk_conv2d_act(ptr(x), ptr(kernel), ptr(bias), ptr(y), *args, ptr(scratch), ACT["relu"])
             outs.append(y)
         assert np.array_equal(*outs), (batch, spatial, channels, window, strides)
+    tables = rand((3, 50, 64), 14)  # folded lookups: rows of output split between threads
+    idx = np.random.default_rng(15).integers(0, 50, (8, 200)).astype(np.int32)
+    want = sum(tables[k][idx[:, 2 * k:2 * k + 196]] for k in range(3))  # dilation 2: 196 steps
+    for library in (lib, omp):
+        y = np.empty((8, 196, 64), np.float32)
+        assert library.gk_lookup_sum(ptr(tables), 3, 50, 64, ptr(idx), 0, 8, 200, 196, 1, 2, ptr(y)) == -1
+        assert np.array_equal(y, want)
     x, kernel, bias = rand((2, 32, 32, 64), 6), rand((3, 3, 64, 64), 7, scale=0.3), rand((64,), 8)
     outs = []
     for library in (lib, omp):  # Winograd: each thread's share of the tiles
