@@ -514,68 +514,138 @@ def test_compiles_as_c11(tmp_path):
     _compile(tmp_path / "k.o", "-std=c11", "-O1", "-c")
 
 
-def test_openmp_build_gives_identical_results(lib, tmp_path):
-    if lib.gk_flags != ["-O2"]:
-        pytest.skip("checked on the default (dispatching) build only, for compile time")
-    if not runs_with(tmp_path, "-fopenmp"):
-        pytest.skip("no OpenMP")
-    path = _compile(tmp_path / "libgk_omp.so", "-std=c99", *lib.gk_flags, "-fPIC", "-shared", "-fopenmp")
-    omp = _bind(ctypes.CDLL(str(path)))
+def _threaded_kernel_runs(library) -> list[np.ndarray]:
+    """The outputs of kernel calls large enough for threads: products, convolutions (with and without
+    im2col, strided with a padded copy, Winograd), folded lookups, pooling, an LSTM's batch groups and
+    activations. Thread counts and sessions must not change one bit of them."""
+    outs = []
     for m, k, n in [(130, 257, 33), (300, 200, 150), (5, 700, 400), (1, 64, 1000)]:
         a, b, bias = rand((m, k), 1), rand((k, n), 2), rand((n,), 3)
-        y1, y2 = np.empty((m, n), np.float32), np.empty((m, n), np.float32)
-        lib.gk_matmul(ptr(a), ptr(b), ptr(bias), ptr(y1), m, k, n)
-        omp.gk_matmul(ptr(a), ptr(b), ptr(bias), ptr(y2), m, k, n)
-        assert np.array_equal(y1, y2), (m, k, n)
+        y = np.empty((m, n), np.float32)
+        library.gk_matmul(ptr(a), ptr(b), ptr(bias), ptr(y), m, k, n)
+        outs.append(y)
     x, kernel = rand((2, 30, 30, 8), 4), rand((3, 3, 8, 16), 5)
     args = (2, LONG2(30, 30), 8, LONG2(3, 3), 16, LONG2(1, 1), LONG2(1, 1), LONG2(1, 1), LONG2(30, 30))
-    outs = []
-    for library in (lib, omp):
-        y, scratch = np.empty((2, 30, 30, 16), np.float32), np.empty(900 * 72, np.float32)
-        library.gk_conv2d(ptr(x), ptr(kernel), None, ptr(y), *args, ptr(scratch))
-        outs.append(y)
-    assert np.array_equal(*outs)
-    # the layers large enough for threads: convolutions (with and without im2col), LSTM batch groups,
-    # activations
+    y, scratch = np.empty((2, 30, 30, 16), np.float32), np.empty(900 * 72, np.float32)
+    library.gk_conv2d(ptr(x), ptr(kernel), None, ptr(y), *args, ptr(scratch))
+    outs.append(y)
     for batch, spatial, channels, window, filters, strides, padding in [
             (1, (32, 32), 32, (3, 3), 64, (1, 1), "same"), (3, (24, 20), 16, (3, 3), 48, (2, 2), "same"),
-            (2, (400,), 64, (5,), 96, (1,), "valid"), (1, (30, 30), 5, (3, 3), 70, (1, 1), "same")]:
+            (2, (400,), 64, (5,), 96, (1,), "valid"), (1, (30, 30), 5, (3, 3), 70, (1, 1), "same"),
+            (1, (32, 32), 128, (3, 3), 64, (2, 2), "same")]:
         x = rand((batch, *spatial, channels), 6)
         kernel, bias = rand((*window, channels, filters), 7, scale=0.3), rand((filters,), 8)
         args, shape, size = _conv_args(x, kernel, strides, padding, (1,) * len(window))
-        outs = []
-        for library in (lib, omp):
-            y, scratch = np.empty(shape, np.float32), np.empty(size, np.float32)
-            library.gk_conv2d_act(ptr(x), ptr(kernel), ptr(bias), ptr(y), *args, ptr(scratch), ACT["relu"])
-            outs.append(y)
-        assert np.array_equal(*outs), (batch, spatial, channels, window, strides)
+        y, scratch = np.empty(shape, np.float32), np.empty(size, np.float32)
+        library.gk_conv2d_act(ptr(x), ptr(kernel), ptr(bias), ptr(y), *args, ptr(scratch), ACT["relu"])
+        outs.append(y)
     tables = rand((3, 50, 64), 14)  # folded lookups: rows of output split between threads
     idx = np.random.default_rng(15).integers(0, 50, (8, 200)).astype(np.int32)
-    want = sum(tables[k][idx[:, 2 * k:2 * k + 196]] for k in range(3))  # dilation 2: 196 steps
-    for library in (lib, omp):
-        y = np.empty((8, 196, 64), np.float32)
-        assert library.gk_lookup_sum(ptr(tables), 3, 50, 64, ptr(idx), 0, 8, 200, 196, 1, 2, ptr(y)) == -1
-        assert np.array_equal(y, want)
-    x, kernel, bias = rand((2, 32, 32, 64), 6), rand((3, 3, 64, 64), 7, scale=0.3), rand((64,), 8)
-    outs = []
-    for library in (lib, omp):  # Winograd: each thread's share of the tiles
-        y = np.empty((2, 32, 32, 64), np.float32)
-        scratch = np.empty(max(lib.gk_conv2d_winograd_scratch(64, 64), 1024 * 9 * 64), np.float32)
-        library.gk_conv2d_winograd_act(ptr(x), ptr(kernel), ptr(bias), ptr(y), 2, LONG2(32, 32), 64, 64,
+    y = np.empty((8, 196, 64), np.float32)
+    assert library.gk_lookup_sum(ptr(tables), 3, 50, 64, ptr(idx), 0, 8, 200, 196, 1, 2, ptr(y)) == -1
+    assert np.array_equal(y, sum(tables[k][idx[:, 2 * k:2 * k + 196]] for k in range(3)))  # dilation 2
+    outs.append(y)
+    for batch in (2, 5):  # Winograd: shares of the tiles; 5 samples end with a short chunk
+        x, kernel, bias = rand((batch, 32, 32, 64), 6), rand((3, 3, 64, 64), 7, scale=0.3), rand((64,), 8)
+        y = np.empty((batch, 32, 32, 64), np.float32)
+        scratch = np.empty(max(library.gk_conv2d_winograd_scratch(64, 64), 1024 * 9 * 64), np.float32)
+        library.gk_conv2d_winograd_act(ptr(x), ptr(kernel), ptr(bias), ptr(y), batch, LONG2(32, 32), 64, 64,
                                        LONG2(1, 1), LONG2(32, 32), ptr(scratch), ACT["relu"])
         outs.append(y)
-    assert np.array_equal(*outs)
+    x = rand((4, 64, 64, 32), 16)
+    y = np.empty((4, 32, 32, 32), np.float32)
+    library.gk_pool2d(1, ptr(x), ptr(y), 4, LONG2(64, 64), 32, LONG2(3, 3), LONG2(2, 2), LONG2(0, 0), LONG2(32, 32))
+    outs.append(y)
     x, kernel = rand((48, 30, 40), 9), rand((40, 256), 10, 0.3)
     recurrent, bias = rand((64, 256), 11, 0.2), rand((256,), 12)
-    outs = [run_lstm(library, x, kernel, recurrent, bias, "tanh", "sigmoid", False) for library in (lib, omp)]
-    for a, b in zip(*outs):
-        assert np.array_equal(a, b)
+    outs += list(run_lstm(library, x, kernel, recurrent, bias, "tanh", "sigmoid", False))
     for name, shape in [("softmax", (2000, 100)), ("log_softmax", (30000, 10)), ("tanh", (700, 300))]:
         x = rand(shape, 13, scale=4.0)
-        ys = [np.empty_like(x), np.empty_like(x)]
-        for library, y in zip((lib, omp), ys):
-            library.gk_activation(ACT[name], ptr(x), ptr(y), *shape)
-        assert np.array_equal(*ys), name
+        y = np.empty_like(x)
+        library.gk_activation(ACT[name], ptr(x), ptr(y), *shape)
+        outs.append(y)
+    return outs
+
+
+def _same_bits(outs_a, outs_b):
+    assert len(outs_a) == len(outs_b)
+    for i, (a, b) in enumerate(zip(outs_a, outs_b)):
+        assert np.array_equal(a.view(np.uint32), b.view(np.uint32)), f"output {i} of _threaded_kernel_runs"
+
+
+SESSION_BODY = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
+
+
+@pytest.fixture(scope="module")
+def omp(tmp_path_factory):
+    """The kernels built with OpenMP (-O2, the GEMM chosen at run time)."""
+    tmp = tmp_path_factory.mktemp("gk_omp")
+    if not runs_with(tmp, "-fopenmp"):
+        pytest.skip("no OpenMP")
+    library = _bind(ctypes.CDLL(str(_compile(tmp / "libgk_omp.so", "-std=c99", "-O2", "-fPIC", "-shared",
+                                             "-fopenmp"))))
+    library.gk_session.restype, library.gk_session.argtypes = ctypes.c_int, [SESSION_BODY, P, ctypes.c_double]
+    library.gk_session_threads.restype, library.gk_session_threads.argtypes = ctypes.c_int, []
+    return library
+
+
+def test_openmp_build_gives_identical_results(lib, omp):
+    if lib.gk_flags != ["-O2"]:
+        pytest.skip("checked on the default (dispatching) build only, for compile time")
+    _same_bits(_threaded_kernel_runs(lib), _threaded_kernel_runs(omp))
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="a session needs two threads")
+def test_kernels_in_a_session_give_identical_results(omp):
+    """Inside gk_session the helpers spin and take the kernels' loops (each its own range first);
+    the bits are those of OpenMP's own regions outside it."""
+    outside, inside, threads = _threaded_kernel_runs(omp), [], []
+
+    @SESSION_BODY
+    def body(_arg):
+        threads.append(omp.gk_session_threads())
+        inside.extend(_threaded_kernel_runs(omp))
+        threads.append(omp.gk_session_threads())
+        return 7
+
+    assert omp.gk_session(body, None, 1e12) == 7
+    assert threads[0] >= 2 and threads[0] == threads[1]  # a session opened, and its team stayed
+    assert omp.gk_session_threads() == 0
+    _same_bits(outside, inside)
+
+
+def test_small_calls_and_nested_sessions_run_as_usual(omp):
+    seen = []
+
+    @SESSION_BODY
+    def inner(_arg):
+        seen.append(omp.gk_session_threads())
+        return 3
+
+    @SESSION_BODY
+    def outer(_arg):
+        seen.append(omp.gk_session_threads())
+        return omp.gk_session(inner, None, 1e12) + 1  # the session is this thread's already
+
+    assert omp.gk_session(inner, None, 1.0) == 3  # too little work for a session
+    assert omp.gk_session(outer, None, 1e12) == 4
+    opened = (os.cpu_count() or 1) >= 2
+    assert seen[0] == 0 and (seen[1] >= 2) == opened and seen[2] == seen[1]
+
+
+def test_strided_conv_with_padding_reads_a_padded_copy(lib, ref):
+    """On AVX-512 a strided convolution with padding reads its windows in place from a padded copy
+    of the sample in scratch (rows rounded up to whole strides: 34 pixels for 33), not from patches."""
+    if "avx512f" not in _cpu_flags() or lib.gk_flags != ["-O2"]:
+        pytest.skip("the dispatching build on an AVX-512 CPU only")
+    x, kernel, bias = rand((1, 32, 32, 16), 1), rand((3, 3, 16, 32), 2, scale=0.3), rand((32,), 3)
+    args, shape, size = _conv_args(x, kernel, (2, 2), "same", (1, 1))
+    y, scratch = np.empty(shape, np.float32), np.full(size, np.nan, np.float32)
+    lib.gk_conv2d_act(ptr(x), ptr(kernel), ptr(bias), ptr(y), *args, ptr(scratch), ACT["linear"])
+    copy = scratch[:33 * 34 * 16].reshape(33, 34, 16)
+    assert np.array_equal(copy[:32, :32], x[0])
+    assert not np.any(copy[32]) and not np.any(copy[:, 32:])  # zeros below and right of x
+    close(y, ref["conv"](x, kernel, (2, 2), "same", (1, 1), "conv") + bias)
 
 
 def test_patches_read_in_place_match_im2col(lib, tmp_path):

@@ -310,7 +310,26 @@ def _render_function(fn: CFunction, env, param_offset: dict[str, int], max_batch
     return {"name": fn.name, "doc": fn.doc, "inputs": inputs, "outputs": outputs, "blocks": blocks,
             "symbols": [{"var": v} for v in sorted(set(symbols.values()))], "arena": plan.arena,
             "scratch": max([_scratch(graph, n, maxima) for n in ops] + [1]), "scratch_calls": scratch_calls,
-            "dim_checks": _dim_checks(graph, ops, set(symbols))}
+            "dim_checks": _dim_checks(graph, ops, set(symbols)),
+            "work_per_sample": _work_per_sample(graph, ops, maxima) if fn.name == "forward" else 0}
+
+
+def _work_per_sample(graph: Graph, ops: list[str], maxima: dict[str, int]) -> int:
+    """About the multiply-adds of one sample through ``ops`` at the build's largest lengths: each
+    kernel-like weight once per position (step or pixel) of its op's input, plus one per output
+    value. gk_session opens a session for a call only when this times the batch is large enough."""
+    work = 0
+    for n in ops:
+        refs = graph.op_inputs(n)
+        params = graph.op_params(n)
+        weights = sum(int(np.prod(graph.value_type(ValueRef(params[r])).shape))
+                      for r in ("kernel", "recurrent_kernel") if r in params)
+        if weights and refs:
+            work += weights * int(np.prod([largest(d, maxima) for d in graph.value_type(refs[0]).shape[1:-1]]))
+        for t in graph.node(n)["outputs"]:
+            if t.dtype == "float32":
+                work += int(np.prod([largest(d, maxima) for d in t.shape[1:]]))
+    return work
 
 
 def _dim_checks(graph: Graph, ops: list[str], input_dims: set[str]) -> list[dict]:

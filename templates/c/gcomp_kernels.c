@@ -11,11 +11,12 @@
  * a baseline without them (plain -O3: SSE2) also carries AVX2 and AVX-512 versions of the GEMM,
  * chosen at run time from the CPU's features, so -march=native is not needed for fast GEMMs (it
  * still speeds up the elementwise kernels). With OpenMP (-fopenmp) large products, convolutions,
- * LSTM batches, pooling and activations are cut into units that the threads take dynamically, one
- * parallel region per kernel call; small ones run on the calling thread without entering a region
+ * LSTM batches, pooling and activations are cut into units that the threads take dynamically
+ * (gk_run): inside a session (gk_session: a whole forward pass) by helpers that spin between the
+ * kernels, else in one parallel region per kernel call; small ones run on the calling thread
  * (see gk_threads); without OpenMP all runs serially. Transcendentals of the activations are
  * branch-free polynomial approximations (a few float32 ulps), so whole rows vectorize too.
- * gk_conv2d reads the patches in place where it can (AVX-512, stride 1 or unpadded rank 1: see
+ * gk_conv2d reads the patches in place where it can (AVX-512, from x or a padded copy of it: see
  * gk_conv_implicit), else builds them (im2col) chunk by chunk, in L2, for the GEMM; a dense or
  * convolution's activation is applied to each unit of the output while it is in cache. gk_lstm
  * is one GEMM for every step's input projection, then per step a small GEMM and a fused gate
@@ -548,16 +549,16 @@ static gk_gemm_part_fn gk_gemm_impl(long *mr, long *nr)
     return gk_gemm_part_base;
 }
 
-/* Threads for `work` multiply-adds (or similar): one below GK_PAR_WORK (about 15 us on one core) or
- * inside a parallel region; else all of them, unless the other threads have lately taken longer
- * to join a region than half the work would take alone: they sleep between regions under
- * OMP_WAIT_POLICY=passive, waking one costs 5-100 us, and on a busy machine a thread may wait a
- * whole scheduler tick (4-8 ms) for its turn. The estimate of that delay (gk_wake, seconds)
- * follows every parallel region (a running mean that grows at most x2.75 a step, so that one
- * preempted thread does not turn threads off); while it rules threads out, they are tried anyway
- * once the work done alone since the last try adds up to 16 times the delay (so trying costs at
- * most ~6%), to see whether it has changed. A parallel region is only entered with more than one
- * thread: even `omp parallel if (0)` costs ~0.3 us, which adds up over an LSTM's steps. Thread
+/* Threads for `work` multiply-adds (or similar): one below GK_PAR_WORK (about 40 us on one core);
+ * else all of them. Inside a session (gk_session) the other threads are awake and waiting for
+ * work, so that is all. Outside one, a kernel opens its own OpenMP parallel region, whose threads
+ * sleep between regions under OMP_WAIT_POLICY=passive: waking one costs 5-100 us, and on a busy
+ * machine a thread may wait a whole scheduler tick (4-8 ms) for its turn. So there, threads are
+ * also ruled out while they have lately taken longer to join a region than half the work would
+ * take alone. The estimate of that delay (gk_wake, seconds) follows every region (a running mean
+ * that grows at most x2.75 a step, so that one preempted thread does not turn threads off); while
+ * it rules threads out, they are tried anyway once the work done alone since the last try adds up
+ * to 16 times the delay (so trying costs at most ~6%), to see whether it has changed. Thread
  * counts never change results, only speed. */
 #ifndef GK_PAR_WORK
 #define GK_PAR_WORK 2000000L
@@ -565,18 +566,62 @@ static gk_gemm_part_fn gk_gemm_impl(long *mr, long *nr)
 #ifndef GK_ITEM_WORK
 #define GK_ITEM_WORK 200000L  /* the least work of one unit of a parallel loop */
 #endif
+#ifndef GK_SESSION_WORK
+#define GK_SESSION_WORK 1e7   /* the least work of a call that opens a session: ~200 us on one core */
+#endif
 #define GK_RATE 5e10          /* multiply-adds per second on one core, a low estimate */
+
+/* A session's team needs atomics and a thread-local flag: GCC's and Clang's builtins. */
+#if defined(_OPENMP) && defined(__GNUC__)
+#define GK_TEAM 1
+#endif
 
 #ifdef _OPENMP
 static double gk_wake = 2e-6;
 static double gk_alone; /* seconds of work done alone since threads were last tried */
 #endif
 
+#ifdef GK_TEAM
+/* The session's job: a loop of `items` calls of fn, taken one at a time by the session's calling
+ * thread and the helpers that are awake. Thread t takes the items of its own range first (the
+ * t-th of `threads` equal ranges: the same part of every layer, so that what it wrote for one
+ * layer is in its cache for the next), then what is left of the others' ranges. A job's number
+ * (gen) is even once it is published and odd while the next one is set up; `busy` counts the
+ * helpers inside a job's loop, so that its fields are not rewritten under them. */
+#define GK_TEAM_MAX 64
+static struct {
+    void (*fn)(void *ctx, long item, int thread);
+    void *ctx;
+    long items, done;
+    int threads, busy, stop;
+    unsigned long gen;
+    struct { long next; char pad[56]; } range[GK_TEAM_MAX]; /* each range's next item, a cache line each */
+} gk_job;
+static int gk_session_open;             /* one session at a time in a process */
+static __thread int gk_session_thread;  /* 1 on the thread that opened the session */
+static int gk_session_size;             /* its team's thread count */
+
+#define GK_LOAD(p) __atomic_load_n(p, __ATOMIC_SEQ_CST)
+#define GK_STORE(p, v) __atomic_store_n(p, v, __ATOMIC_SEQ_CST)
+#define GK_ADD(p, v) __atomic_add_fetch(p, v, __ATOMIC_SEQ_CST)
+
+static void gk_spin_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+#endif
+
 static int gk_threads(double work)
 {
 #ifdef _OPENMP
     double wake, alone;
-    if (work < (double)GK_PAR_WORK || omp_in_parallel()) return 1;
+    if (work < (double)GK_PAR_WORK) return 1;
+#ifdef GK_TEAM
+    if (gk_session_thread) return gk_session_size;
+#endif
+    if (omp_in_parallel()) return 1;
     GK_PRAGMA(omp atomic read)
     wake = gk_wake;
     if (work < 2.0 * GK_RATE * wake) {
@@ -596,65 +641,180 @@ static int gk_threads(double work)
 #endif
 }
 
-/* Around a parallel region: its start (by the calling thread), each thread's arrival (inside
- * it: the latest is kept) and the update of gk_wake (after it). */
-static double gk_region_start(void)
-{
-#ifdef _OPENMP
-    return omp_get_wtime();
-#else
-    return 0.0;
-#endif
-}
+/* One unit of a parallel loop: item `item` of the loop whose state is ctx, on thread `thread`
+ * (0 is the calling thread; below the thread count, for per-thread scratch). */
+typedef void (*gk_item_fn)(void *ctx, long item, int thread);
 
-static void gk_region_joined(double t0, double *lag)
+#ifdef GK_TEAM
+/* Runs the current job's items until none is left, its own range's first; fn's writes are
+ * published by `done`. */
+static void gk_job_take(int thread)
 {
-#ifdef _OPENMP
-    if (omp_get_thread_num() != 0) {
-        const double d = omp_get_wtime() - t0;
-        GK_PRAGMA(omp critical(gk_lag))
-        *lag = d > *lag ? d : *lag;
+    const gk_item_fn fn = gk_job.fn;
+    void *const ctx = gk_job.ctx;
+    const long items = gk_job.items, ranges = gk_job.threads;
+    long r, i;
+    if (thread >= ranges) return;
+    for (r = 0; r < ranges; ++r) {
+        const long range = (thread + r) % ranges, end = items * (range + 1) / ranges;
+        while ((i = __atomic_fetch_add(&gk_job.range[range].next, 1, __ATOMIC_SEQ_CST)) < end) {
+            fn(ctx, i, thread);
+            GK_ADD(&gk_job.done, 1);
+        }
     }
-#else
-    (void)t0;
-    (void)lag;
+}
+
+/* A helper's life in a session: take every job's items it sees, spin between jobs. */
+static void gk_job_help(int thread)
+{
+    unsigned long seen = 0;
+    for (;;) {
+        const unsigned long g = GK_LOAD(&gk_job.gen);
+        if (g != seen && !(g & 1)) {
+            GK_ADD(&gk_job.busy, 1);
+            if (GK_LOAD(&gk_job.gen) == g) { /* still that job: its fields are stable */
+                seen = g;
+                gk_job_take(thread);
+            }
+            GK_ADD(&gk_job.busy, -1);
+        } else if (GK_LOAD(&gk_job.stop)) {
+            return;
+        } else {
+            gk_spin_pause();
+        }
+    }
+}
+
+/* The session thread's side of a loop: publish it, take items, wait for the helpers' last ones
+ * (a helper that has not woken up yet takes none and is not waited for). */
+static void gk_job_run(int threads, long items, gk_item_fn fn, void *ctx)
+{
+    const unsigned long g = gk_job.gen;
+    int r;
+    GK_STORE(&gk_job.gen, g + 1);
+    while (GK_LOAD(&gk_job.busy)) gk_spin_pause();
+    gk_job.fn = fn;
+    gk_job.ctx = ctx;
+    gk_job.items = items;
+    gk_job.threads = threads;
+    for (r = 0; r < threads; ++r) gk_job.range[r].next = items * r / threads;
+    gk_job.done = 0;
+    GK_STORE(&gk_job.gen, g + 2);
+    gk_job_take(0);
+    while (GK_LOAD(&gk_job.done) < items) gk_spin_pause();
+}
+#endif
+
+/* Runs fn for items 0 .. items - 1 on up to `threads` threads, taken dynamically: a thread that
+ * starts late takes fewer and the others do not wait for it to start. */
+static void gk_run(int threads, long items, gk_item_fn fn, void *ctx)
+{
+    long i;
+#ifdef _OPENMP
+    double t0, lag = 0.0;
+#endif
+    if (threads <= 1 || items <= 1) {
+        for (i = 0; i < items; ++i) fn(ctx, i, 0);
+        return;
+    }
+#ifdef GK_TEAM
+    if (gk_session_thread) {
+        gk_job_run(threads, items, fn, ctx);
+        return;
+    }
+#endif
+#ifdef _OPENMP
+    t0 = omp_get_wtime();
+    GK_PRAGMA(omp parallel num_threads(threads))
+    {
+        const int thread = omp_get_thread_num();
+        if (thread != 0) { /* the latest arrival is how long a wake-up took */
+            const double d = omp_get_wtime() - t0;
+            GK_PRAGMA(omp critical(gk_lag))
+            lag = d > lag ? d : lag;
+        }
+        GK_PRAGMA(omp for schedule(dynamic, 1) nowait)
+        for (i = 0; i < items; ++i) fn(ctx, i, thread);
+    }
+    {
+        double w;
+        GK_PRAGMA(omp atomic read)
+        w = gk_wake;
+        /* a single late start (the thread was preempted once) moves it little: at most x2.75 */
+        w = 0.75 * w + 0.25 * (lag < 8.0 * w ? lag : 8.0 * w);
+        GK_PRAGMA(omp atomic write)
+        gk_wake = w;
+    }
 #endif
 }
 
-static void gk_region_end(double lag)
+int gk_session_threads(void)
 {
-#ifdef _OPENMP
-    double w;
-    GK_PRAGMA(omp atomic read)
-    w = gk_wake;
-    /* a single late start (the thread was preempted once) moves it little: at most x2.75 */
-    w = 0.75 * w + 0.25 * (lag < 8.0 * w ? lag : 8.0 * w);
-    GK_PRAGMA(omp atomic write)
-    gk_wake = w;
-#else
-    (void)lag;
-#endif
-}
-
-static int gk_thread_id(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
+#ifdef GK_TEAM
+    return gk_session_thread ? gk_session_size : 0;
 #else
     return 0;
 #endif
 }
 
-static int gk_team_size(void)
+int gk_session(int (*body)(void *), void *arg, double work)
 {
-#ifdef _OPENMP
-    return omp_get_num_threads();
+#ifdef GK_TEAM
+    int rc = 0, closed = 0;
+    const int threads = omp_get_max_threads();
+    if (work < GK_SESSION_WORK || threads < 2 || gk_session_thread || omp_in_parallel() ||
+        !__atomic_compare_exchange_n(&gk_session_open, &closed, 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+        return body(arg);
+    gk_job.gen = 0;
+    gk_job.busy = 0;
+    gk_job.stop = 0;
+    GK_PRAGMA(omp parallel num_threads(threads))
+    {
+        const int thread = omp_get_thread_num();
+        if (thread == 0) {
+            gk_session_size = omp_get_num_threads() < GK_TEAM_MAX ? omp_get_num_threads() : GK_TEAM_MAX;
+            gk_session_thread = 1;
+            rc = body(arg);
+            gk_session_thread = 0;
+            GK_STORE(&gk_job.stop, 1);
+        } else {
+            gk_job_help(thread);
+        }
+    }
+    GK_STORE(&gk_session_open, 0);
+    return rc;
 #else
-    return 1;
+    (void)work;
+    return body(arg);
 #endif
 }
 
 static void gk_act_block(int act, float *y, long ldy, long rows, long cols);
+
+/* One unit of gk_gemm_act's loop: the product's rows and columns of row block item / groups and
+ * column group item % groups, and their activation when it can be fused. */
+struct gk_gemm_job {
+    const float *a, *b, *bias;
+    float *y;
+    long lda, ldb, ldy, m, k, n, mr, nr, panels, npanels, blocks, groups;
+    gk_gemm_part_fn part;
+    int act, fuse;
+};
+
+static void gk_gemm_item(void *ctx, long item, int thread)
+{
+    const struct gk_gemm_job *j = (const struct gk_gemm_job *)ctx;
+    const long rb = item / j->groups, cg = item % j->groups;
+    const long i0 = gk_minl(j->m, rb * j->panels / j->blocks * j->mr);
+    const long i1 = gk_minl(j->m, (rb + 1) * j->panels / j->blocks * j->mr);
+    const long j0 = gk_minl(j->n, cg * j->npanels / j->groups * j->nr);
+    const long j1 = gk_minl(j->n, (cg + 1) * j->npanels / j->groups * j->nr);
+    (void)thread;
+    if (i0 < i1 && j0 < j1) {
+        j->part(j->a, j->lda, j->b, j->ldb, j->bias, j->y, j->ldy, i0, i1, j0, j1, j->k);
+        if (j->fuse) gk_act_block(j->act, j->y + i0 * j->ldy + j0, j->ldy, i1 - i0, j1 - j0);
+    }
+}
 
 /* y (m, n) = act(a (m, k) @ b (k, n) [+ bias]), rows lda, ldb, ldy floats apart. Each element is
  * the sum over k blocks (in order) of that block's products (in order), then + bias: the same for
@@ -666,15 +826,15 @@ static void gk_act_block(int act, float *y, long ldy, long rows, long cols);
 static void gk_gemm_act(const float *a, long lda, const float *b, long ldb, const float *bias, float *y,
                         long ldy, long m, long k, long n, int act)
 {
-    long mr, nr, panels, blocks, groups, npanels, items, item, want;
+    struct gk_gemm_job j;
+    long mr, nr, want;
     gk_gemm_part_fn part;
-    int threads, fuse;
-    double t0, lag = 0.0;
+    int threads;
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {
-        long i, j;
+        long i, c;
         for (i = 0; i < m; ++i)
-            for (j = 0; j < n; ++j) y[i * ldy + j] = bias ? bias[j] : 0.0f;
+            for (c = 0; c < n; ++c) y[i * ldy + c] = bias ? bias[c] : 0.0f;
         gk_act_block(act, y, ldy, m, n);
         return;
     }
@@ -685,37 +845,15 @@ static void gk_gemm_act(const float *a, long lda, const float *b, long ldb, cons
         gk_act_block(act, y, ldy, m, n);
         return;
     }
-    panels = (m + mr - 1) / mr;
-    npanels = (n + nr - 1) / nr;
+    j = (struct gk_gemm_job){ .a = a, .b = b, .bias = bias, .y = y, .lda = lda, .ldb = ldb, .ldy = ldy, .m = m,
+                              .k = k, .n = n, .mr = mr, .nr = nr, .panels = (m + mr - 1) / mr,
+                              .npanels = (n + nr - 1) / nr, .part = part, .act = act };
     want = gk_minl(4L * threads, gk_maxl(threads, (long)((double)m * (double)n * (double)k / GK_ITEM_WORK)));
-    blocks = gk_minl(panels, want);
-    groups = gk_minl(npanels, (want + blocks - 1) / blocks);
-    items = blocks * groups;
-    fuse = groups == 1 || (act != GK_SOFTMAX && act != GK_LOG_SOFTMAX);
-    if (items <= 1) {
-        part(a, lda, b, ldb, bias, y, ldy, 0, m, 0, n, k);
-        gk_act_block(act, y, ldy, m, n);
-        return;
-    }
-    t0 = gk_region_start();
-    GK_PRAGMA(omp parallel num_threads(threads))
-    {
-        gk_region_joined(t0, &lag);
-        GK_PRAGMA(omp for schedule(dynamic, 1) nowait)
-        for (item = 0; item < items; ++item) {
-            const long rb = item / groups, cg = item % groups;
-            const long i0 = gk_minl(m, rb * panels / blocks * mr);
-            const long i1 = gk_minl(m, (rb + 1) * panels / blocks * mr);
-            const long j0 = gk_minl(n, cg * npanels / groups * nr);
-            const long j1 = gk_minl(n, (cg + 1) * npanels / groups * nr);
-            if (i0 < i1 && j0 < j1) {
-                part(a, lda, b, ldb, bias, y, ldy, i0, i1, j0, j1, k);
-                if (fuse) gk_act_block(act, y + i0 * ldy + j0, ldy, i1 - i0, j1 - j0);
-            }
-        }
-    }
-    gk_region_end(lag);
-    if (!fuse) gk_act_block(act, y, ldy, m, n);
+    j.blocks = gk_minl(j.panels, want);
+    j.groups = gk_minl(j.npanels, (want + j.blocks - 1) / j.blocks);
+    j.fuse = j.groups == 1 || (act != GK_SOFTMAX && act != GK_LOG_SOFTMAX);
+    gk_run(threads, j.blocks * j.groups, gk_gemm_item, &j);
+    if (!j.fuse) gk_act_block(act, y, ldy, m, n);
 }
 
 static void gk_gemm(const float *a, long lda, const float *b, long ldb, const float *bias, float *y,
@@ -926,37 +1064,43 @@ static void gk_act_block(int act, float *y, long ldy, long rows, long cols)
     for (i = 0; i < rows; ++i) gk_activation_serial(act, y + i * ldy, y + i * ldy, 1, cols);
 }
 
+/* One unit of gk_activation's loop: a row (softmax-like) or a span of CHUNK values. */
+enum { GK_ACT_CHUNK = 8192 };
+struct gk_act_job {
+    const float *x;
+    float *y;
+    long n, row_len;
+    int act;
+};
+
+static void gk_act_item(void *ctx, long item, int thread)
+{
+    const struct gk_act_job *j = (const struct gk_act_job *)ctx;
+    (void)thread;
+    if (j->act == GK_SOFTMAX || j->act == GK_LOG_SOFTMAX)
+        gk_softmax_row(j->x + item * j->row_len, j->y + item * j->row_len, j->row_len, j->act == GK_LOG_SOFTMAX);
+    else
+        gk_activation_span(j->act, j->x + item * GK_ACT_CHUNK, j->y + item * GK_ACT_CHUNK,
+                           gk_minl(GK_ACT_CHUNK, j->n - item * GK_ACT_CHUNK));
+}
+
 void gk_activation(int act, const float *x, float *y, long rows, long row_len)
 {
-    enum { CHUNK = 8192 };
-    const long n = rows * row_len;
-    long i;
-    double t0, lag = 0.0;
+    struct gk_act_job j;
+    const int rowwise = act == GK_SOFTMAX || act == GK_LOG_SOFTMAX;
+    int threads;
     if (rows <= 0 || row_len <= 0) return;
+    j = (struct gk_act_job){ .x = x, .y = y, .n = rows * row_len, .row_len = row_len, .act = act };
     if (act == GK_LINEAR) {
-        if (y != x) memmove(y, x, (size_t)n * sizeof *y);
+        if (y != x) memmove(y, x, (size_t)j.n * sizeof *y);
         return;
     }
-    if (gk_threads(16.0 * (double)n) <= 1 || ((act == GK_SOFTMAX || act == GK_LOG_SOFTMAX) && rows < 2)) {
-        /* ~16 multiply-adds' time per value */
+    threads = gk_threads(16.0 * (double)j.n); /* ~16 multiply-adds' time per value */
+    if (threads <= 1 || (rowwise && rows < 2)) {
         gk_activation_serial(act, x, y, rows, row_len);
         return;
     }
-    t0 = gk_region_start();
-    GK_PRAGMA(omp parallel)
-    {
-        gk_region_joined(t0, &lag);
-        if (act == GK_SOFTMAX || act == GK_LOG_SOFTMAX) {
-            GK_PRAGMA(omp for schedule(dynamic, 1) nowait)
-            for (i = 0; i < rows; ++i)
-                gk_softmax_row(x + i * row_len, y + i * row_len, row_len, act == GK_LOG_SOFTMAX);
-        } else {
-            GK_PRAGMA(omp for schedule(dynamic, 1) nowait)
-            for (i = 0; i < (n + CHUNK - 1) / CHUNK; ++i)
-                gk_activation_span(act, x + i * CHUNK, y + i * CHUNK, gk_minl(CHUNK, n - i * CHUNK));
-        }
-    }
-    gk_region_end(lag);
+    gk_run(threads, rowwise ? rows : (j.n + GK_ACT_CHUNK - 1) / GK_ACT_CHUNK, gk_act_item, &j);
 }
 
 /* ---- embedding gather ---------------------------------------------------------------------- */
@@ -990,20 +1134,32 @@ static int64_t gk_index_at(const void *idx, int wide, long i)
     return wide ? ((const int64_t *)idx)[i] : (int64_t)((const int32_t *)idx)[i];
 }
 
-/* Output rows [r0, r1) of gk_lookup_sum (indices already checked). */
-static void gk_lookup_rows(const float *tables, long taps, long input_dim, long dim, const void *idx, int wide,
-                           long steps_in, long steps_out, long stride, long dilation, long r0, long r1, float *y)
+/* gk_lookup_sum's arguments, and its rows [item * GK_LOOKUP_ROWS, ...) as one unit of its loop
+ * (indices already checked). */
+enum { GK_LOOKUP_ROWS = 64 };
+struct gk_lookup_job {
+    const float *tables;
+    const void *idx;
+    float *y;
+    long taps, input_dim, dim, steps_in, steps_out, stride, dilation, rows;
+    int wide;
+};
+
+static void gk_lookup_item(void *ctx, long item, int thread)
 {
-    long r, k, j;
-    for (r = r0; r < r1; ++r) {
-        const long b = r / steps_out, t = r % steps_out;
-        const long at = b * steps_in + t * stride;
-        float *out = y + r * dim;
-        const float *row = tables + (long)gk_index_at(idx, wide, at) * dim;
-        memcpy(out, row, (size_t)dim * sizeof *out);
-        for (k = 1; k < taps; ++k) {
-            row = tables + (k * input_dim + (long)gk_index_at(idx, wide, at + k * dilation)) * dim;
-            for (j = 0; j < dim; ++j) out[j] += row[j];
+    const struct gk_lookup_job *j = (const struct gk_lookup_job *)ctx;
+    const long r1 = gk_minl(j->rows, (item + 1) * GK_LOOKUP_ROWS);
+    long r, k, c;
+    (void)thread;
+    for (r = item * GK_LOOKUP_ROWS; r < r1; ++r) {
+        const long b = r / j->steps_out, t = r % j->steps_out;
+        const long at = b * j->steps_in + t * j->stride;
+        float *out = j->y + r * j->dim;
+        const float *row = j->tables + (long)gk_index_at(j->idx, j->wide, at) * j->dim;
+        memcpy(out, row, (size_t)j->dim * sizeof *out);
+        for (k = 1; k < j->taps; ++k) {
+            row = j->tables + (k * j->input_dim + (long)gk_index_at(j->idx, j->wide, at + k * j->dilation)) * j->dim;
+            for (c = 0; c < j->dim; ++c) out[c] += row[c];
         }
     }
 }
@@ -1011,32 +1167,20 @@ static void gk_lookup_rows(const float *tables, long taps, long input_dim, long 
 long gk_lookup_sum(const float *tables, long taps, long input_dim, long dim, const void *idx, int wide,
                    long batch, long steps_in, long steps_out, long stride, long dilation, float *y)
 {
-    enum { ROWS = 64 };
-    const long rows = batch * steps_out;
+    struct gk_lookup_job j;
     long i;
-    int threads;
     for (i = 0; i < batch * steps_in; ++i) {
         const int64_t r = gk_index_at(idx, wide, i);
         if (r < 0 || r >= (int64_t)input_dim) return i;
     }
-    if (rows <= 0 || dim <= 0) return -1;
+    j = (struct gk_lookup_job){ .tables = tables, .idx = idx, .y = y, .taps = taps, .input_dim = input_dim,
+                                .dim = dim, .steps_in = steps_in, .steps_out = steps_out, .stride = stride,
+                                .dilation = dilation, .rows = batch * steps_out, .wide = wide };
+    if (j.rows <= 0 || dim <= 0) return -1;
     /* rows scattered over tables larger than the caches: the time is memory's (one core reads
      * them at ~8 GB/s, about 24 multiply-adds' time per float), which a second core doubles */
-    threads = gk_threads(24.0 * (double)rows * (double)(taps * dim));
-    if (threads <= 1) {
-        gk_lookup_rows(tables, taps, input_dim, dim, idx, wide, steps_in, steps_out, stride, dilation, 0, rows, y);
-    } else {
-        double t0 = gk_region_start(), lag = 0.0;
-        GK_PRAGMA(omp parallel num_threads(threads))
-        {
-            gk_region_joined(t0, &lag);
-            GK_PRAGMA(omp for schedule(dynamic, 1) nowait)
-            for (i = 0; i < (rows + ROWS - 1) / ROWS; ++i)
-                gk_lookup_rows(tables, taps, input_dim, dim, idx, wide, steps_in, steps_out, stride, dilation,
-                               i * ROWS, gk_minl(rows, (i + 1) * ROWS), y);
-        }
-        gk_region_end(lag);
-    }
+    gk_run(gk_threads(24.0 * (double)j.rows * (double)(taps * dim)), (j.rows + GK_LOOKUP_ROWS - 1) / GK_LOOKUP_ROWS,
+           gk_lookup_item, &j);
     return -1;
 }
 
@@ -1094,8 +1238,8 @@ static void gk_im2col(const float *x, const long in[2], long channels, const lon
  * tap, C floats; merged where contiguous: k1 C floats per kernel row when d1 = 1), each at q C
  * floats plus a fixed offset, rows C floats apart. Rows q with o1 >= out1 are computed in 12-row
  * tiles and dropped. A rank-1 convolution (in1 = out1 = k1 = 1) without padding reads x with rows
- * stride0 C floats apart, at any stride. (Strided convolutions with padding keep im2col: with
- * threads, its per-unit copies run in parallel.) Per element this is im2col's product exactly (the
+ * stride0 C floats apart, at any stride. Other strides read patch rows stride1 C floats apart,
+ * rows of 4 outputs at a time (gpr below: the rows between would all be dropped). Per element this is im2col's product exactly (the
  * same multiply-adds, zeros of the padding included, in the same order): only the copies go. */
 enum { GK_MAXRUN = 64 };
 struct gk_conv_geom {
@@ -1183,13 +1327,14 @@ static void gk_conv_implicit_rows(const struct gk_conv_geom *g, const float *xs,
     }
 }
 
-/* x (in0, in1, C) into dst (hp, wp, C) with pad[0] rows and pad[1] columns of zeros before it
- * (and zeros after, where the window goes past x). */
-static void gk_conv_pad(const float *x, const long in[2], long C, const long pad[2], long hp, long wp, float *dst)
+/* Rows [r0, r1) of x (in0, in1, C) padded into dst (hp, wp, C): pad[0] rows and pad[1] columns
+ * of zeros before it (and zeros after, where the window goes past x). */
+static void gk_conv_pad_rows(const float *x, const long in[2], long C, const long pad[2], long wp, long r0, long r1,
+                             float *dst)
 {
     const long lo = gk_minl(wp, gk_maxl(0, pad[1])), hi = gk_minl(wp, gk_maxl(lo, pad[1] + in[1]));
     long r;
-    for (r = 0; r < hp; ++r) {
+    for (r = r0; r < r1; ++r) {
         const long i = r - pad[0];
         float *d = dst + r * wp * C;
         if (i < 0 || i >= in[0]) {
@@ -1200,6 +1345,45 @@ static void gk_conv_pad(const float *x, const long in[2], long C, const long pad
         if (hi > lo) memcpy(d + lo * C, x + (i * in[1] + lo - pad[1]) * C, (size_t)((hi - lo) * C) * sizeof *d);
         if (hi < wp) memset(d + hi * C, 0, (size_t)((wp - hi) * C) * sizeof *d);
     }
+}
+
+/* One unit of the padded copies of a group of samples: GK_PAD_ROWS rows of one sample. */
+enum { GK_PAD_ROWS = 8 };
+struct gk_pad_job {
+    const float *x;
+    float *dst;
+    const long *in, *pad;
+    long C, hp, wp, blocks;
+};
+
+static void gk_pad_item(void *ctx, long item, int thread)
+{
+    const struct gk_pad_job *j = (const struct gk_pad_job *)ctx;
+    const long s = item / j->blocks, r0 = item % j->blocks * GK_PAD_ROWS;
+    (void)thread;
+    gk_conv_pad_rows(j->x + s * j->in[0] * j->in[1] * j->C, j->in, j->C, j->pad, j->wp, r0,
+                     gk_minl(j->hp, r0 + GK_PAD_ROWS), j->dst + s * j->hp * j->wp * j->C);
+}
+
+/* One unit of gk_conv_implicit's loop over a group of samples: a chunk of one sample's patch rows
+ * times a group of 32-column panels of the kernel. */
+struct gk_implicit_job {
+    const struct gk_conv_geom *g;
+    const float *x, *kernel, *bias; /* x: the group's first sample (or its padded copy) */
+    float *y;                       /* the group's first sample's output */
+    long xstride, ysize, kcols, F, chunk, chunks, groups;
+    int act;
+};
+
+static void gk_implicit_item(void *ctx, long item, int thread)
+{
+    const struct gk_implicit_job *j = (const struct gk_implicit_job *)ctx;
+    const long s = item / (j->chunks * j->groups), q0 = item / j->groups % j->chunks * j->chunk;
+    const long cg = item % j->groups, panels = (j->F + 31) / 32;
+    (void)thread;
+    gk_conv_implicit_rows(j->g, j->x + s * j->xstride, j->kernel, j->bias, j->y + s * j->ysize, j->kcols, j->F,
+                          q0, gk_minl(j->g->rows, q0 + j->chunk), cg * panels / j->groups * 32,
+                          gk_minl(j->F, (cg + 1) * panels / j->groups * 32), j->act);
 }
 
 /* gk_conv2d_act by gk_conv_implicit_rows where it applies (returns 1), else returns 0. */
@@ -1214,34 +1398,34 @@ static int gk_conv_implicit(const float *x, const float *kernel, const float *bi
     const long wp = (out[1] - 1) * stride[1] + (ks[1] - 1) * dil[1] + 1;
     const int rank1 = in[1] == 1 && out[1] == 1 && ks[1] == 1;
     struct gk_conv_geom g;
-    long ssize, group, s0, chunk, groups, cap, a, b, min_run = kcols;
+    struct gk_implicit_job j;
+    long wrow, ssize, group, s0, chunk, groups, cap, a, b, min_run = kcols;
     int copy;
     if (ks[0] * ks[1] > GK_MAXRUN) return 0;
+    /* The sample read (x, or its padded copy in scratch) has rows of wrow pixels. Outputs next to
+     * each other in a row read windows stride1 pixels apart: patch rows lda = stride1 C floats
+     * apart, an output row stride0 wrow / stride1 of them further on (wq). */
     if (rank1 && pad[0] == 0 && hp <= in[0]) { /* x itself, rows stride0 C apart */
         copy = 0;
+        wrow = 1;
         g.wq = 1;
         g.lda = stride[0] * C;
-    } else if (!rank1 && stride[0] == 1 && stride[1] == 1 && pad[0] == 0 && pad[1] == 0 && hp <= in[0] &&
-               wp <= in[1]) { /* x itself, one phase of in1 columns */
-        copy = 0;
-        g.wq = in[1];
-        g.lda = C;
-    } else if (stride[0] == 1 && stride[1] == 1) {
-        copy = 1;
-        g.wq = wp;
-        g.lda = C;
     } else {
-        /* strided with padding: the phases would be built by one thread before the others start,
-         * while im2col builds each unit's patches in parallel, which is faster with threads */
-        return 0;
+        copy = rank1 || pad[0] != 0 || pad[1] != 0 || hp > in[0] || wp > in[1] || stride[0] * in[1] % stride[1];
+        /* a copy's rows: a multiple of stride1 pixels, so that wq is whole */
+        wrow = copy ? (wp + stride[1] - 1) / stride[1] * stride[1] : in[1];
+        g.wq = stride[0] * wrow / stride[1];
+        g.lda = stride[1] * C;
     }
     g.out1 = out[1];
     g.gpr = g.wq > out[1] && out[1] >= 4 ? (out[1] + 3) / 4 : 0;
     g.rows = g.gpr ? out[0] * g.gpr * 4 : (out[0] - 1) * g.wq + out[1];
+    /* a strided convolution without groups of 4 would compute and drop most of its rows */
+    if (!g.gpr && g.wq > 1 && (stride[0] > 1 || stride[1] > 1)) return 0;
     g.nrun = 0;
     for (a = 0; a < ks[0]; ++a)
         for (b = 0; b < ks[1]; ++b) {
-            const long off = ((a * dil[0]) * g.wq + b * dil[1]) * C; /* tap (a, b) from the window's start */
+            const long off = ((a * dil[0]) * wrow + b * dil[1]) * C; /* tap (a, b) from the window's start */
             const long p0 = (a * ks[1] + b) * C;
             if (g.nrun > 0 && g.run_off[g.nrun - 1] + (p0 - g.run_p0[g.nrun - 1]) == off)
                 continue; /* contiguous with the run before: it grows */
@@ -1253,7 +1437,7 @@ static int gk_conv_implicit(const float *x, const float *kernel, const float *bi
     /* short runs (few channels) and tiny outputs: im2col is as good */
     if (min_run < 16 || g.rows < 12) return 0;
     /* scratch (out0 out1 kcols floats): the samples' padded copies */
-    ssize = hp * g.wq * C;
+    ssize = hp * wrow * C;
     cap = out[0] * out[1] * kcols;
     group = copy ? gk_minl(batch, cap / gk_maxl(1, ssize)) : batch;
     if (group < 1) return 0;
@@ -1269,40 +1453,21 @@ static int gk_conv_implicit(const float *x, const float *kernel, const float *bi
         if (units < want && act != GK_SOFTMAX && act != GK_LOG_SOFTMAX) /* too few rows: split columns too */
             groups = gk_minl((F + 31) / 32, (want + units - 1) / units);
     }
+    j = (struct gk_implicit_job){ .g = &g, .kernel = kernel, .bias = bias, .xstride = copy ? ssize : xsize,
+                                  .ysize = ysize, .kcols = kcols, .F = F, .chunk = chunk,
+                                  .chunks = (g.rows + chunk - 1) / chunk, .groups = groups, .act = act };
     for (s0 = 0; s0 < batch; s0 += group) {
-        const long gs = gk_minl(group, batch - s0), chunks = (g.rows + chunk - 1) / chunk;
-        const long items = gs * chunks * groups, panels = (F + 31) / 32;
+        const long gs = gk_minl(group, batch - s0);
         const float *xg = copy ? scratch : x + s0 * xsize;
-        long item;
-        if (copy)
-            for (item = 0; item < gs; ++item)
-                gk_conv_pad(x + (s0 + item) * xsize, in, C, pad, hp, g.wq, scratch + item * ssize);
-        if (threads > 1 && items > 1) {
-            const double t0 = gk_region_start();
-            double lag = 0.0;
-            GK_PRAGMA(omp parallel num_threads(threads))
-            {
-                gk_region_joined(t0, &lag);
-                GK_PRAGMA(omp for schedule(dynamic, 1) nowait)
-                for (item = 0; item < items; ++item) {
-                    const long s = item / (chunks * groups), q0 = item / groups % chunks * chunk;
-                    const long cg = item % groups;
-                    gk_conv_implicit_rows(&g, xg + s * (copy ? ssize : xsize), kernel, bias,
-                                          y + (s0 + s) * ysize, kcols, F, q0, gk_minl(g.rows, q0 + chunk),
-                                          cg * panels / groups * 32, gk_minl(F, (cg + 1) * panels / groups * 32),
-                                          act);
-                }
-            }
-            gk_region_end(lag);
-        } else {
-            for (item = 0; item < items; ++item) {
-                const long s = item / (chunks * groups), q0 = item / groups % chunks * chunk;
-                const long cg = item % groups;
-                gk_conv_implicit_rows(&g, xg + s * (copy ? ssize : xsize), kernel, bias,
-                                      y + (s0 + s) * ysize, kcols, F, q0, gk_minl(g.rows, q0 + chunk),
-                                      cg * panels / groups * 32, gk_minl(F, (cg + 1) * panels / groups * 32), act);
-            }
+        if (copy) {
+            struct gk_pad_job pj = { .x = x + s0 * xsize, .dst = scratch, .in = in, .pad = pad, .C = C, .hp = hp,
+                                     .wp = wrow, .blocks = (hp + GK_PAD_ROWS - 1) / GK_PAD_ROWS };
+            /* a float copied takes ~20 multiply-adds' time (memory's speed) */
+            gk_run(gk_threads(20.0 * (double)(gs * ssize)), gs * pj.blocks, gk_pad_item, &pj);
         }
+        j.x = xg;
+        j.y = y + s0 * ysize;
+        gk_run(threads, gs * j.chunks * j.groups, gk_implicit_item, &j);
     }
     return 1;
 }
@@ -1317,6 +1482,28 @@ void gk_conv2d(const float *x, const float *kernel, const float *bias, float *y,
                   out, scratch, GK_LINEAR);
 }
 
+/* One unit of gk_conv2d_act's im2col loop: a chunk of one sample's output rows, its patches built
+ * in the thread's part of scratch, their product and its activation. */
+struct gk_im2col_job {
+    const float *x, *kernel, *bias;
+    float *y, *scratch;
+    const long *in, *ks, *stride, *dilation, *pad, *out;
+    long channels, filters, kcols, rows, chunk, chunks;
+    gk_gemm_part_fn part;
+    int act;
+};
+
+static void gk_im2col_item(void *ctx, long item, int thread)
+{
+    const struct gk_im2col_job *j = (const struct gk_im2col_job *)ctx;
+    const long s = item / j->chunks, r0 = item % j->chunks * j->chunk, r1 = gk_minl(j->rows, r0 + j->chunk);
+    float *ys = j->y + (s * j->rows + r0) * j->filters, *patches = j->scratch + thread * j->chunk * j->kcols;
+    gk_im2col(j->x + s * j->in[0] * j->in[1] * j->channels, j->in, j->channels, j->ks, j->stride, j->dilation,
+              j->pad, j->out, r0, r1, patches);
+    j->part(patches, j->kcols, j->kernel, j->filters, j->bias, ys, j->filters, 0, r1 - r0, 0, j->filters, j->kcols);
+    gk_act_block(j->act, ys, j->filters, r1 - r0, j->filters);
+}
+
 /* A pointwise convolution is one product over the whole batch. Otherwise the output rows are cut
  * into chunks (each sample's rows separately) small enough for their patches to stay in L2 while
  * they are multiplied: per chunk, im2col into the caller's (thread's) part of scratch, the product
@@ -1329,11 +1516,10 @@ void gk_conv2d_act(const float *x, const float *kernel, const float *bias, float
 {
     const long rows = out[0] * out[1];
     const long kcols = kernel_size[0] * kernel_size[1] * channels;
-    const long xsize = in[0] * in[1] * channels;
-    long mr, nr, chunk, chunks, items, item;
+    struct gk_im2col_job j;
+    long mr, nr, chunk, chunks;
     gk_gemm_part_fn part;
     int threads;
-    double t0, lag = 0.0;
     if (batch <= 0 || rows <= 0 || filters <= 0) return;
     if (kernel_size[0] == 1 && kernel_size[1] == 1 && stride[0] == 1 && stride[1] == 1 &&
         pad_before[0] == 0 && pad_before[1] == 0 && out[0] == in[0] && out[1] == in[1]) {
@@ -1366,33 +1552,11 @@ void gk_conv2d_act(const float *x, const float *kernel, const float *bias, float
     }
     if (threads <= 1) chunk = gk_minl(gk_maxl(chunk, 1), rows);
     chunks = (rows + chunk - 1) / chunk;
-    items = batch * chunks;
-    if (threads <= 1 || items <= 1) {
-        for (item = 0; item < items; ++item) {
-            const long s = item / chunks, r0 = item % chunks * chunk, r1 = gk_minl(rows, r0 + chunk);
-            float *ys = y + (s * rows + r0) * filters;
-            gk_im2col(x + s * xsize, in, channels, kernel_size, stride, dilation, pad_before, out, r0, r1, scratch);
-            part(scratch, kcols, kernel, filters, bias, ys, filters, 0, r1 - r0, 0, filters, kcols);
-            gk_act_block(act, ys, filters, r1 - r0, filters);
-        }
-        return;
-    }
-    t0 = gk_region_start();
-    GK_PRAGMA(omp parallel num_threads(threads))
-    {
-        float *patches = scratch + gk_thread_id() * chunk * kcols;
-        gk_region_joined(t0, &lag);
-        GK_PRAGMA(omp for schedule(dynamic, 1) nowait)
-        for (item = 0; item < items; ++item) {
-            const long s = item / chunks, r0 = item % chunks * chunk, r1 = gk_minl(rows, r0 + chunk);
-            float *ys = y + (s * rows + r0) * filters;
-            gk_im2col(x + s * xsize, in, channels, kernel_size, stride, dilation, pad_before, out, r0, r1,
-                      patches);
-            part(patches, kcols, kernel, filters, bias, ys, filters, 0, r1 - r0, 0, filters, kcols);
-            gk_act_block(act, ys, filters, r1 - r0, filters);
-        }
-    }
-    gk_region_end(lag);
+    j = (struct gk_im2col_job){ .x = x, .kernel = kernel, .bias = bias, .y = y, .scratch = scratch, .in = in,
+                                .ks = kernel_size, .stride = stride, .dilation = dilation, .pad = pad_before,
+                                .out = out, .channels = channels, .filters = filters, .kcols = kcols, .rows = rows,
+                                .chunk = chunk, .chunks = chunks, .part = part, .act = act };
+    gk_run(threads, batch * chunks, gk_im2col_item, &j);
 }
 
 /* ---- Winograd F(2x2, 3x3) -------------------------------------------------------------------
@@ -1626,59 +1790,94 @@ static GK_512_ATTR void gk_wg_output_512(const float *m, const float *bias, floa
 }
 #endif
 
-/* Each thread takes a fixed share of the channels for U, then (after the one barrier) a fixed
- * share of every chunk's tiles through all three steps: the rows of v and m it writes are its own,
- * so the steps need no barrier between them (with sleeping threads, each barrier costs a wake-up,
- * which took the gain away at batch 1). */
+/* gk_conv2d_winograd_act's state. The tiles go in chunks of ts through v and m; share p of every
+ * chunk is its tiles [p R, (p + 1) R) (R = ts / shares, rounded up), which use only those rows of
+ * v and m, whatever the chunk's size: so shares of different chunks never share rows, and a
+ * share goes through all the chunks, all three steps, with no barrier (with sleeping threads,
+ * each barrier costs a wake-up, which took the gain away at batch 1). */
+struct gk_wg_job {
+    const float *x, *kernel, *bias, *zeros;
+    float *y, *v, *m, *u;
+    const long *in, *out, *pad;
+    long C, F, tps, tx, total, ts, vp, mp, u_items, per_share;
+    gk_gemm_part_fn part;
+    int wide;
+};
+
+/* Channels [C item / u_items, C (item + 1) / u_items) of U. */
+static void gk_wg_u_item(void *ctx, long item, int thread)
+{
+    const struct gk_wg_job *j = (const struct gk_wg_job *)ctx;
+    (void)thread;
+    gk_wg_kernel(j->kernel, j->C, j->F, j->C * item / j->u_items, j->C * (item + 1) / j->u_items, j->u);
+}
+
+/* Share `item` of every chunk: input transform, the 16 products, output transform. */
+static void gk_wg_share_item(void *ctx, long item, int thread)
+{
+    const struct gk_wg_job *j = (const struct gk_wg_job *)ctx;
+    long chunk0;
+    int q;
+    (void)thread;
+    for (chunk0 = 0; chunk0 < j->total; chunk0 += j->ts) {
+        const long n = gk_minl(j->ts, j->total - chunk0);
+        const long lo = gk_minl(n, item * j->per_share), hi = gk_minl(n, lo + j->per_share);
+        if (lo >= hi) break; /* the last chunk is the only short one */
+#ifdef GK_INTRIN_512
+        if (j->wide)
+            gk_wg_input_512(j->x, j->in, j->C, j->pad, j->tps, j->tx, j->zeros, chunk0 + lo, chunk0 + hi, chunk0,
+                            j->vp, j->v);
+        else
+#endif
+            gk_wg_input(j->x, j->in, j->C, j->pad, j->tps, j->tx, j->zeros, chunk0 + lo, chunk0 + hi, chunk0, j->vp,
+                        j->v);
+        for (q = 0; q < 16; ++q)
+            j->part(j->v + q * j->vp, j->C, j->u + q * j->C * j->F, j->F, NULL, j->m + q * j->mp, j->F, lo, hi, 0,
+                    j->F, j->C);
+#ifdef GK_INTRIN_512
+        if (j->wide)
+            gk_wg_output_512(j->m, j->bias, j->y, j->F, j->out, j->tps, j->tx, chunk0 + lo, chunk0 + hi, chunk0,
+                             j->mp);
+        else
+#endif
+            gk_wg_output(j->m, j->bias, j->y, j->F, j->out, j->tps, j->tx, chunk0 + lo, chunk0 + hi, chunk0, j->mp);
+    }
+}
+
 void gk_conv2d_winograd_act(const float *x, const float *kernel, const float *bias, float *y, long batch,
                             const long in[2], long channels, long filters, const long pad_before[2],
                             const long out[2], float *scratch, int act)
 {
+    struct gk_wg_job j;
     const long C = channels, F = filters, tx = (out[1] + 1) / 2, tps = ((out[0] + 1) / 2) * tx;
     const long total = batch * tps, ts = gk_minl(GK_WG_TILES, total);
-    const long vp = ts * C + GK_WG_SKEW, mp = ts * F + GK_WG_SKEW; /* the planes' strides */
-    float *const v = scratch, *const m = v + 16 * vp, *const u = m + 16 * mp, *const zeros = u + 16 * C * F;
-    long mr, nr;
-    const gk_gemm_part_fn part = gk_gemm_impl(&mr, &nr);
+    long mr, nr, shares;
+    gk_gemm_part_fn part;
     const int threads = gk_threads(16.0 * (double)total * (double)C * (double)F);
-    const int wide = mr == 12 && nr == 32 && C % 16 == 0 && F % 16 == 0; /* the AVX-512 GEMM was chosen */
-    double t0 = gk_region_start(), lag = 0.0;
-    (void)wide;
     if (total <= 0 || F <= 0) return;
     if (gk_minl(C, F) < GK_WG_MIN_CHANNELS || total * gk_minl(C, F) < GK_WG_MIN_WORK) {
         const long ks[2] = { 3, 3 }, ones[2] = { 1, 1 };
         gk_conv2d_act(x, kernel, bias, y, batch, in, C, ks, F, ones, ones, pad_before, out, scratch, act);
         return;
     }
-    memset(zeros, 0, (size_t)C * sizeof *zeros);
-    GK_PRAGMA(omp parallel num_threads(threads) if (threads > 1))
-    {
-        const long k = gk_thread_id(), nt = gk_team_size();
-        long chunk0;
-        int q;
-        gk_region_joined(t0, &lag);
-        gk_wg_kernel(kernel, C, F, C * k / nt, C * (k + 1) / nt, u);
-        GK_PRAGMA(omp barrier)
-        for (chunk0 = 0; chunk0 < total; chunk0 += ts) {
-            const long n = gk_minl(ts, total - chunk0), lo = n * k / nt, hi = n * (k + 1) / nt;
-            if (lo >= hi) continue;
-#ifdef GK_INTRIN_512
-            if (wide)
-                gk_wg_input_512(x, in, C, pad_before, tps, tx, zeros, chunk0 + lo, chunk0 + hi, chunk0, vp, v);
-            else
-#endif
-                gk_wg_input(x, in, C, pad_before, tps, tx, zeros, chunk0 + lo, chunk0 + hi, chunk0, vp, v);
-            for (q = 0; q < 16; ++q)
-                part(v + q * vp, C, u + q * C * F, F, NULL, m + q * mp, F, lo, hi, 0, F, C);
-#ifdef GK_INTRIN_512
-            if (wide)
-                gk_wg_output_512(m, bias, y, F, out, tps, tx, chunk0 + lo, chunk0 + hi, chunk0, mp);
-            else
-#endif
-                gk_wg_output(m, bias, y, F, out, tps, tx, chunk0 + lo, chunk0 + hi, chunk0, mp);
-        }
-    }
-    if (threads > 1) gk_region_end(lag);
+    part = gk_gemm_impl(&mr, &nr);
+    /* a share a thread, at least two 12-row panels each: more, smaller shares measured slower
+     * (each share's 16 products pack all of U again: 4 shares a thread took residual's 3x3
+     * layers 1.15x as long at batch 1) */
+    shares = gk_maxl(1, gk_minl(threads, ts / 24));
+    j = (struct gk_wg_job){ .x = x, .kernel = kernel, .bias = bias, .y = y, .in = in, .out = out, .pad = pad_before,
+                            .C = C, .F = F, .tps = tps, .tx = tx, .total = total, .ts = ts,
+                            .vp = ts * C + GK_WG_SKEW, .mp = ts * F + GK_WG_SKEW, /* the planes' strides */
+                            .u_items = gk_minl(4L * threads, C), .per_share = (ts + shares - 1) / shares,
+                            .part = part,
+                            .wide = mr == 12 && nr == 32 && C % 16 == 0 && F % 16 == 0 }; /* the AVX-512 GEMM */
+    j.v = scratch;
+    j.m = j.v + 16 * j.vp;
+    j.u = j.m + 16 * j.mp;
+    memset(j.u + 16 * C * F, 0, (size_t)C * sizeof *j.u); /* the zeros that tiles past x's edges read */
+    j.zeros = j.u + 16 * C * F;
+    gk_run(threads, j.u_items, gk_wg_u_item, &j);
+    gk_run(threads, (ts + j.per_share - 1) / j.per_share, gk_wg_share_item, &j);
     if (act != GK_LINEAR) gk_activation(act, y, y, batch * out[0] * out[1], F);
 }
 
@@ -1718,28 +1917,33 @@ static void gk_pool_rows(int is_max, const float *x, float *y, const long in[2],
     }
 }
 
+/* gk_pool2d's arguments; one unit of its loop is GK_POOL_ROWS output rows. */
+enum { GK_POOL_ROWS = 16 };
+struct gk_pool_job {
+    const float *x;
+    float *y;
+    const long *in, *pool, *stride, *pad, *out;
+    long channels, rows;
+    int is_max;
+};
+
+static void gk_pool_item(void *ctx, long item, int thread)
+{
+    const struct gk_pool_job *j = (const struct gk_pool_job *)ctx;
+    (void)thread;
+    gk_pool_rows(j->is_max, j->x, j->y, j->in, j->channels, j->pool, j->stride, j->pad, j->out,
+                 item * GK_POOL_ROWS, gk_minl(j->rows, (item + 1) * GK_POOL_ROWS));
+}
+
 void gk_pool2d(int is_max, const float *x, float *y, long batch, const long in[2], long channels,
                const long pool[2], const long stride[2], const long pad_before[2], const long out[2])
 {
-    enum { ROWS = 16 };
-    const long rows = batch * out[0] * out[1];
-    long i;
-    double t0, lag = 0.0;
-    if (rows <= 0 || channels <= 0) return;
-    if (gk_threads(2.0 * (double)rows * (double)channels * (double)(pool[0] * pool[1])) <= 1) {
-        gk_pool_rows(is_max, x, y, in, channels, pool, stride, pad_before, out, 0, rows);
-        return;
-    }
-    t0 = gk_region_start();
-    GK_PRAGMA(omp parallel)
-    {
-        gk_region_joined(t0, &lag);
-        GK_PRAGMA(omp for schedule(dynamic, 1) nowait)
-        for (i = 0; i < (rows + ROWS - 1) / ROWS; ++i)
-            gk_pool_rows(is_max, x, y, in, channels, pool, stride, pad_before, out, i * ROWS,
-                         gk_minl(rows, (i + 1) * ROWS));
-    }
-    gk_region_end(lag);
+    struct gk_pool_job j;
+    j = (struct gk_pool_job){ .x = x, .y = y, .in = in, .pool = pool, .stride = stride, .pad = pad_before,
+                              .out = out, .channels = channels, .rows = batch * out[0] * out[1], .is_max = is_max };
+    if (j.rows <= 0 || channels <= 0) return;
+    gk_run(gk_threads(2.0 * (double)j.rows * (double)channels * (double)(pool[0] * pool[1])),
+           (j.rows + GK_POOL_ROWS - 1) / GK_POOL_ROWS, gk_pool_item, &j);
 }
 
 void gk_global_pool(int is_max, const float *x, float *y, long batch, long spatial, long channels)
@@ -1918,6 +2122,24 @@ static void gk_lstm_rows(gk_gemm_part_fn part, const float *recurrent, float *y_
 /* The input projections of every step are one product; then the batch rows, which never interact,
  * are cut into groups of at least 8 rows, two per thread, that run every step on their own (no
  * barrier per step), taken dynamically by the threads when the recurrence is large enough. */
+/* gk_lstm's recurrence; one unit of its loop is a group of batch rows through every step. */
+struct gk_lstm_job {
+    gk_gemm_part_fn part;
+    const float *recurrent;
+    float *y_seq, *z, *hb, *cb;
+    long batch, groups, steps, u;
+    int activation, recurrent_activation, go_backwards;
+};
+
+static void gk_lstm_item(void *ctx, long item, int thread)
+{
+    const struct gk_lstm_job *j = (const struct gk_lstm_job *)ctx;
+    (void)thread;
+    gk_lstm_rows(j->part, j->recurrent, j->y_seq, j->z, j->hb, j->cb, j->batch * item / j->groups,
+                 j->batch * (item + 1) / j->groups, j->steps, j->u, j->activation, j->recurrent_activation,
+                 j->go_backwards);
+}
+
 void gk_lstm(const float *x, const float *kernel, const float *recurrent, const float *bias,
              float *y_seq, float *h, float *c, long batch, long steps, long in_dim, long units,
              int activation, int recurrent_activation, int go_backwards, float *scratch)
@@ -1926,7 +2148,8 @@ void gk_lstm(const float *x, const float *kernel, const float *recurrent, const 
     float *z = scratch;                        /* (batch, steps, 4u): x K + b, in x's step order */
     float *hb = scratch + batch * steps * g4;  /* h (batch, u) */
     float *cb = hb + batch * u;                /* c (batch, u) */
-    long mr, nr, groups = 1, g;
+    struct gk_lstm_job j;
+    long mr, nr;
     gk_gemm_part_fn part;
     int threads;
     if (batch <= 0 || u <= 0) return;
@@ -1935,23 +2158,11 @@ void gk_lstm(const float *x, const float *kernel, const float *recurrent, const 
     part = gk_gemm_impl(&mr, &nr);
     (void)nr;
     threads = gk_threads((double)batch * (double)steps * (double)u * (double)g4);
-    if (threads > 1) groups = gk_minl(batch / 8, 2L * threads);
-    if (groups <= 1) {
-        gk_lstm_rows(part, recurrent, y_seq, z, hb, cb, 0, batch, steps, u, activation, recurrent_activation,
-                     go_backwards);
-    } else {
-        const double t0 = gk_region_start();
-        double lag = 0.0;
-        GK_PRAGMA(omp parallel num_threads(threads))
-        {
-            gk_region_joined(t0, &lag);
-            GK_PRAGMA(omp for schedule(dynamic, 1) nowait)
-            for (g = 0; g < groups; ++g)
-                gk_lstm_rows(part, recurrent, y_seq, z, hb, cb, batch * g / groups, batch * (g + 1) / groups,
-                             steps, u, activation, recurrent_activation, go_backwards);
-        }
-        gk_region_end(lag);
-    }
+    j = (struct gk_lstm_job){ .part = part, .recurrent = recurrent, .y_seq = y_seq, .z = z, .hb = hb, .cb = cb,
+                              .batch = batch, .groups = threads > 1 ? gk_maxl(1, gk_minl(batch / 8, 2L * threads)) : 1,
+                              .steps = steps, .u = u, .activation = activation,
+                              .recurrent_activation = recurrent_activation, .go_backwards = go_backwards };
+    gk_run(threads, j.groups, gk_lstm_item, &j);
     if (h) memcpy(h, hb, (size_t)(batch * u) * sizeof *h);
     if (c) memcpy(c, cb, (size_t)(batch * u) * sizeof *c);
 }

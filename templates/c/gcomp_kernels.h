@@ -16,6 +16,16 @@ enum gk_activation {
 /* Elementwise merge codes. */
 enum gk_merge { GK_ADD = 0, GK_SUBTRACT, GK_MULTIPLY, GK_AVERAGE, GK_MAXIMUM, GK_MINIMUM };
 
+/* Returns body(arg), run as a session when `work` (multiply-adds, about) is large enough and the
+ * build has OpenMP (with GCC or Clang): the other threads wake once and, until body returns, spin
+ * waiting for the kernels' parallel loops, instead of sleeping between them (under
+ * OMP_WAIT_POLICY=passive a wake-up costs 5-100 us per loop, on the critical path). One session at
+ * a time per process; a call that finds one open, or is inside a parallel region, runs as usual. */
+int gk_session(int (*body)(void *), void *arg, double work);
+
+/* The thread count of the session this thread opened (which its kernels use), else 0. */
+int gk_session_threads(void);
+
 /* y (m, n) = a (m, k) @ b (k, n) [+ bias (n)]; bias may be NULL. Cache-blocked, vectorizable. */
 void gk_matmul(const float *a, const float *b, const float *bias, float *y, long m, long k, long n);
 
