@@ -545,12 +545,13 @@ def _threaded_kernel_runs(library) -> list[np.ndarray]:
     assert library.gk_lookup_sum(ptr(tables), 3, 50, 64, ptr(idx), 0, 8, 200, 196, 1, 2, ptr(y)) == -1
     assert np.array_equal(y, sum(tables[k][idx[:, 2 * k:2 * k + 196]] for k in range(3)))  # dilation 2
     outs.append(y)
-    for batch in (2, 5):  # Winograd: shares of the tiles; 5 samples end with a short chunk
-        x, kernel, bias = rand((batch, 32, 32, 64), 6), rand((3, 3, 64, 64), 7, scale=0.3), rand((64,), 8)
-        y = np.empty((batch, 32, 32, 64), np.float32)
-        scratch = np.empty(max(library.gk_conv2d_winograd_scratch(64, 64), 1024 * 9 * 64), np.float32)
-        library.gk_conv2d_winograd_act(ptr(x), ptr(kernel), ptr(bias), ptr(y), batch, LONG2(32, 32), 64, 64,
-                                       LONG2(1, 1), LONG2(32, 32), ptr(scratch), ACT["relu"])
+    # Winograd: shares of the tiles; 5 samples of 24x24 are 720 tiles, two chunks of 256 and a short one
+    for batch, side in [(2, 32), (5, 24)]:
+        x, kernel, bias = rand((batch, side, side, 64), 6), rand((3, 3, 64, 64), 7, scale=0.3), rand((64,), 8)
+        y = np.empty((batch, side, side, 64), np.float32)
+        scratch = np.empty(max(library.gk_conv2d_winograd_scratch(64, 64), side * side * 9 * 64), np.float32)
+        library.gk_conv2d_winograd_act(ptr(x), ptr(kernel), ptr(bias), ptr(y), batch, LONG2(side, side), 64, 64,
+                                       LONG2(1, 1), LONG2(side, side), ptr(scratch), ACT["relu"])
         outs.append(y)
     x = rand((4, 64, 64, 32), 16)
     y = np.empty((4, 32, 32, 32), np.float32)
