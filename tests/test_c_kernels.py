@@ -750,10 +750,11 @@ static void lstm(long batch, long steps, long in_dim, long u, int act, int rec, 
     free(x); free(k); free(rk); free(b); free(ys); free(h); free(c); free(scratch);
 }
 
-int main(void) {
+static int run_all(void *arg) {
     long sizes[][3] = {{1, 1, 1}, {7, 13, 5}, {130, 257, 33}, {1, 300, 70}, {13, 600, 31}, {12, 5, 32},
-                       {25, 3, 97}, {4, 0, 9}, {0, 3, 3}, {97, 1, 1}};
+                       {25, 3, 97}, {4, 0, 9}, {0, 3, 3}, {97, 1, 1}, {300, 200, 150}};
     int i, act;
+    (void)arg;
     for (i = 0; i < (int)(sizeof sizes / sizeof sizes[0]); ++i) {
         matmul(sizes[i][0], sizes[i][1], sizes[i][2], 0);
         matmul(sizes[i][0], sizes[i][1], sizes[i][2], 1);
@@ -789,6 +790,8 @@ int main(void) {
     conv(1, 30, 1, 16, 5, 1, 20, 2, 1, 1, 1, 0);
     conv(1, 12, 14, 16, 3, 3, 32, 1, 1, 1, 1, 0);
     conv(3, 17, 13, 64, 3, 3, 80, 1, 1, 1, 1, 1); /* Winograd, with odd sizes and a partial chunk of tiles */
+    conv(1, 32, 32, 64, 3, 3, 64, 1, 1, 1, 1, 1); /* large enough for threads: direct and Winograd */
+    conv(1, 32, 32, 64, 3, 3, 64, 2, 2, 1, 1, 1); /* threads, strided, a padded copy read in place */
     {
         float *x = buf(3 * 50 * 130), *y = buf(3 * 130);
         gk_global_pool(1, x, y, 3, 50, 130);
@@ -823,17 +826,24 @@ int main(void) {
     lstm(2, 3, 2, 7, GK_RELU, GK_SIGMOID, 1, 1);
     lstm(2, 3, 2, 7, GK_SIGMOID, GK_SIGMOID, 0, 0);
     lstm(2, 4, 0, 3, GK_TANH, GK_SIGMOID, 0, 1);
+    return 0;
+}
+
+int main(void) {
+    /* every kernel on the calling thread's own, then in a session (with OpenMP: helpers spinning) */
+    if (run_all(NULL) != 0 || gk_session(run_all, NULL, 1e12) != 0) return 2;
     puts("ok");
     return 0;
 }
 """
 
 
-@pytest.mark.parametrize("build", [["-O1", "-DGK_NO_DISPATCH"], ["-O1"]], ids=["generic", "dispatch"])
+@pytest.mark.parametrize("build", [["-O1", "-DGK_NO_DISPATCH"], ["-O1"], ["-O1", "-fopenmp"]],
+                         ids=["generic", "dispatch", "openmp"])
 def test_every_kernel_under_address_and_undefined_sanitizers(tmp_path, build):
     flags = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
-    if not runs_with(tmp_path, *flags):
-        pytest.skip("sanitizer runtime unavailable")
+    if not runs_with(tmp_path, *flags, *build[1:]):
+        pytest.skip(f"sanitizer runtime unavailable with {build[1:]}")
     driver = tmp_path / "driver.c"
     driver.write_text(SANITIZER_DRIVER)
     exe = tmp_path / "driver"
