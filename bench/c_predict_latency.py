@@ -8,10 +8,12 @@ code `gcomp build --target c` writes, compiled with the given CFLAGS (and -fopen
 compiler has it) into a small timing program that calls <model>_forward in a loop and reports the
 median per call; onnxruntime runs the same weights (gcomp's ONNX for the CPU) in this process,
 its default thread pool (one thread per core), median of session.run. Both sides use every core
-and neither spins while idle: onnxruntime with session.intra_op.allow_spinning=0, the C program
-with OMP_WAIT_POLICY=passive (libgomp's default spins, and on a shared machine a spinning thread
-waiting for a descheduled one can cost a whole scheduler tick per parallel region); --spin gives
-both their default spinning. The two alternate for R rounds (so that a change in the machine's load hits both),
+and neither spins between calls: onnxruntime with session.intra_op.allow_spinning=0 (its workers
+sleep between operators too: its calling thread starts each operator's work without waiting for
+them), the C program with OMP_WAIT_POLICY=passive (libgomp's default spins, and on a shared machine
+a spinning thread waiting for a descheduled one can cost a whole scheduler tick per parallel
+region), where a forward pass large enough runs as one session whose helpers spin between the
+kernels until the call returns (gk_session); --spin gives both their default spinning. The two alternate for R rounds (so that a change in the machine's load hits both),
 each round a median over N calls; printed: the median of the rounds, and the ratio C / ORT.
 """
 from __future__ import annotations
