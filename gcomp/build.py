@@ -72,6 +72,9 @@ C_README = """\
 
 Needs a C99 compiler, libc and libm. `make` builds `lib{prefix}.so` and `{prefix}_cli`; it honours
 CC, CFLAGS and LDFLAGS (e.g. `make CFLAGS="-O3 -march=native -fopenmp" LDFLAGS=-fopenmp`).
+With OpenMP, large layers use every core (`OMP_NUM_THREADS` caps them); a `{prefix}_forward` call
+with enough work keeps the other threads spinning between its layers until it returns; between
+calls they wait as OpenMP's wait policy says (`OMP_WAIT_POLICY=passive`: asleep).
 
 API (`{prefix}.h`): `{prefix}_create`, `{prefix}_load_weights(m, "weights.bin")` or
 `{prefix}_set_weights`, `{prefix}_forward(m, inputs, outputs)` with `gc_tensor` arrays,
