@@ -1239,8 +1239,9 @@ static void gk_im2col(const float *x, const long in[2], long channels, const lon
  * floats plus a fixed offset, rows C floats apart. Rows q with o1 >= out1 are computed in 12-row
  * tiles and dropped. A rank-1 convolution (in1 = out1 = k1 = 1) without padding reads x with rows
  * stride0 C floats apart, at any stride. Other strides read patch rows stride1 C floats apart,
- * rows of 4 outputs at a time (gpr below: the rows between would all be dropped). Per element this is im2col's product exactly (the
- * same multiply-adds, zeros of the padding included, in the same order): only the copies go. */
+ * rows of 4 outputs at a time (gpr below: the rows between would all be dropped). Per element
+ * this is im2col's product exactly (the same multiply-adds, zeros of the padding included, in the
+ * same order): only the copies go. */
 enum { GK_MAXRUN = 64 };
 struct gk_conv_geom {
     long lda;                /* floats between consecutive patch rows */
