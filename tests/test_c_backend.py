@@ -210,6 +210,22 @@ def test_inputs_too_short_for_a_window_are_refused():
     assert_c_matches_numpy(model, [np.random.default_rng(0).normal(size=(1, 5, 3)).astype("float32")])
 
 
+def test_forward_passes_its_work_per_sample_to_the_session():
+    """<model>_forward hands gk_session its multiply-adds: each kernel-like weight once per input
+    position (at the build's largest length), plus one per output value; only forward gets one."""
+    x = Input(shape=(None, 8), name="seq")
+    h = layers.Conv1D(4, 3, name="conv")(x)  # 3 * 8 * 4 weights at each of 16 steps, 14 * 4 outputs
+    model = Model(x, layers.Dense(2, name="dense")(layers.LSTM(5, name="lstm")(h)))
+    work = 16 * 96 + 14 * 4 + 14 * (4 * 20 + 5 * 20) + 5 + 5 * 2 + 2  # conv, lstm (14 steps in), dense
+    code = render_c(model._current_graph(), 2, 16)[f"{c_prefix(model.name)}.c"]
+    assert f"_forward_body, &call, {work}.0 * batch)" in code
+    model.compile(optimizer="sgd", loss="mse")
+    from gcomp.backends.c_training import render_training_c
+    training = render_training_c(model._current_graph(), model._compile_config, 2, 16)[f"{c_prefix(model.name)}.c"]
+    assert training.count("gk_session(") == 1  # forward's; the training step's kernels run as before
+    assert_c_matches_numpy(model, [np.random.default_rng(0).normal(size=(2, 12, 8)).astype("float32")])
+
+
 def test_wide_3x3_convolutions_use_winograd_in_inference_code_only():
     x = Input(shape=(10, 9, 128), name="image")
     wide = layers.Conv2D(128, 3, padding="same", activation="relu", bias_initializer="random_normal", name="wide")(x)
