@@ -13,8 +13,9 @@ sleep between operators too: its calling thread starts each operator's work with
 them), the C program with OMP_WAIT_POLICY=passive (libgomp's default spins, and on a shared machine
 a spinning thread waiting for a descheduled one can cost a whole scheduler tick per parallel
 region), where a forward pass large enough runs as one session whose helpers spin between the
-kernels until the call returns (gk_session); --spin gives both their default spinning. The two alternate for R rounds (so that a change in the machine's load hits both),
-each round a median over N calls; printed: the median of the rounds, and the ratio C / ORT.
+kernels until the call returns (gk_session); --spin gives both their default spinning. The two
+alternate for R rounds (so that a change in the machine's load hits both), each round a median over
+N calls; printed: the median of the rounds, and the ratio C / ORT.
 """
 from __future__ import annotations
 
