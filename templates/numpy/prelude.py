@@ -139,9 +139,7 @@ def lookup_sum(tables, indices, strides, dilation, embedding, layer, source):
     if taps == 1 and strides == 1:
         return tables[0][indices]
     window = (taps - 1) * dilation + 1
-    if indices.shape[1] < window:
-        raise InputDataError(f'layer "{layer}": input of spatial shape ({indices.shape[1]},) is smaller than its '
-                             f"window ({window},); give longer inputs")
+    _check_windows_fit(indices.shape[1:2], (window,), layer)
     steps = (indices.shape[1] - window) // strides + 1
     y = tables[0][indices[:, :(steps - 1) * strides + 1:strides]]
     for k in range(1, taps):
@@ -174,14 +172,19 @@ def _pad_spatial(x, kernel, strides, dilation, padding, value):
     return np.pad(x, pads, constant_values=value)
 
 
+def _check_windows_fit(spatial, window, layer):
+    """A free length (a sequence) can turn out shorter than a layer's window: say so, naming it.
+    (Only "valid" windows can: "same" and "causal" padding always leave room for one.)"""
+    if any(n < w for n, w in zip(spatial, window)):
+        raise InputDataError(f'layer "{layer}": input of spatial shape {tuple(spatial)} is smaller than its '
+                             f"window {tuple(window)}; give longer inputs")
+
+
 def _windows(x, kernel, strides, dilation, layer):
     """Strided view (N, out..., C, k...) of every window of channels-last x (no copy)."""
     rank = len(kernel)
     eff = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
-    for n, e in zip(x.shape[1:-1], eff):
-        if n < e:  # a free length (a sequence) can turn out shorter than the window
-            raise InputDataError(f'layer "{layer}": input of spatial shape {x.shape[1:-1]} (after padding) is '
-                                 f"smaller than its window {eff}; give longer inputs")
+    _check_windows_fit(x.shape[1:-1], eff, layer)
     view = np.lib.stride_tricks.sliding_window_view(x, eff, axis=tuple(range(1, rank + 1)))
     index = (slice(None),) + tuple(slice(None, None, s) for s in strides) + (slice(None),) \
         + tuple(slice(None, None, d) for d in dilation)
