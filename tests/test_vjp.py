@@ -177,7 +177,10 @@ def test_embedding_vjp(index_shape):
     g = rt.embedding_vjp(indices, 6, w)
     check(g, numeric_grad(lambda: [table[indices]], [w], table))
     assert not g[4:].any()
-    assert rt.embedding_vjp(indices.astype(np.int32), 6, w.astype(np.float32)).dtype == np.float32
+    w32 = w.astype(np.float32)
+    in_order = np.zeros((6, 3), np.float32)  # each row's repeats summed in their original order
+    np.add.at(in_order, indices.reshape(-1), w32.reshape(-1, 3))
+    assert np.array_equal(rt.embedding_vjp(indices.astype(np.int32), 6, w32), in_order)
     assert not rt.embedding_vjp(np.zeros((0, 2), np.int64), 6, np.zeros((0, 2, 3))).any()
 
 
@@ -194,7 +197,20 @@ CONV_CASES = [
     ((2, 6, 5, 2), (3, 3, 2, 2), (2, 2), "same", (1, 1)),
     ((1, 7, 6, 2), (2, 3, 2, 2), (2, 1), "valid", (1, 1)),
     ((1, 4, 4, 3, 2), (2, 2, 2, 2, 2), (2, 2, 1), "same", (1, 1, 1)),
+    # stride 1 reads windows as phases of `taps` rows (conv_rows): counts that are no multiple of
+    # the taps, a dilated innermost axis (one row per tap), and three spatial axes
+    ((3, 11, 4), (5, 4, 3), (1,), "valid", (1,)),
+    ((2, 6, 7, 2), (2, 3, 2, 2), (1, 1), "same", (1, 2)),
+    ((1, 4, 5, 4, 2), (2, 3, 2, 2, 2), (1, 1, 1), "same", (1, 1, 1)),
 ]
+
+
+def test_window_taps_split_outer_shifts_from_the_inner_run():
+    # padded grid 4 x 5: a 2x3 window is two row shifts (0 and one grid row, 5) of a 3-row run
+    assert rt.window_taps((1, 4, 5, 2), (2, 3), (1, 1)) == ([0, 5], 3)
+    # a dilated innermost axis cannot be read as one run: every offset is a shift of its own
+    assert rt.window_taps((1, 4, 5, 2), (2, 2), (1, 2)) == ([0, 2, 5, 7], 1)
+    assert rt.window_taps((2, 9, 3), (4,), (1,)) == ([0], 4)
 
 
 @pytest.mark.parametrize("x_shape, k_shape, strides, padding, dilation", CONV_CASES)

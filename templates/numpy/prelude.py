@@ -3,6 +3,7 @@
 # Every kernel keeps its input's float dtype (float32 models stay float32; float64 in gives float64
 # out, which the gradient checks rely on). Inexact constants are plain Python floats: NumPy casts
 # such "weak" scalars to the array's dtype, so float32 results are bit-identical to np.float32(c).
+import itertools
 import math as _math
 
 import numpy as np
@@ -201,22 +202,55 @@ def im2col(x, window, strides, padding, dilation, layer):
     return np.ascontiguousarray(view.transpose(order)).reshape(x.shape[0] * int(np.prod(out)), -1), out
 
 
-def shifted_rows(padded_shape, window, dilation):
-    """For a stride-1 window over channels-last data flattened to rows (N * prod(spatial), C): each
-    kernel offset's row shift, and R, the rows every shift can read. Row r + shift is the input under
-    offset `shift` of the window at row r; rows whose window leaves their sample are computed and
-    dropped (a few per sample: (k - 1) d of each axis)."""
+def window_taps(padded_shape, window, dilation):
+    """How a stride-1 window reads channels-last data flattened to rows (N * prod(spatial), C): the
+    row shift of each outer offset (all but the innermost axis's), and `taps`, the innermost axis's
+    offsets, which read `taps` consecutive rows as one run (with dilation 1 there; otherwise taps is
+    1 and every offset is an outer shift). A window at row r reads rows r + shift .. + taps - 1."""
     spatial = padded_shape[1:-1]
     row_strides = [int(np.prod(spatial[i + 1:], dtype=np.int64)) for i in range(len(spatial))]
-    offsets = np.stack(np.meshgrid(*[np.arange(k) * d for k, d in zip(window, dilation)], indexing="ij"), -1)
-    shifts = [int(np.dot(o, row_strides)) for o in offsets.reshape(-1, len(window))]
-    rows = padded_shape[0] * int(np.prod(spatial, dtype=np.int64))
-    return shifts, rows - shifts[-1]
+    taps = window[-1] if dilation[-1] == 1 else 1
+    outer = [range(k) for k in window[:-1]] + [range(0, window[-1], taps)]
+    shifts = [sum(o * d * rs for o, d, rs in zip(offset, dilation, row_strides))
+              for offset in itertools.product(*outer)]
+    return shifts, taps
+
+
+def _tap_view(rows, start, count, taps):
+    """`count` runs of `taps` consecutive rows of contiguous `rows`, from row `start`, each run one
+    row of a (count, taps * C) matrix (no copy). Runs do not overlap, so the row stride is the
+    row's width and BLAS takes the view as it is."""
+    width = taps * rows.shape[1]
+    return np.lib.stride_tricks.as_strided(rows[start:], shape=(count, width),
+                                           strides=(width * rows.itemsize, rows.itemsize))
+
+
+def conv_rows(rows, kernels, shifts, taps, count, height):
+    """Stride-1 correlation over rows (R, C) of a flattened grid: Y[r] = sum over outer shifts a of
+    rows[r + shifts[a] : + taps] (flattened) @ kernels[a], for r < count; kernels (A, taps * C, F).
+    Windows a whole run of taps apart do not overlap, so rows r = s (mod taps) take one GEMM on a
+    view (phase s): BLAS sums over taps * C, with no im2col copy and no sum outside BLAS except over
+    the outer shifts. The caller keeps count <= R - shifts[-1] - taps + 1 (windows inside rows).
+    Returns (height, F), height >= count: Y, then rows left unset (the caller's cropped ones)."""
+    f = kernels.shape[-1]
+    blocks = -(-count // taps)
+    dtype = np.result_type(rows.dtype, kernels.dtype)
+    y = np.empty((max(height, blocks * taps), f), dtype)
+    part = np.empty((blocks * taps, f), dtype) if len(shifts) > 1 else y
+    for a, shift in enumerate(shifts):
+        dest = (part if a else y)[:blocks * taps].reshape(blocks, taps, f)
+        for phase in range(taps):
+            n = -(-(count - phase) // taps)
+            np.matmul(_tap_view(rows, shift + phase, n, taps), kernels[a], out=dest[:n, phase])
+        if a:
+            y[:count] += part[:count]
+    return y[:height]
 
 
 def conv(x, kernel, strides, padding, dilation, layer):
-    """Channels-last convolution, kernel (k..., C, F). At stride 1: one GEMM per kernel offset on
-    row-shifted views of the padded input (no im2col copy); strided: im2col, then one GEMM."""
+    """Channels-last convolution, kernel (k..., C, F). At stride 1: conv_rows over the padded input
+    (no im2col copy), then the rows whose window left its sample are dropped; strided: im2col, then
+    one GEMM."""
     rank = kernel.ndim - 2
     window, f = kernel.shape[:rank], kernel.shape[-1]
     if any(s != 1 for s in strides):
@@ -224,16 +258,12 @@ def conv(x, kernel, strides, padding, dilation, layer):
         return (patches @ kernel.reshape(-1, f)).reshape((x.shape[0],) + out + (f,))
     xp = _pad_spatial(x, window, strides, dilation, padding, 0)
     _windows(xp, window, strides, dilation, layer)  # checks the input is not shorter than the window
-    rows2d = xp.reshape(-1, xp.shape[-1])
-    shifts, r = shifted_rows(xp.shape, window, dilation)
-    w = kernel.reshape(-1, kernel.shape[-2], f)
-    full = np.zeros((rows2d.shape[0], f), np.result_type(x.dtype, kernel.dtype))
-    part = np.empty((r, f), full.dtype)
-    for q, shift in enumerate(shifts):
-        np.matmul(rows2d[shift:shift + r], w[q], out=part)
-        full[:r] += part
+    rows = np.ascontiguousarray(xp).reshape(-1, xp.shape[-1])
+    shifts, taps = window_taps(xp.shape, window, dilation)
+    count = rows.shape[0] - shifts[-1] - taps + 1
+    full = conv_rows(rows, kernel.reshape(len(shifts), -1, f), shifts, taps, count, rows.shape[0])
     out = tuple(p - d * (k - 1) for p, k, d in zip(xp.shape[1:-1], window, dilation))
-    full = full.reshape(xp.shape[:-1] + (f,))
+    full = full.reshape(xp.shape[:-1] + (f,))  # rows from count on belong to cropped positions
     return np.ascontiguousarray(full[(slice(None),) + tuple(slice(0, o) for o in out)])
 
 

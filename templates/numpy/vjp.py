@@ -13,12 +13,15 @@
 # Derivatives at kinks follow TF/JAX: 0 for relu at 0, 0 for relu6 at 0 and 6, 0 for hard_sigmoid at
 # +-3; the branch the forward takes for leaky_relu, elu and selu (x >= 0: the linear side).
 
+# relu and relu6 multiply by their 0/1 mask: np.where branches on every element, several times
+# slower on a random mask. The products differ from a select only in the sign of a zero (and where gy
+# is inf or NaN, already a lost step).
 def _relu_vjp(x, y, gy):
-    return np.where(x > 0, gy, gy.dtype.type(0))
+    return gy * (x > 0)
 
 
 def _relu6_vjp(x, y, gy):
-    return np.where((x > 0) & (x < 6), gy, gy.dtype.type(0))
+    return gy * ((x > 0) & (x < 6))
 
 
 def _leaky_relu_vjp(x, y, gy):
@@ -129,18 +132,27 @@ def dense_vjp(x, kernel, gy, need_x, use_bias):
 
 def embedding_vjp(indices, input_dim, gy):
     """y = table[indices], table (input_dim, D): the dense table gradient, gy's rows summed per index
-    (repeats accumulate). Each row's first occurrence is assigned in one fancy-indexed copy, and
-    only the repeats go through np.add.at, in their original order, so the sums are the same bits
-    as one add.at over all rows, about twice as fast when most indices are distinct."""
+    (repeats accumulate). Each row's first occurrence is assigned in one fancy-indexed copy, then
+    round k adds every index's k-th occurrence (indices unique within a round, so a plain fancy
+    `+=` is exact): each row's sum runs in the original order, the same bits as one np.add.at over
+    all rows, at a fraction of its cost (rounds: the largest repeat count, a few for random ids)."""
     d = gy.shape[-1]
     flat = np.asarray(indices).reshape(-1)
     rows = gy.reshape(-1, d)
     gtable = np.zeros((input_dim, d), gy.dtype)
-    used, first = np.unique(flat, return_index=True)
-    gtable[used] = rows[first]
-    repeats = np.ones(len(flat), bool)
-    repeats[first] = False
-    np.add.at(gtable, flat[repeats], rows[repeats])
+    if not len(flat):
+        return gtable
+    order = np.argsort(flat, kind="stable")  # stable: repeats stay in their original order
+    ids = flat[order]
+    first = np.empty(len(ids), bool)
+    first[0] = True
+    np.not_equal(ids[1:], ids[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    occurrence = np.arange(len(ids)) - np.repeat(starts, np.diff(np.append(starts, len(ids))))
+    gtable[ids[first]] = rows[order[first]]
+    for k in range(1, int(occurrence.max()) + 1):
+        hit = np.flatnonzero(occurrence == k)
+        gtable[ids[hit]] += rows[order[hit]]
     return gtable
 
 
@@ -174,32 +186,36 @@ def _padded_shape(x_shape, window, strides, dilation, padding):
 
 def conv_vjp(x, kernel, gy, strides, padding, dilation, need_x, use_bias):
     """Gradients of the channels-last N-d `conv` (kernel (k..., C, F), gy (N, out..., F)): returns
-    (gx or None, gkernel, gbias or None). At stride 1, as the forward, per kernel offset on
-    row-shifted views: gW_q = X_q^T G and gX_q += G W_q^T, with G the output gradient on the padded
-    grid (zero where no window sits). Strided: gkernel = patches^T @ gy on the im2col matrix, and
-    gy @ kernel^T scattered back over the windows, one strided add per kernel offset."""
+    (gx or None, gkernel, gbias or None). At stride 1, on the forward's phase views (conv_rows),
+    with G the output gradient on the padded grid (zero where no window sits): gW_a = sum over
+    phases of X_phase^T G_phase, and gx a stride-1 correlation of G with the flipped kernel. Strided:
+    gkernel = patches^T @ gy on the im2col matrix, and gy @ kernel^T scattered back over the
+    windows, one strided add per kernel offset."""
     rank = kernel.ndim - 2
     window = kernel.shape[:rank]
     c, f = kernel.shape[-2], kernel.shape[-1]
     gbias = gy.reshape(-1, f).sum(axis=0) if use_bias else None
     if all(s == 1 for s in strides):
         xp = _pad_spatial(x, window, strides, dilation, padding, 0)
-        rows2d = xp.reshape(-1, c)
-        shifts, r = shifted_rows(xp.shape, window, dilation)
-        grid = np.zeros(xp.shape[:-1] + (f,), gy.dtype)
-        grid[(slice(None),) + tuple(slice(0, o) for o in gy.shape[1:-1])] = gy
-        g2d = grid.reshape(-1, f)[:r]
-        w = kernel.reshape(-1, c, f)
-        gkernel = np.empty_like(w)
-        for q, shift in enumerate(shifts):
-            np.matmul(rows2d[shift:shift + r].T, g2d, out=gkernel[q])
+        rows = np.ascontiguousarray(xp).reshape(-1, c)
+        shifts, taps = window_taps(xp.shape, window, dilation)
+        reach = shifts[-1] + taps - 1  # rows a window spans past its first
+        count = rows.shape[0] - reach
+        # G on the padded grid, zero where no window sits, after `reach` zero rows that gx's flipped
+        # windows read before the first row
+        padded = np.zeros((reach + rows.shape[0], f), gy.dtype)
+        g = padded[reach:]
+        g.reshape(xp.shape[:-1] + (f,))[(slice(None),) + tuple(slice(0, o) for o in gy.shape[1:-1])] = gy
+        gkernel = np.zeros((len(shifts), taps * c, f), gy.dtype)
+        for a, shift in enumerate(shifts):
+            for phase in range(taps):  # the forward's GEMMs, transposed: gW += X_phase^T G_phase
+                n = -(-(count - phase) // taps)
+                gkernel[a] += _tap_view(rows, shift + phase, n, taps).T @ g[phase:phase + taps * n:taps]
         gx = None
-        if need_x:
-            gp = np.zeros(rows2d.shape, gy.dtype)
-            part = np.empty((r, c), gy.dtype)
-            for q, shift in enumerate(shifts):
-                np.matmul(g2d, w[q].T, out=part)
-                gp[shift:shift + r] += part
+        if need_x:  # gx[t] = sum over offsets e of G[t - shift_e] W_e^T: conv_rows with the kernel flipped
+            flipped = kernel.reshape(len(shifts), taps, c, f)[::-1, ::-1].transpose(0, 1, 3, 2)
+            gp = conv_rows(padded, flipped.reshape(len(shifts), taps * f, c), shifts, taps, rows.shape[0],
+                           rows.shape[0])
             gx = _crop_padding(gp.reshape(xp.shape), x.shape, window, strides, dilation, padding)
         return gx, gkernel.reshape(kernel.shape), gbias
     gy2 = gy.reshape(-1, f)
@@ -221,18 +237,27 @@ def max_pool_vjp(x, gy, pool_size, strides, padding):
     ones = (1,) * len(pool_size)
     fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
     xp = _pad_spatial(x, pool_size, strides, ones, padding, fill)
-    offsets = list(_offset_slices(pool_size, strides, ones, gy.shape[1:-1]))
-    y = xp[offsets[0][1]].copy()
-    for _, index in offsets[1:]:  # the forward's max, one offset at a time
+    offsets = [index for _, index in _offset_slices(pool_size, strides, ones, gy.shape[1:-1])]
+    y = xp[offsets[0]].copy()
+    for index in offsets[1:]:  # the forward's max, one offset at a time
         np.maximum(y, xp[index], out=y)
+    # windows that do not overlap write their slices once: assigned, not added
+    disjoint = all(s >= k for s, k in zip(strides, pool_size))
     gp = np.zeros(xp.shape, gy.dtype)
-    free = np.ones(y.shape, bool)  # windows whose max no earlier offset has claimed
     hit = np.empty(y.shape, bool)
-    for _, index in offsets:
+    free = None  # windows whose max no earlier offset has claimed
+    for i, index in enumerate(offsets):
         np.equal(xp[index], y, out=hit)
-        hit &= free
-        free ^= hit  # hit is a subset of free: clears the claimed windows
-        gp[index] += gy * hit  # (faster than np.where or a masked np.add)
+        if free is None:
+            free = ~hit
+        else:
+            hit &= free
+            if i + 1 < len(offsets):
+                free ^= hit  # hit is a subset of free: clears the claimed windows
+        if disjoint:
+            np.multiply(gy, hit, out=gp[index])  # (faster than np.where or a masked np.add)
+        else:
+            gp[index] += gy * hit
     return _crop_padding(gp, x.shape, pool_size, strides, ones, padding)
 
 
