@@ -205,6 +205,17 @@ CONV_CASES = [
 ]
 
 
+@pytest.mark.parametrize("x_shape, k_shape", [((0, 9, 3), (5, 3, 4)), ((0, 6, 5, 2), (3, 2, 2, 3))])
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_conv_of_an_empty_batch(x_shape, k_shape, padding):
+    rank = len(x_shape) - 2
+    x, k = np.zeros(x_shape), np.ones(k_shape)
+    y = rt.conv(x, k, (1,) * rank, padding, (1,) * rank, "conv")
+    assert y.shape[0] == 0 and y.shape[-1] == k_shape[-1]
+    gx, gk, gb = rt.conv_vjp(x, k, y, (1,) * rank, padding, (1,) * rank, True, True)
+    assert gx.shape == x_shape and gk.shape == k_shape and not gk.any() and not gb.any()
+
+
 def test_window_taps_split_outer_shifts_from_the_inner_run():
     # padded grid 4 x 5: a 2x3 window is two row shifts (0 and one grid row, 5) of a 3-row run
     assert rt.window_taps((1, 4, 5, 2), (2, 3), (1, 1)) == ([0, 5], 3)
@@ -444,6 +455,34 @@ def test_lstm_train_matches_lstm_exactly(dtype, acts, return_sequences, go_backw
         assert g.dtype == dtype
         np.testing.assert_array_equal(g, e)
     assert all(cache[key].dtype == dtype for key in ("z", "g", "h", "c", "ac"))
+
+
+def test_lstm_default_gates_give_the_gate_by_gate_bits():
+    # tanh/sigmoid gates run on halved weights, one tanh per step: outputs and cache must be the
+    # bits of the plain recurrence with the runtime's sigmoid, gate by gate
+    rng = rng_for("lstm_halves")
+    n, steps, d, u = 3, 6, 4, 5
+    x = normal(rng, n, steps, d).astype(np.float32)
+    k, r, b = (a.astype(np.float32) for a in lstm_weights(rng, d, u))
+    sigmoid = rt._gate_activation("sigmoid")
+    projected = (x.transpose(1, 0, 2).reshape(-1, d) @ k).reshape(steps, n, -1)
+    projected += b
+    h, c = np.zeros((n, u), np.float32), np.zeros((n, u), np.float32)
+    zs, gs, hs = [], [], []
+    for t in range(steps):
+        z = projected[t] + h @ r
+        g = np.empty_like(z)
+        sigmoid(z[:, :2 * u], g[:, :2 * u])
+        g[:, 2 * u:3 * u] = np.tanh(z[:, 2 * u:3 * u])
+        sigmoid(z[:, 3 * u:], g[:, 3 * u:])
+        c = g[:, u:2 * u] * c + g[:, :u] * g[:, 2 * u:3 * u]
+        h = g[:, 3 * u:] * np.tanh(c)
+        zs.append(z), gs.append(g), hs.append(h)
+    out, h_last, c_last, cache = rt.lstm_train(x, k, r, b, "tanh", "sigmoid", True, False)
+    np.testing.assert_array_equal(out, np.stack(hs, axis=1))
+    np.testing.assert_array_equal(c_last, c)
+    np.testing.assert_array_equal(cache["z"], np.stack(zs))
+    np.testing.assert_array_equal(cache["g"], np.stack(gs))
 
 
 @pytest.mark.parametrize("acts", ACTIVATION_PAIRS)

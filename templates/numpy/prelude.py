@@ -233,14 +233,14 @@ def conv_rows(rows, kernels, shifts, taps, count, height):
     the outer shifts. The caller keeps count <= R - shifts[-1] - taps + 1 (windows inside rows).
     Returns (height, F), height >= count: Y, then rows left unset (the caller's cropped ones)."""
     f = kernels.shape[-1]
-    blocks = -(-count // taps)
+    blocks = max(-(-count // taps), 0)  # (count < 1 only for an empty batch)
     dtype = np.result_type(rows.dtype, kernels.dtype)
     y = np.empty((max(height, blocks * taps), f), dtype)
     part = np.empty((blocks * taps, f), dtype) if len(shifts) > 1 else y
     for a, shift in enumerate(shifts):
         dest = (part if a else y)[:blocks * taps].reshape(blocks, taps, f)
         for phase in range(taps):
-            n = -(-(count - phase) // taps)
+            n = max(-(-(count - phase) // taps), 0)
             np.matmul(_tap_view(rows, shift + phase, n, taps), kernels[a], out=dest[:n, phase])
         if a:
             y[:count] += part[:count]
@@ -312,10 +312,20 @@ def _lstm_core(x, kernel, recurrent_kernel, bias, activation, recurrent_activati
     Returns (hs, c_last, cache): hs (T + 1, N, u) holds h_0 = 0 then every step's h; with `save` the
     cache also keeps pre-activations z, gate values g (T, N, 4u), cell states c (T + 1, N, u) and
     act(c) (T, N, u), which the backward reads."""
-    act, rec_act = _gate_activation(activation), _gate_activation(recurrent_activation)
-    rec_elementwise = recurrent_activation not in ("softmax", "log_softmax")
     n, steps = x.shape[0], x.shape[1]
     u = recurrent_kernel.shape[0]
+    # The default gates (sigmoid i, f, o; tanh cell): sigmoid(z) = 0.5 tanh(z / 2) + 0.5, and z / 2
+    # comes bit for bit from weights whose sigmoid columns are halved (scaling by a power of two is
+    # exact, subnormals aside), so one tanh over all four blocks and one multiply-add give every
+    # gate: three calls per step instead of nine, on whole rows, with the gate-by-gate path's bits.
+    halves = activation == "tanh" and recurrent_activation == "sigmoid"
+    if halves:
+        scale = np.repeat(np.array([0.5, 0.5, 1.0, 0.5], recurrent_kernel.dtype), u)
+        offset = np.repeat(np.array([0.5, 0.5, 0.0, 0.5], recurrent_kernel.dtype), u)
+        kernel, recurrent_kernel = kernel * scale, recurrent_kernel * scale
+        bias = None if bias is None else bias * scale
+    act, rec_act = _gate_activation(activation), _gate_activation(recurrent_activation)
+    rec_elementwise = recurrent_activation not in ("softmax", "log_softmax")
     xt = x.transpose(1, 0, 2)  # (T, N, d): one input projection for all steps, as one 2-D GEMM
     xt = np.ascontiguousarray(xt[::-1] if go_backwards else xt)
     z = (xt.reshape(steps * n, -1) @ kernel).reshape(steps, n, -1)  # becomes the pre-activations
@@ -332,13 +342,17 @@ def _lstm_core(x, kernel, recurrent_kernel, bias, activation, recurrent_activati
         zt, gt = z[t], gates[t if save else 0]
         np.matmul(hs[t], recurrent_kernel, out=recurrent)
         zt += recurrent
-        if rec_elementwise:  # i and f in one call
+        if halves:
+            np.tanh(zt, out=gt)
+            gt *= scale
+            gt += offset
+        elif rec_elementwise:  # i and f in one call
             rec_act(zt[:, :2 * u], gt[:, :2 * u])
+            act(zt[:, 2 * u:3 * u], gt[:, 2 * u:3 * u])
+            rec_act(zt[:, 3 * u:], gt[:, 3 * u:])
         else:  # softmax-like: each gate on its own
-            rec_act(zt[:, :u], gt[:, :u])
-            rec_act(zt[:, u:2 * u], gt[:, u:2 * u])
-        act(zt[:, 2 * u:3 * u], gt[:, 2 * u:3 * u])
-        rec_act(zt[:, 3 * u:], gt[:, 3 * u:])
+            for gate in range(4):
+                (act if gate == 2 else rec_act)(zt[:, gate * u:(gate + 1) * u], gt[:, gate * u:(gate + 1) * u])
         c_prev, c_new = (cs[t], cs[t + 1]) if save else (cs[t % 2], cs[(t + 1) % 2])
         np.multiply(gt[:, u:2 * u], c_prev, out=c_new)
         np.multiply(gt[:, :u], gt[:, 2 * u:3 * u], out=ig)
@@ -346,6 +360,8 @@ def _lstm_core(x, kernel, recurrent_kernel, bias, activation, recurrent_activati
         a = acs[t if save else 0]
         act(c_new, a)
         np.multiply(gt[:, 3 * u:], a, out=hs[t + 1])
+    if halves and save:
+        z /= scale  # the cache keeps the true pre-activations (exact: a power of two)
     c_last = cs[steps if save else steps % 2].copy()
     cache = {"x": xt, "z": z, "g": gates, "c": cs, "ac": acs} if save else None
     return hs, c_last, cache

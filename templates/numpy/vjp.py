@@ -209,7 +209,7 @@ def conv_vjp(x, kernel, gy, strides, padding, dilation, need_x, use_bias):
         gkernel = np.zeros((len(shifts), taps * c, f), gy.dtype)
         for a, shift in enumerate(shifts):
             for phase in range(taps):  # the forward's GEMMs, transposed: gW += X_phase^T G_phase
-                n = -(-(count - phase) // taps)
+                n = max(-(-(count - phase) // taps), 0)
                 gkernel[a] += _tap_view(rows, shift + phase, n, taps).T @ g[phase:phase + taps * n:taps]
         gx = None
         if need_x:  # gx[t] = sum over offsets e of G[t - shift_e] W_e^T: conv_rows with the kernel flipped
@@ -401,11 +401,20 @@ def lstm_vjp(cache, kernel, recurrent_kernel, g_output, g_h, g_c, need_x, use_bi
     dt = zs.dtype
     if {act, rec} & {"softmax", "log_softmax"}:
         return _lstm_vjp_generic(cache, kernel, recurrent_kernel, g_output, g_h, g_c, need_x, use_bias)
-    slope = np.empty_like(gs)  # d gate / d z for every step
-    slope[..., :2 * u] = _activation_slope(rec, zs[..., :2 * u], gs[..., :2 * u])
-    slope[..., 2 * u:3 * u] = _activation_slope(act, zs[..., 2 * u:3 * u], gs[..., 2 * u:3 * u])
-    slope[..., 3 * u:] = _activation_slope(rec, zs[..., 3 * u:], gs[..., 3 * u:])
-    c_slope = _activation_slope(act, cs[1:], acs)  # d act(c_t) / d c_t
+    if (act, rec) == ("tanh", "sigmoid"):  # d gate / d z for every step, all four blocks at once:
+        # y (a - y) + b, a = 1 and b = 0 on sigmoid blocks (y (1 - y)), a = 0 and b = 1 on the tanh
+        # block (1 - y^2): the bits of the per-block formulas, in three passes over whole rows
+        a = np.repeat(np.array([1, 1, 0, 1], dt), u)
+        slope = a - gs
+        slope *= gs
+        slope += 1 - a
+    else:
+        slope = np.empty_like(gs)
+        slope[..., :2 * u] = _activation_slope(rec, zs[..., :2 * u], gs[..., :2 * u])
+        slope[..., 2 * u:3 * u] = _activation_slope(act, zs[..., 2 * u:3 * u], gs[..., 2 * u:3 * u])
+        slope[..., 3 * u:] = _activation_slope(rec, zs[..., 3 * u:], gs[..., 3 * u:])
+    through_h = _activation_slope(act, cs[1:], acs)  # d h_t / d c_t = o act'(c_t), for all steps at once
+    through_h *= gs[..., 3 * u:]
     seq, dh, dc = _lstm_output_grads(cache, g_output, g_h, g_c, n, u, dt)
     dz = np.empty_like(zs)
     tmp = np.empty((n, u), dt)
@@ -415,8 +424,7 @@ def lstm_vjp(cache, kernel, recurrent_kernel, g_output, g_h, g_c, need_x, use_bi
             dh += seq[t]
         g, d = gs[t], dz[t]
         # h = o act(c): dc += dh o act'(c);  c = f c_prev + i g
-        np.multiply(dh, g[:, 3 * u:], out=tmp)
-        tmp *= c_slope[t]
+        np.multiply(dh, through_h[t], out=tmp)
         dc += tmp
         np.multiply(dc, g[:, 2 * u:3 * u], out=d[:, :u])
         np.multiply(dc, cs[t], out=d[:, u:2 * u])
