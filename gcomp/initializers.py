@@ -13,12 +13,21 @@ import numpy as np
 from gcomp.errors import LayerConfigError
 
 _global_rng = np.random.default_rng()
+_training_seeds = np.random.default_rng()  # its own stream: training never shifts the weights drawn
 
 
 def set_random_seed(seed: int) -> None:
-    """Seed the generator that unseeded initializers draw from."""
-    global _global_rng
+    """Seed the generator that unseeded initializers draw from, and the one that seeds training
+    programs (fit's shuffling, dropout masks): after it, models and their training repeat exactly,
+    as after Keras's set_random_seed."""
+    global _global_rng, _training_seeds
     _global_rng = np.random.default_rng(seed)
+    _training_seeds = np.random.default_rng([seed, 1])
+
+
+def training_seed() -> int:
+    """A seed for a new training program's random streams; reproducible after set_random_seed."""
+    return int(_training_seeds.integers(2**63))
 
 
 def compute_fans(shape: tuple[int, ...]) -> tuple[float, float]:

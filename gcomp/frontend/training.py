@@ -140,12 +140,14 @@ class TrainingMixin:
         old = self._program
         if old is None or self._program_backend != backend:
             from gcomp.backends.numpy_backend import load_module
+            from gcomp.initializers import training_seed
             module = load_module(self.training_source())
             if backend == "c":
                 from gcomp.backends.c_training import c_program_class
-                program = c_program_class(module)(self._param_values(), self._current_graph(), self._compile_config)
+                program = c_program_class(module)(self._param_values(), self._current_graph(), self._compile_config,
+                                                  seed=training_seed())
             else:
-                program = module.Program(self._param_values())
+                program = module.Program(self._param_values(), seed=training_seed())
             if old is not None:
                 _carry_optimizer_state(old, program)
             for name, var in self._compile_config_variables().items():
