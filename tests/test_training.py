@@ -321,3 +321,27 @@ def test_set_random_seed_makes_fit_repeat_exactly(backend):
     assert loss_a == loss_b
     assert all(np.array_equal(a, b) for a, b in zip(weights_a, weights_b))
     assert run(8)[0] != loss_a
+
+
+def test_training_programs_keep_freed_memory_for_the_next_step(monkeypatch):
+    # glibc's malloc is told once to keep large freed blocks in the heap (mallopt); GCOMP_KEEP_FREED_MEMORY=0
+    # leaves it alone, and a C library without mallopt is left as it is
+    model = mlp()
+    model.compile("sgd", "mse")
+    runtime = model._training_program().__class__.__init__.__globals__
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, parameter, value):
+            calls.append((parameter, value))
+            return 1
+
+    monkeypatch.setitem(runtime, "_freed_memory_kept", False)
+    monkeypatch.setenv("GCOMP_KEEP_FREED_MEMORY", "0")
+    assert runtime["keep_freed_memory"](FakeLibc()) is False and calls == []
+    monkeypatch.delenv("GCOMP_KEEP_FREED_MEMORY")
+    assert runtime["keep_freed_memory"](FakeLibc()) is True
+    assert calls == [(-3, 512 << 20), (-1, 1 << 30)]  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+    assert runtime["keep_freed_memory"](FakeLibc()) is True and len(calls) == 2  # once per process
+    monkeypatch.setitem(runtime, "_freed_memory_kept", False)
+    assert runtime["keep_freed_memory"](object()) is False  # no mallopt there
