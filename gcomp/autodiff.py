@@ -18,6 +18,7 @@ from gcomp.passes.manager import graph_pass
 # then reads the pre-activation value it needs.
 _FUSED_ACTIVATION_OPS = ("dense", "conv")
 _TRAINING_KINDS = {"dropout": "dropout_train", "lstm": "lstm_train"}
+_MAX_POOLS = ("max_pool", "global_max_pool")
 
 
 @dataclass
@@ -44,7 +45,8 @@ class TrainingLayout:
 
 @graph_pass(keeps_training_params=True)
 def split_activations(graph: Graph) -> Graph:
-    """dense/conv(activation=a) -> dense/conv(linear) then activation(a), for the backward."""
+    """dense/conv(activation=a) -> dense/conv(linear) then activation(a), for the backward; a relu
+    read only by a max pooling goes after the pooling instead."""
     g = graph.copy()
     for n in list(g.nodes("op")):
         data = g.node(n)
@@ -52,11 +54,25 @@ def split_activations(graph: Graph) -> Graph:
         if data["op"] not in _FUSED_ACTIVATION_OPS or act == "linear":
             continue
         data["attrs"] = {**data["attrs"], "activation": "linear"}
+        source = _relu_source(g, n) if act == "relu" else n
         name = g.unique_name(f"{n}/{act}")
-        (y,) = g.add_op(name, "activation", [ValueRef(n)], {}, {"activation": act}, layer=data["layer"])
-        g.replace_uses(ValueRef(n), y, keep=name)
-        g.notes.append(f"{n}: activation {act} split out for the backward pass")
+        (y,) = g.add_op(name, "activation", [ValueRef(source)], {}, {"activation": act}, layer=data["layer"])
+        g.replace_uses(ValueRef(source), y, keep=name)
+        where = "" if source == n else f", after {source}"
+        g.notes.append(f"{n}: activation {act} split out for the backward pass{where}")
     return g
+
+
+def _relu_source(g: Graph, n: str) -> str:
+    """Where op n's relu goes: after the max pooling that alone reads n, else right after n.
+    max_pool(relu(x)) = relu(max_pool(x)) exactly, and so are the gradients (a window's gradient
+    reaches its max, which relu passes iff that max is positive, in either order; ties below zero
+    get nothing either way), so the relu and its backward run on the pooled tensor."""
+    readers = g.consumers(ValueRef(n))
+    is_output = any(ref == ValueRef(n) for _, ref in g.outputs)
+    if len(readers) == 1 and g.node(readers[0][0])["op"] in _MAX_POOLS and not is_output:
+        return readers[0][0]
+    return n
 
 
 def _training_mode(g: Graph) -> None:

@@ -345,3 +345,29 @@ def test_training_programs_keep_freed_memory_for_the_next_step(monkeypatch):
     assert runtime["keep_freed_memory"](FakeLibc()) is True and len(calls) == 2  # once per process
     monkeypatch.setitem(runtime, "_freed_memory_kept", False)
     assert runtime["keep_freed_memory"](object()) is False  # no mallopt there
+
+
+@pytest.mark.parametrize("pool", ["max", "global_max"])
+def test_relu_after_a_max_pooling_trains_as_before_it(pool):
+    # a conv's relu read only by a max pooling runs after the pooling in training graphs: the same
+    # losses and weights, bit for bit, as the relu kept before it (an Activation layer stays put)
+    def model(fused):
+        inputs = Input((12, 3))
+        x = layers.Conv1D(4, 3, activation="relu" if fused else None, name="conv")(inputs)
+        x = x if fused else layers.Activation("relu")(x)
+        x = layers.MaxPooling1D(2)(x) if pool == "max" else layers.GlobalMaxPooling1D()(x)
+        m = Model(inputs, layers.Dense(2, name="out")(layers.Flatten()(x)))
+        m.compile("rmsprop", "mse")
+        return m
+
+    moved, kept = model(True), model(False)
+    kept.set_weights(moved.get_weights())
+    graph, _ = training_graph(moved._current_graph(), [LossSpec("out", "mse")])
+    pooling = next(n for n in graph.nodes("op") if graph.node(n)["op"].endswith("max_pool"))
+    assert graph.op_inputs("conv/relu") == [gcomp.ir.ValueRef(pooling)]
+    rng = np.random.default_rng(1)
+    x = rng.integers(-2, 3, size=(6, 12, 3)).astype(np.float32)  # small integers: ties, zeros, negatives
+    y = rng.normal(size=(6, 2)).astype(np.float32)
+    for _ in range(3):
+        assert moved.train_on_batch(x, y) == kept.train_on_batch(x, y)
+    assert all(np.array_equal(a, b) for a, b in zip(moved.get_weights(), kept.get_weights()))
