@@ -7,10 +7,42 @@
 # float32). Per step, in Keras's order: unscale (loss_scale_factor), clip (clipnorm per weight,
 # global_clipnorm or clipvalue), weight decay w -= w * wd * lr, the optimizer's update_step, then
 # iterations += 1. The work runs in cache-sized chunks with preallocated scratch, so a step over
-# ~14M floats allocates nothing and streams each buffer once or twice.
+# ~14M floats allocates nothing and streams each buffer once or twice. A large buffer is cut into one
+# part per CPU, each updated by its own thread (NumPy releases the GIL inside its loops, and the
+# update is elementwise: the same numbers whatever the split). The threads gain only on cores that
+# OpenBLAS's idle threads leave free: those spin for about 2^28 cycles after each matrix product
+# unless OPENBLAS_THREAD_TIMEOUT (read when NumPy loads) says less.
+import os as _os
+from concurrent.futures import ThreadPoolExecutor as _ThreadPoolExecutor
+
 import numpy as np
 
 _CHUNK = 1 << 15  # elements per chunk: the few scratch and slot slices stay in L2 cache
+_THREAD_CHUNK = 1 << 17  # per chunk when threads share the work: fewer calls, less waiting for the GIL
+_THREAD_MIN = 1 << 21  # buffers from this size up are split between threads
+_MAX_THREADS = 4  # beyond this the update is bound by memory bandwidth
+_pool, _pool_pid = None, None
+
+
+def _thread_ranges(n):
+    """[lo, hi) parts of a buffer of n elements, one per thread, cut at chunk boundaries: a single
+    part for a small buffer or a single CPU."""
+    try:
+        cpus = len(_os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = _os.cpu_count() or 1
+    workers = min(cpus, _MAX_THREADS) if n >= _THREAD_MIN else 1
+    per = -(-n // (workers * _THREAD_CHUNK)) * _THREAD_CHUNK
+    return [(lo, min(lo + per, n)) for lo in range(0, n, per)] if workers > 1 else [(0, n)]
+
+
+def _thread_pool():
+    """The update's worker threads, made on first use; a forked child makes its own (threads do not
+    survive fork)."""
+    global _pool, _pool_pid
+    if _pool is None or _pool_pid != _os.getpid():
+        _pool, _pool_pid = _ThreadPoolExecutor(_MAX_THREADS - 1, thread_name_prefix="gcomp-optimizer"), _os.getpid()
+    return _pool
 
 
 def _is_float(x):
@@ -119,6 +151,7 @@ class Optimizer:
         self._t1 = np.empty(chunk, dtype)
         self._t2 = np.empty(chunk, dtype)
         self._work = None  # full-size gradient scratch, made when first needed (unscale / clipping)
+        self._thread_scratch = []  # (t1, t2) per thread, made when a step first runs on threads
         self.built = True
         return self
 
@@ -159,17 +192,33 @@ class Optimizer:
         wd = self._c(self.weight_decay) if fused_decay else None
         consts = self._constants(lr)
         slots = [self._buffers[name] for name in self._active_slots()]
-        t1, t2 = self._t1, self._t2
-        for start in range(0, n, _CHUNK):
-            stop = min(start + _CHUNK, n)
+        ranges = _thread_ranges(n)
+        if len(ranges) == 1:
+            self._update_range(params, g, slots, 0, n, _CHUNK, self._t1, self._t2, lr, wd, consts)
+        else:
+            while len(self._thread_scratch) < len(ranges):
+                self._thread_scratch.append((np.empty(_THREAD_CHUNK, self.dtype), np.empty(_THREAD_CHUNK, self.dtype)))
+            work = [(params, g, slots, lo, hi, _THREAD_CHUNK, *scratch, lr, wd, consts)
+                    for (lo, hi), scratch in zip(ranges, self._thread_scratch)]
+            others = [_thread_pool().submit(self._update_range, *args) for args in work[1:]]
+            try:
+                self._update_range(*work[0])
+            finally:  # no thread may go on writing after update returns, even on an error
+                for future in others:
+                    future.result()
+        self.iterations += 1
+
+    def _update_range(self, params, g, slots, lo, hi, chunk, t1, t2, lr, wd, consts):
+        """Weight decay (when fused, wd not None) and the update step over params[lo:hi], chunk by chunk."""
+        for start in range(lo, hi, chunk):
+            stop = min(start + chunk, hi)
             k = stop - start
             w = params[start:stop]
-            if fused_decay:
+            if wd is not None:
                 np.multiply(w, wd, out=t1[:k])          # w = w - w * wd * lr
                 t1[:k] *= lr
                 w -= t1[:k]
             self._step(w, g[start:stop], [s[start:stop] for s in slots], t1[:k], t2[:k], consts)
-        self.iterations += 1
 
     def _work_buffer(self):
         if self._work is None:
