@@ -420,7 +420,7 @@ def test_pool_backward(lib, ref, spatial, channels, pool, strides, padding, is_m
     gy = rand(y.shape, 5)
     gx = run_pool_backward(lib, is_max, x, gy, pool, strides, padding)
     if is_max:
-        want = ref["max_pool_vjp"](x, gy, pool, strides, padding)
+        want = ref["max_pool_vjp"](x, y, gy, pool, strides, padding)
     else:
         want = ref["avg_pool_vjp"](x.shape, x.dtype, gy, pool, strides, padding)
     close(gx, want)
@@ -437,8 +437,8 @@ def test_max_pool_backward_with_infinities(lib, ref):
         y = ref["max_pool"](x, pool, strides, "same", "pool")
         gy = rand(y.shape, 9)
         gx = run_pool_backward(lib, 1, x, gy, pool, strides, "same")
-        assert np.array_equal(gx, ref["max_pool_vjp"](x, gy, pool, strides, "same")) or \
-            np.allclose(gx, ref["max_pool_vjp"](x, gy, pool, strides, "same"), rtol=RTOL, atol=ATOL)
+        assert np.array_equal(gx, ref["max_pool_vjp"](x, y, gy, pool, strides, "same")) or \
+            np.allclose(gx, ref["max_pool_vjp"](x, y, gy, pool, strides, "same"), rtol=RTOL, atol=ATOL)
 
 
 @pytest.mark.parametrize("spatial, channels", [((1,), 1), ((7,), 3), ((5, 10), 130), ((2000,), 5)])
@@ -858,7 +858,7 @@ def _template_cases(ref):
             attrs = {"pool_size": pool, "strides": strides, "padding": padding, "rank": len(pool)}
             c = _vjp_case(ref, op, attrs, [x], [y], [gy], [True])
             c.context["pads"] = _pads(attrs, c.context["fxd"])
-            want = (vjp["max_pool_vjp"](x, gy, pool, strides, padding) if op == "max_pool" else
+            want = (vjp["max_pool_vjp"](x, y, gy, pool, strides, padding) if op == "max_pool" else
                     vjp["avg_pool_vjp"](x.shape, x.dtype, gy, pool, strides, padding))
             c.expect.append((c.A, c.gx[0], want, 1e-5))
             cases.append(c)

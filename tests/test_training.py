@@ -371,3 +371,28 @@ def test_relu_after_a_max_pooling_trains_as_before_it(pool):
     for _ in range(3):
         assert moved.train_on_batch(x, y) == kept.train_on_batch(x, y)
     assert all(np.array_equal(a, b) for a, b in zip(moved.get_weights(), kept.get_weights()))
+
+
+def test_an_embedding_gradient_is_computed_in_the_gradient_buffer():
+    # the table's gradient goes straight into the program's flat gradient buffer when apply_gradients
+    # alone reads it (a shared table's gradients are summed first: no), with the same training
+    def model(shared):
+        gcomp.utils.set_random_seed(3)
+        tokens = Input((6,), dtype="int32")
+        table = layers.Embedding(20, 4, name="table")
+        x = table(tokens)
+        x = layers.add([x, table(tokens)]) if shared else x
+        m = Model(tokens, layers.Dense(2, name="out")(layers.Flatten()(x)))
+        m.compile("rmsprop", "mse")
+        return m
+
+    assert "out=gradient_buffer(ctx, " in model(False).training_source()
+    assert "out=gradient_buffer(ctx, " not in model(True).training_source()
+    rng = np.random.default_rng(2)
+    x, y = rng.integers(0, 20, size=(8, 6)), rng.normal(size=(8, 2)).astype(np.float32)
+    in_place, copied = model(False), model(False)
+    copied._training_program().gradient_buffer = None  # a context without buffers: the plain path
+    for _ in range(3):
+        assert in_place.train_on_batch(x, y) == copied.train_on_batch(x, y)
+    assert all(np.array_equal(a, b) for a, b in zip(in_place.get_weights(), copied.get_weights()))
+    assert not np.array_equal(in_place.get_weights()[0], model(False).get_weights()[0])  # it trained

@@ -265,10 +265,11 @@ POOL_CASES = [
 def test_max_pool_vjp(x_shape, pool_size, strides, padding):
     rng = rng_for("max_pool", x_shape, pool_size, strides, padding)
     x = normal(rng, *x_shape)  # distinct values: no ties
-    w = normal(rng, *rt.max_pool(x, pool_size, strides, padding, "p").shape)
-    g = rt.max_pool_vjp(x, w, pool_size, strides, padding)
+    y = rt.max_pool(x, pool_size, strides, padding, "p")
+    w = normal(rng, *y.shape)
+    g = rt.max_pool_vjp(x, y, w, pool_size, strides, padding)
     check(g, numeric_grad(lambda: [rt.max_pool(x, pool_size, strides, padding, "p")], [w], x))
-    assert rt.max_pool_vjp(*f32(x, w), pool_size, strides, padding).dtype == np.float32
+    assert rt.max_pool_vjp(*f32(x, y, w), pool_size, strides, padding).dtype == np.float32
 
 
 def _max_pool_vjp_loops(x, gy, pool_size, strides, padding):
@@ -291,8 +292,9 @@ def _max_pool_vjp_loops(x, gy, pool_size, strides, padding):
 def test_max_pool_vjp_ties_go_to_first_max(x_shape, pool_size, strides, padding):
     rng = rng_for("max_pool_ties", x_shape, pool_size, strides, padding)
     x = rng.integers(0, 3, size=x_shape).astype(np.float64)  # many ties
-    w = normal(rng, *rt.max_pool(x, pool_size, strides, padding, "p").shape)
-    np.testing.assert_allclose(rt.max_pool_vjp(x, w, pool_size, strides, padding),
+    y = rt.max_pool(x, pool_size, strides, padding, "p")
+    w = normal(rng, *y.shape)
+    np.testing.assert_allclose(rt.max_pool_vjp(x, y, w, pool_size, strides, padding),
                                _max_pool_vjp_loops(x, w, pool_size, strides, padding), rtol=1e-12, atol=1e-15)
 
 

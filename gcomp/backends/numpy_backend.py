@@ -54,14 +54,22 @@ def _source_of(graph: Graph, ref: ValueRef) -> str:
 
 def _vjp_context(graph: Graph, n: str, xs: list[str], outs: list[str], attrs: dict) -> dict:
     """Names a vjp template reads: the forward op's inputs (fx), outputs (fy), output gradients (gy,
-    None where no gradient flows) and the gradients it must define (gx per input, gp per role)."""
+    None where no gradient flows), the gradients it must define (gx per input, gp per role), and
+    gp_slot: per role, the weight's place in apply_gradients when that alone reads the gradient
+    (the template may then compute it in place, in the program's gradient buffer), else None."""
     k, has_grad = attrs["n_inputs"], attrs["has_grad"]
     fx, fy, given = xs[:k], xs[k:k + len(has_grad)], iter(xs[k + len(has_grad):])
     gy = [next(given) if h else None for h in has_grad]
     produced = iter(outs)
     gx = [next(produced) if need else None for need in attrs["need_inputs"]]
     gp = {role: next(produced) for role in attrs["need_params"]}
-    return {"fx": fx, "fy": fy, "gy": gy, "gx": gx, "gp": gp}
+    first_gp = sum(1 for need in attrs["need_inputs"] if need)
+    gp_slot = {}
+    for i, role in enumerate(attrs["need_params"]):
+        readers = graph.consumers(ValueRef(n, first_gp + i))
+        alone = len(readers) == 1 and graph.node(readers[0][0])["op"] == "apply_gradients"
+        gp_slot[role] = readers[0][1] if alone else None
+    return {"fx": fx, "fy": fy, "gy": gy, "gx": gx, "gp": gp, "gp_slot": gp_slot}
 
 
 def render_function(graph: Graph, name: str, doc: str, reserved: set[str]) -> str:

@@ -154,10 +154,16 @@ class Program:
         self.stop_training = False
 
     # ---- the step functions' context -----------------------------------------------------------
+    def gradient_buffer(self, slot):
+        """Called by train_step: the flat gradient buffer's view for weight number `slot` (in
+        CONFIG['trainable'] order), where a large gradient can be computed in place."""
+        return self._grad_views[slot]
+
     def apply_gradients(self, grads):
         """Called by train_step: one fused optimizer update over the flat buffers."""
         for view, g in zip(self._grad_views, grads):
-            view[...] = g
+            if g is not view:  # (a gradient computed in place is there already)
+                view[...] = g
         self.optimizer.update(self._trainable, self._grads)
         return self.optimizer.iterations
 

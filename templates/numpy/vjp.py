@@ -130,16 +130,28 @@ def dense_vjp(x, kernel, gy, need_x, use_bias):
     return gx, gkernel, gbias
 
 
-def embedding_vjp(indices, input_dim, gy):
+def gradient_buffer(ctx, slot):
+    """Where the step's context keeps weight gradient number `slot` for apply_gradients, to compute
+    a large gradient there in place; None for a context without such buffers."""
+    get = getattr(ctx, "gradient_buffer", None)
+    return None if get is None else get(slot)
+
+
+def embedding_vjp(indices, input_dim, gy, out=None):
     """y = table[indices], table (input_dim, D): the dense table gradient, gy's rows summed per index
-    (repeats accumulate). Each row's first occurrence is assigned in one fancy-indexed copy, then
-    round k adds every index's k-th occurrence (indices unique within a round, so a plain fancy
-    `+=` is exact): each row's sum runs in the original order, the same bits as one np.add.at over
-    all rows, at a fraction of its cost (rounds: the largest repeat count, a few for random ids)."""
+    (repeats accumulate), in `out` when given (same shape and dtype). Each row's first occurrence is
+    assigned in one fancy-indexed copy, then round k adds every index's k-th occurrence (indices
+    unique within a round, so a plain fancy `+=` is exact): each row's sum runs in the original
+    order, the same bits as one np.add.at over all rows, at a fraction of its cost (rounds: the
+    largest repeat count, a few for random ids)."""
     d = gy.shape[-1]
     flat = np.asarray(indices).reshape(-1)
     rows = gy.reshape(-1, d)
-    gtable = np.zeros((input_dim, d), gy.dtype)
+    if out is None or out.shape != (input_dim, d) or out.dtype != gy.dtype:
+        gtable = np.zeros((input_dim, d), gy.dtype)
+    else:
+        gtable = out
+        gtable.fill(0)
     if not len(flat):
         return gtable
     order = np.argsort(flat, kind="stable")  # stable: repeats stay in their original order
@@ -231,16 +243,13 @@ def conv_vjp(x, kernel, gy, strides, padding, dilation, need_x, use_bias):
     return _crop_padding(gp, x.shape, window, strides, dilation, padding), gkernel, gbias
 
 
-def max_pool_vjp(x, gy, pool_size, strides, padding):
-    """Gradient of max_pool: each window's gradient goes to the position of its max, the first in
-    window (row-major) order on ties, as TF's MaxPoolGrad does."""
+def max_pool_vjp(x, y, gy, pool_size, strides, padding):
+    """Gradient of max_pool (y its output): each window's gradient goes to the position of its max,
+    the first in window (row-major) order on ties, as TF's MaxPoolGrad does."""
     ones = (1,) * len(pool_size)
     fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
     xp = _pad_spatial(x, pool_size, strides, ones, padding, fill)
     offsets = [index for _, index in _offset_slices(pool_size, strides, ones, gy.shape[1:-1])]
-    y = xp[offsets[0]].copy()
-    for index in offsets[1:]:  # the forward's max, one offset at a time
-        np.maximum(y, xp[index], out=y)
     # windows that do not overlap write their slices once: assigned, not added
     disjoint = all(s >= k for s, k in zip(strides, pool_size))
     gp = np.zeros(xp.shape, gy.dtype)
