@@ -20,7 +20,7 @@ import numpy as np
 _CHUNK = 1 << 15  # elements per chunk: the few scratch and slot slices stay in L2 cache
 _THREAD_CHUNK = 1 << 17  # per chunk when threads share the work: fewer calls, less waiting for the GIL
 _THREAD_MIN = 1 << 21  # buffers from this size up are split between threads
-_MAX_THREADS = 4  # beyond this the update is bound by memory bandwidth
+_MAX_THREADS = 4  # at most this many threads share one update (a cap, not a measured optimum)
 _pool, _pool_pid = None, None
 
 
