@@ -216,6 +216,17 @@ def window_taps(padded_shape, window, dilation):
     return shifts, taps
 
 
+def padded_rows(x, window, dilation, padding, layer):
+    """A stride-1 window's view of channels-last x as rows: (xp, rows, shifts, taps, reach) with xp
+    the padded x, rows its (N * prod(spatial), C) contiguous rows, shifts and taps as window_taps
+    says, and reach the rows a window spans past its first. Checks x is not shorter than the window."""
+    xp = _pad_spatial(x, window, (1,) * len(window), dilation, padding, 0)
+    _check_windows_fit(xp.shape[1:-1], tuple(d * (k - 1) + 1 for k, d in zip(window, dilation)), layer)
+    rows = np.ascontiguousarray(xp).reshape(-1, xp.shape[-1])
+    shifts, taps = window_taps(xp.shape, window, dilation)
+    return xp, rows, shifts, taps, shifts[-1] + taps - 1
+
+
 def _tap_view(rows, start, count, taps):
     """`count` runs of `taps` consecutive rows of contiguous `rows`, from row `start`, each run one
     row of a (count, taps * C) matrix (no copy). Runs do not overlap, so the row stride is the
@@ -230,7 +241,7 @@ def conv_rows(rows, kernels, shifts, taps, count, height):
     rows[r + shifts[a] : + taps] (flattened) @ kernels[a], for r < count; kernels (A, taps * C, F).
     Windows a whole run of taps apart do not overlap, so rows r = s (mod taps) take one GEMM on a
     view (phase s): BLAS sums over taps * C, with no im2col copy and no sum outside BLAS except over
-    the outer shifts. The caller keeps count <= R - shifts[-1] - taps + 1 (windows inside rows).
+    the outer shifts. The caller keeps count <= R - reach (padded_rows: windows inside rows).
     Returns (height, F), height >= count: Y, then rows left unset (the caller's cropped ones)."""
     f = kernels.shape[-1]
     blocks = max(-(-count // taps), 0)  # (count < 1 only for an empty batch)
@@ -256,11 +267,8 @@ def conv(x, kernel, strides, padding, dilation, layer):
     if any(s != 1 for s in strides):
         patches, out = im2col(x, window, strides, padding, dilation, layer)
         return (patches @ kernel.reshape(-1, f)).reshape((x.shape[0],) + out + (f,))
-    xp = _pad_spatial(x, window, strides, dilation, padding, 0)
-    _windows(xp, window, strides, dilation, layer)  # checks the input is not shorter than the window
-    rows = np.ascontiguousarray(xp).reshape(-1, xp.shape[-1])
-    shifts, taps = window_taps(xp.shape, window, dilation)
-    count = rows.shape[0] - shifts[-1] - taps + 1
+    xp, rows, shifts, taps, reach = padded_rows(x, window, dilation, padding, layer)
+    count = rows.shape[0] - reach
     full = conv_rows(rows, kernel.reshape(len(shifts), -1, f), shifts, taps, count, rows.shape[0])
     out = tuple(p - d * (k - 1) for p, k, d in zip(xp.shape[1:-1], window, dilation))
     full = full.reshape(xp.shape[:-1] + (f,))  # rows from count on belong to cropped positions

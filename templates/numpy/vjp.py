@@ -208,10 +208,7 @@ def conv_vjp(x, kernel, gy, strides, padding, dilation, need_x, use_bias):
     c, f = kernel.shape[-2], kernel.shape[-1]
     gbias = gy.reshape(-1, f).sum(axis=0) if use_bias else None
     if all(s == 1 for s in strides):
-        xp = _pad_spatial(x, window, strides, dilation, padding, 0)
-        rows = np.ascontiguousarray(xp).reshape(-1, c)
-        shifts, taps = window_taps(xp.shape, window, dilation)
-        reach = shifts[-1] + taps - 1  # rows a window spans past its first
+        xp, rows, shifts, taps, reach = padded_rows(x, window, dilation, padding, "conv")
         count = rows.shape[0] - reach
         # G on the padded grid, zero where no window sits, after `reach` zero rows that gx's flipped
         # windows read before the first row
