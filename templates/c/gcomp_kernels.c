@@ -761,7 +761,7 @@ int gk_session(int (*body)(void *), void *arg, double work)
 {
 #ifdef GK_TEAM
     int rc = 0, closed = 0;
-    const int threads = omp_get_max_threads();
+    const int threads = omp_get_max_threads() < GK_TEAM_MAX ? omp_get_max_threads() : GK_TEAM_MAX;
     if (work < GK_SESSION_WORK || threads < 2 || gk_session_thread || omp_in_parallel() ||
         !__atomic_compare_exchange_n(&gk_session_open, &closed, 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
         return body(arg);
@@ -772,7 +772,7 @@ int gk_session(int (*body)(void *), void *arg, double work)
     {
         const int thread = omp_get_thread_num();
         if (thread == 0) {
-            gk_session_size = omp_get_num_threads() < GK_TEAM_MAX ? omp_get_num_threads() : GK_TEAM_MAX;
+            gk_session_size = omp_get_num_threads(); /* at most GK_TEAM_MAX: no helper without a range */
             gk_session_thread = 1;
             rc = body(arg);
             gk_session_thread = 0;
@@ -1096,7 +1096,7 @@ void gk_activation(int act, const float *x, float *y, long rows, long row_len)
         return;
     }
     threads = gk_threads(16.0 * (double)j.n); /* ~16 multiply-adds' time per value */
-    if (threads <= 1 || (rowwise && rows < 2)) {
+    if (threads <= 1) {
         gk_activation_serial(act, x, y, rows, row_len);
         return;
     }
@@ -1802,8 +1802,22 @@ struct gk_wg_job {
     const long *in, *out, *pad;
     long C, F, tps, tx, total, ts, vp, mp, u_items, per_share;
     gk_gemm_part_fn part;
-    int wide;
+    int wide, act;
 };
+
+/* The activation on the outputs of tiles [t0, t1), just written and still in cache. */
+static void gk_wg_tiles_act(const struct gk_wg_job *j, long t0, long t1)
+{
+    long t;
+    int a, b;
+    for (t = t0; t < t1; ++t) {
+        float *yr[2][2];
+        gk_wg_tile_out(j->y, j->F, j->out, j->tps, j->tx, t, yr);
+        for (a = 0; a < 2; ++a)
+            for (b = 0; b < 2; ++b)
+                if (yr[a][b]) gk_act_block(j->act, yr[a][b], j->F, 1, j->F);
+    }
+}
 
 /* Channels [C item / u_items, C (item + 1) / u_items) of U. */
 static void gk_wg_u_item(void *ctx, long item, int thread)
@@ -1842,6 +1856,7 @@ static void gk_wg_share_item(void *ctx, long item, int thread)
         else
 #endif
             gk_wg_output(j->m, j->bias, j->y, j->F, j->out, j->tps, j->tx, chunk0 + lo, chunk0 + hi, chunk0, j->mp);
+        gk_wg_tiles_act(j, chunk0 + lo, chunk0 + hi);
     }
 }
 
@@ -1854,13 +1869,14 @@ void gk_conv2d_winograd_act(const float *x, const float *kernel, const float *bi
     const long total = batch * tps, ts = gk_minl(GK_WG_TILES, total);
     long mr, nr, shares;
     gk_gemm_part_fn part;
-    const int threads = gk_threads(16.0 * (double)total * (double)C * (double)F);
+    int threads;
     if (total <= 0 || F <= 0) return;
     if (gk_minl(C, F) < GK_WG_MIN_CHANNELS || total * gk_minl(C, F) < GK_WG_MIN_WORK) {
         const long ks[2] = { 3, 3 }, ones[2] = { 1, 1 };
         gk_conv2d_act(x, kernel, bias, y, batch, in, C, ks, F, ones, ones, pad_before, out, scratch, act);
         return;
     }
+    threads = gk_threads(16.0 * (double)total * (double)C * (double)F); /* after the fallback, which counts its own */
     part = gk_gemm_impl(&mr, &nr);
     /* a share a thread, at least two 12-row panels each: more, smaller shares measured slower
      * (each share's 16 products pack all of U again: 4 shares a thread took residual's 3x3
@@ -1870,7 +1886,7 @@ void gk_conv2d_winograd_act(const float *x, const float *kernel, const float *bi
                             .C = C, .F = F, .tps = tps, .tx = tx, .total = total, .ts = ts,
                             .vp = ts * C + GK_WG_SKEW, .mp = ts * F + GK_WG_SKEW, /* the planes' strides */
                             .u_items = gk_minl(4L * threads, C), .per_share = (ts + shares - 1) / shares,
-                            .part = part,
+                            .part = part, .act = act,
                             .wide = mr == 12 && nr == 32 && C % 16 == 0 && F % 16 == 0 }; /* the AVX-512 GEMM */
     j.v = scratch;
     j.m = j.v + 16 * j.vp;
@@ -1879,7 +1895,6 @@ void gk_conv2d_winograd_act(const float *x, const float *kernel, const float *bi
     j.zeros = j.u + 16 * C * F;
     gk_run(threads, j.u_items, gk_wg_u_item, &j);
     gk_run(threads, (ts + j.per_share - 1) / j.per_share, gk_wg_share_item, &j);
-    if (act != GK_LINEAR) gk_activation(act, y, y, batch * out[0] * out[1], F);
 }
 
 /* ---- pooling ------------------------------------------------------------------------------- */
@@ -2120,9 +2135,6 @@ static void gk_lstm_rows(gk_gemm_part_fn part, const float *recurrent, float *y_
     }
 }
 
-/* The input projections of every step are one product; then the batch rows, which never interact,
- * are cut into groups of at least 8 rows, two per thread, that run every step on their own (no
- * barrier per step), taken dynamically by the threads when the recurrence is large enough. */
 /* gk_lstm's recurrence; one unit of its loop is a group of batch rows through every step. */
 struct gk_lstm_job {
     gk_gemm_part_fn part;
@@ -2141,6 +2153,9 @@ static void gk_lstm_item(void *ctx, long item, int thread)
                  j->go_backwards);
 }
 
+/* The input projections of every step are one product; then the batch rows, which never interact,
+ * are cut into groups of at least 8 rows, two per thread, that run every step on their own (no
+ * barrier per step), taken dynamically by the threads when the recurrence is large enough. */
 void gk_lstm(const float *x, const float *kernel, const float *recurrent, const float *bias,
              float *y_seq, float *h, float *c, long batch, long steps, long in_dim, long units,
              int activation, int recurrent_activation, int go_backwards, float *scratch)
