@@ -128,10 +128,10 @@ def _pads(a: dict, in_dims: list[str]) -> list[str]:
 
 
 def _winograd(graph: Graph, n: str) -> bool:
-    """Whether inference-only code calls gk_conv2d_winograd_act for this op: a 3x3 convolution at
-    stride 1 without dilation (the kernel itself falls back to the direct sum where Winograd's
-    transforms would cost more than they save). Code that trains keeps the direct sum, whose bits
-    the NumPy program's match."""
+    """Whether this op can run as gk_conv2d_winograd_act: a 3x3 convolution at stride 1 without
+    dilation (the kernel itself falls back to the direct sum where Winograd's transforms would cost
+    more than they save). Only inference-only code uses it: code that trains keeps the direct sum,
+    whose bits the NumPy program's match."""
     data = graph.node(n)
     a = data["attrs"]
     return data["op"] == "conv" and a["rank"] == 2 and all(
@@ -283,15 +283,13 @@ def _render_function(fn: CFunction, env, param_offset: dict[str, int], max_batch
         if kind in ("conv", "max_pool", "avg_pool"):
             context["pads"] = _pads(data["attrs"], window_dims[0][1:-1])
         context["winograd"] = inference_only and _winograd(graph, n)
-        if context["winograd"]:
-            scratch_calls.append(f"gk_conv2d_winograd_scratch({xd[0][-1]}, {data['attrs']['filters']}L)")
         if kind == "concat":
             context["axis"] = data["attrs"]["axis"] % len(window_dims[0])
         code = env.get_template(template).render(**context).rstrip("\n")
         types_text = ", ".join(str(t) for t in data["outputs"])
         blocks.append({"title": f"{n}: {data['op']}{'(' + kind + ')' if kind != data['op'] else ''} "
                                 f"(layer \"{data['layer']}\") -> {types_text}", "code": code})
-        call = scratch_call(graph, n, maxima)
+        call = scratch_call(graph, n, maxima, inference_only)
         if call:
             scratch_calls.append(call)
 
@@ -373,10 +371,14 @@ def cache_size_call(graph: Graph, n: str, maxima: dict[str, int]) -> str:
     return f"gk_lstm_cache_size({largest(x[0], maxima)}L, {largest(x[1], maxima)}L, {x[2]}L, {data['attrs']['units']}L)"
 
 
-def scratch_call(graph: Graph, n: str, maxima: dict[str, int]) -> str | None:
-    """C expression: scratch floats a backward kernel needs at the build's maxima (kernels declare
-    their own size functions), or None."""
+def scratch_call(graph: Graph, n: str, maxima: dict[str, int], inference_only: bool = False) -> str | None:
+    """C expression: scratch floats a kernel needs at the build's maxima beyond the direct forward's
+    (kernels declare their own size functions): the backward kernels', and in inference-only code
+    Winograd's; or None."""
     data = graph.node(n)
+    if inference_only and _winograd(graph, n):
+        channels = graph.value_type(graph.op_inputs(n)[0]).shape[-1]
+        return f"gk_conv2d_winograd_scratch({channels}L, {data['attrs']['filters']}L)"
     if data["op"] == "lstm_train":
         x = [largest(d, maxima) for d in graph.value_type(graph.op_inputs(n)[0]).shape]
         return f"gk_lstm_train_scratch({x[0]}L, {x[1]}L, {x[2]}L, {data['attrs']['units']}L)"
