@@ -184,6 +184,21 @@ def test_embedding_vjp(index_shape):
     assert not rt.embedding_vjp(np.zeros((0, 2), np.int64), 6, np.zeros((0, 2, 3))).any()
 
 
+def test_embedding_vjp_in_a_buffer_clears_only_the_rows_it_wrote_before():
+    rng = rng_for("embedding in a buffer")
+    buffer = rt.BufferGradient(np.full((9, 3), np.nan, np.float32))  # unknown contents: cleared
+    for indices in ([1, 4, 4, 7], [4, 5, 0, 0], [], [8, 2, 2, 2, 1], [8]):
+        indices = np.array(indices, np.int64).reshape(-1, 1)
+        gy = normal(rng, len(indices), 1, 3).astype(np.float32)
+        g = rt.embedding_vjp(indices, 9, gy, out=buffer)
+        assert g is buffer.array
+        assert np.array_equal(g, rt.embedding_vjp(indices, 9, gy))  # as if from zeros, bit for bit
+        assert np.array_equal(buffer.rows, np.unique(indices))
+    wrong_shape = rt.BufferGradient(np.zeros((4, 3), np.float32))
+    assert rt.embedding_vjp(np.array([[1]]), 9, np.ones((1, 1, 3), np.float32), out=wrong_shape).shape == (9, 3)
+    assert wrong_shape.rows is None and not wrong_shape.array.any()
+
+
 # ---- convolution ---------------------------------------------------------------------------------
 CONV_CASES = [
     # x shape, kernel shape, strides, padding, dilation
@@ -205,9 +220,33 @@ CONV_CASES = [
 ]
 
 
+@pytest.fixture(params=["chosen", "rows", "im2col"])
+def conv_way(request, monkeypatch):
+    """Runs a test with conv's own choice of way, then with each way forced at stride 1 (a strided
+    conv always takes im2col), so both ways see every case whatever the choice rule says."""
+    if request.param != "chosen":
+        rows = request.param == "rows"
+        monkeypatch.setattr(rt, "_conv_by_rows", lambda shape, window, strides, dilation, padding:
+                            rows and all(s == 1 for s in strides))
+    return request.param
+
+
+def test_conv_way_choice_drops_few_rows():
+    # seed multi-output: 500 steps lose 4 rows to a 5-window, 14 steps lose 4 of 14
+    assert rt._conv_by_rows((64, 500, 256), (5,), (1,), (1,), "valid")
+    assert not rt._conv_by_rows((64, 14, 256), (5,), (1,), (1,), "valid")
+    # a fifth dropped is the tie, left to im2col; "same" padding adds the rows it pads
+    assert not rt._conv_by_rows((2, 20, 3), (5,), (1,), (1,), "valid")
+    assert rt._conv_by_rows((2, 21, 3), (5,), (1,), (1,), "valid")
+    assert rt._conv_by_rows((2, 32, 32, 3), (3, 3), (1, 1), (1, 1), "same")
+    assert not rt._conv_by_rows((2, 8, 8, 3), (3, 3), (1, 1), (1, 1), "same")
+    assert not rt._conv_by_rows((2, 64, 3), (3,), (2,), (1,), "valid")  # strided: im2col
+    assert not rt._conv_by_rows((2, 3, 3), (5,), (1,), (1,), "valid")  # no window fits
+
+
 @pytest.mark.parametrize("x_shape, k_shape", [((0, 9, 3), (5, 3, 4)), ((0, 6, 5, 2), (3, 2, 2, 3))])
 @pytest.mark.parametrize("padding", ["valid", "same"])
-def test_conv_of_an_empty_batch(x_shape, k_shape, padding):
+def test_conv_of_an_empty_batch(x_shape, k_shape, padding, conv_way):
     rank = len(x_shape) - 2
     x, k = np.zeros(x_shape), np.ones(k_shape)
     y = rt.conv(x, k, (1,) * rank, padding, (1,) * rank, "conv")
@@ -225,7 +264,7 @@ def test_window_taps_split_outer_shifts_from_the_inner_run():
 
 
 @pytest.mark.parametrize("x_shape, k_shape, strides, padding, dilation", CONV_CASES)
-def test_conv_vjp(x_shape, k_shape, strides, padding, dilation):
+def test_conv_vjp(x_shape, k_shape, strides, padding, dilation, conv_way):
     rng = rng_for("conv", x_shape, k_shape, strides, padding, dilation)
     x, k, b = normal(rng, *x_shape), normal(rng, *k_shape), normal(rng, k_shape[-1])
 
@@ -233,6 +272,8 @@ def test_conv_vjp(x_shape, k_shape, strides, padding, dilation):
         return rt.conv(x, k, strides, padding, dilation, "conv") + b
 
     w = normal(rng, *forward().shape)
+    with_bias = rt.conv(x, k, strides, padding, dilation, "conv", bias=b)  # added in the crop's pass
+    assert np.array_equal(with_bias, forward()) and with_bias.flags.c_contiguous
 
     def loss():
         return [forward()]
@@ -258,6 +299,10 @@ POOL_CASES = [
     ((2, 6, 5, 2), (3, 2), (2, 1), "same"),
     ((1, 5, 5, 2), (3, 3), (1, 1), "same"),
     ((1, 4, 5, 3, 2), (2, 2, 2), (2, 2, 1), "same"),
+    # windows that tile (stride = pool) leave a remainder past them; stride > pool leaves gaps
+    ((2, 9, 3), (2,), (2,), "valid"),
+    ((2, 7, 5, 2), (2, 2), (2, 2), "valid"),
+    ((2, 10, 2), (2,), (3,), "valid"),
 ]
 
 

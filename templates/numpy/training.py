@@ -144,6 +144,7 @@ class Program:
         self._grads = np.zeros(n_train, np.float32)
         self._grad_views = [self._grads[o:o + s].reshape(PARAM_SHAPES[n])
                             for n, (o, s) in zip(trainable, segments)]
+        self._in_place = {}  # slot -> BufferGradient, for gradients computed in the buffer
         self.optimizer = None
         if self.config.get("optimizer") is not None:
             self.optimizer = make_optimizer(self.config["optimizer"])
@@ -155,9 +156,12 @@ class Program:
 
     # ---- the step functions' context -----------------------------------------------------------
     def gradient_buffer(self, slot):
-        """Called by train_step: the flat gradient buffer's view for weight number `slot` (in
-        CONFIG['trainable'] order), where a large gradient can be computed in place."""
-        return self._grad_views[slot]
+        """Called by train_step: the flat gradient buffer's place for weight number `slot` (in
+        CONFIG['trainable'] order), a BufferGradient, where a large gradient can be computed in
+        place. The buffer keeps such a gradient between steps; apply_gradients never writes it."""
+        if slot not in self._in_place:
+            self._in_place[slot] = BufferGradient(self._grad_views[slot])
+        return self._in_place[slot]
 
     def apply_gradients(self, grads):
         """Called by train_step: one fused optimizer update over the flat buffers."""
