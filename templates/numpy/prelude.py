@@ -217,8 +217,12 @@ def _conv_by_rows(x_shape, window, strides, dilation, padding):
     if any(s != 1 for s in strides):
         return False
     padded = _padded_shape(x_shape, window, strides, dilation, padding)[1:-1]
-    out = [max(p - d * (k - 1), 0) for p, k, d in zip(padded, window, dilation)]
-    return 5 * _math.prod(out) > 4 * _math.prod(padded)
+    return 5 * _math.prod(_valid_extents(padded, window, dilation)) > 4 * _math.prod(padded)
+
+
+def _valid_extents(padded, window, dilation):
+    """The stride-1 output's spatial shape over a padded spatial shape: windows wholly inside it."""
+    return tuple(max(p - d * (k - 1), 0) for p, k, d in zip(padded, window, dilation))
 
 
 def window_taps(padded_shape, window, dilation):
@@ -255,6 +259,11 @@ def _tap_view(rows, start, count, taps):
                                            strides=(width * rows.itemsize, rows.itemsize))
 
 
+def _phase_count(count, phase, taps):
+    """How many of rows 0 .. count - 1 are = phase (mod taps): the rows of phase `phase`'s GEMM."""
+    return max(-(-(count - phase) // taps), 0)
+
+
 def conv_rows(rows, kernels, shifts, taps, count, height):
     """Stride-1 correlation over rows (R, C) of a flattened grid: Y[r] = sum over outer shifts a of
     rows[r + shifts[a] : + taps] (flattened) @ kernels[a], for r < count; kernels (A, taps * C, F).
@@ -270,7 +279,7 @@ def conv_rows(rows, kernels, shifts, taps, count, height):
     for a, shift in enumerate(shifts):
         dest = (part if a else y)[:blocks * taps].reshape(blocks, taps, f)
         for phase in range(taps):
-            n = max(-(-(count - phase) // taps), 0)
+            n = _phase_count(count, phase, taps)
             np.matmul(_tap_view(rows, shift + phase, n, taps), kernels[a], out=dest[:n, phase])
         if a:
             y[:count] += part[:count]
@@ -293,7 +302,7 @@ def conv(x, kernel, strides, padding, dilation, layer, bias=None):
     xp, rows, shifts, taps, reach = padded_rows(x, window, dilation, padding, layer)
     count = rows.shape[0] - reach
     full = conv_rows(rows, kernel.reshape(len(shifts), -1, f), shifts, taps, count, rows.shape[0])
-    out = tuple(p - d * (k - 1) for p, k, d in zip(xp.shape[1:-1], window, dilation))
+    out = _valid_extents(xp.shape[1:-1], window, dilation)
     full = full.reshape(xp.shape[:-1] + (f,))  # rows from count on belong to cropped positions
     kept = full[(slice(None),) + tuple(slice(0, o) for o in out)]
     return np.ascontiguousarray(kept) if bias is None else np.add(kept, bias)

@@ -175,7 +175,8 @@ def embedding_vjp(indices, input_dim, gy, out=None):
     first[:1] = True
     np.not_equal(ids[1:], ids[:-1], out=first[1:])
     used = ids[first]  # sorted, unique
-    if out is None or out.array.shape != (input_dim, d) or out.array.dtype != gy.dtype:
+    in_place = out is not None and out.array.shape == (input_dim, d) and out.array.dtype == gy.dtype
+    if not in_place:
         gtable = np.zeros((input_dim, d), gy.dtype)
     else:
         gtable = out.array
@@ -191,7 +192,7 @@ def embedding_vjp(indices, input_dim, gy, out=None):
         for k in range(1, int(occurrence.max()) + 1):
             hit = np.flatnonzero(occurrence == k)
             gtable[ids[hit]] += rows[order[hit]]
-    if out is not None and gtable is out.array:
+    if in_place:
         out.rows = used
     return gtable
 
@@ -251,7 +252,7 @@ def conv_vjp(x, kernel, gy, strides, padding, dilation, need_x, use_bias):
         gkernel = np.zeros((len(shifts), taps * c, f), gy.dtype)
         for a, shift in enumerate(shifts):
             for phase in range(taps):  # the forward's GEMMs, transposed: gW += X_phase^T G_phase
-                n = max(-(-(count - phase) // taps), 0)
+                n = _phase_count(count, phase, taps)
                 gkernel[a] += _tap_view(rows, shift + phase, n, taps).T @ g[phase:phase + taps * n:taps]
         gx = None
         if need_x:  # gx[t] = sum over offsets e of G[t - shift_e] W_e^T: conv_rows with the kernel flipped
