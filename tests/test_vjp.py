@@ -511,35 +511,38 @@ def test_lstm_train_matches_lstm_exactly(dtype, acts, return_sequences, go_backw
     for e, g in zip(expected, got):
         assert g.dtype == dtype
         np.testing.assert_array_equal(g, e)
-    assert all(cache[key].dtype == dtype for key in ("z", "g", "h", "c", "ac"))
+    saved = ("xs", "s", "h", "ac") + (() if acts == ("tanh", "sigmoid") else ("z",))
+    assert all(cache[key].dtype == dtype for key in saved)
 
 
 def test_lstm_default_gates_give_the_gate_by_gate_bits():
     # tanh/sigmoid gates run on halved weights, one tanh per step: outputs and cache must be the
-    # bits of the plain recurrence with the runtime's sigmoid, gate by gate
+    # bits of the same feature-major recurrence on the true weights with the runtime's sigmoid,
+    # gate by gate
     rng = rng_for("lstm_halves")
     n, steps, d, u = 3, 6, 4, 5
     x = normal(rng, n, steps, d).astype(np.float32)
     k, r, b = (a.astype(np.float32) for a in lstm_weights(rng, d, u))
     sigmoid = rt._gate_activation("sigmoid")
-    projected = (x.transpose(1, 0, 2).reshape(-1, d) @ k).reshape(steps, n, -1)
-    projected += b
-    h, c = np.zeros((n, u), np.float32), np.zeros((n, u), np.float32)
-    zs, gs, hs = [], [], []
+    order = rt._lstm_gate_order(u)  # rows o, i, f, c~
+    xs = np.concatenate([x.transpose(1, 0, 2), np.ones((steps, n, 1), np.float32)], axis=2).reshape(-1, d + 1)
+    w = np.concatenate([k[:, order].T, b[order][:, None]], axis=1)
+    projected = (w @ xs.T).reshape(4 * u, steps, n)
+    rows = np.ascontiguousarray(r[:, order].T)
+    h, c = np.zeros((u, n), np.float32), np.zeros((u, n), np.float32)
+    gs, hs = [], []
     for t in range(steps):
-        z = projected[t] + h @ r
+        z = rows @ h + projected[:, t]
         g = np.empty_like(z)
-        sigmoid(z[:, :2 * u], g[:, :2 * u])
-        g[:, 2 * u:3 * u] = np.tanh(z[:, 2 * u:3 * u])
-        sigmoid(z[:, 3 * u:], g[:, 3 * u:])
-        c = g[:, u:2 * u] * c + g[:, :u] * g[:, 2 * u:3 * u]
-        h = g[:, 3 * u:] * np.tanh(c)
-        zs.append(z), gs.append(g), hs.append(h)
+        sigmoid(z[:3 * u], g[:3 * u])
+        g[3 * u:] = np.tanh(z[3 * u:])
+        c = g[u:2 * u] * g[3 * u:] + g[2 * u:3 * u] * c
+        h = g[:u] * np.tanh(c)
+        gs.append(g), hs.append(h)
     out, h_last, c_last, cache = rt.lstm_train(x, k, r, b, "tanh", "sigmoid", True, False)
-    np.testing.assert_array_equal(out, np.stack(hs, axis=1))
-    np.testing.assert_array_equal(c_last, c)
-    np.testing.assert_array_equal(cache["z"], np.stack(zs))
-    np.testing.assert_array_equal(cache["g"], np.stack(gs))
+    np.testing.assert_array_equal(out, np.stack(hs).transpose(2, 0, 1))
+    np.testing.assert_array_equal(c_last, c.T)
+    np.testing.assert_array_equal(cache["s"][:steps, :4 * u], np.stack(gs))
 
 
 @pytest.mark.parametrize("acts", ACTIVATION_PAIRS)

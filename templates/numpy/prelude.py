@@ -348,72 +348,108 @@ def _gate_activation(name):
     return apply
 
 
+_OVER_UNITS = {"softmax", "log_softmax"}  # gate activations that are not elementwise
+
+
+def _lstm_gate_order(u):
+    """Keras's kernel columns (gates i, f, c, o) in the loop's row order o, i, f, c: the sigmoid gates
+    o, i, f form one block, and [i, f] lies beside [c, c_prev] so that i c and f c_prev are one
+    product (see _lstm_core)."""
+    return np.concatenate([np.arange(3 * u, 4 * u), np.arange(3 * u)])
+
+
 def _lstm_core(x, kernel, recurrent_kernel, bias, activation, recurrent_activation, go_backwards, save):
-    """The LSTM recurrence, time-major so each step reads and writes contiguous rows. Gates i, f, c, o.
-    Returns (hs, c_last, cache): hs (T + 1, N, u) holds h_0 = 0 then every step's h; with `save` the
-    cache also keeps pre-activations z, gate values g (T, N, 4u), cell states c (T + 1, N, u) and
-    act(c) (T, N, u), which the backward reads."""
-    n, steps = x.shape[0], x.shape[1]
+    """The LSTM recurrence, feature-major: each step's gates are a (4u, N) array whose rows are the
+    gates o, i, f, c (_lstm_gate_order), so every per-step NumPy call reads and writes contiguous
+    blocks (a gate is u whole rows). Row-major (N, 4u) steps would slice gates out of every row,
+    and NumPy runs such strided operands two to four times slower at these sizes.
+
+    The input projection of all steps is one GEMM, the bias riding along as a column of ones, so the
+    backward gets the kernel's and the bias's gradients from one GEMM as well. Returns (hs, c_last,
+    cache): hs (u, T + 1, N) holds h_0 = 0 then every step's h (transposed); the cache (with `save`)
+    keeps what lstm_vjp reads:
+      xs  [x_t, 1] for every processed step (reversed if go_backwards), (T N, d + 1), rows (t, n)
+      s   per step rows o, i, f, c (gate values) then c_prev, the cell state the step starts from,
+          (T + 1, 5u, N); s[T] holds only c_T
+      ac  act(c_t) for t = 1..T, (T, u, N)
+      z   gate pre-activations, (T, 4u, N), only for gates other than the default tanh/sigmoid."""
+    n, steps, d = x.shape
     u = recurrent_kernel.shape[0]
-    # The default gates (sigmoid i, f, o; tanh cell): sigmoid(z) = 0.5 tanh(z / 2) + 0.5, and z / 2
-    # comes bit for bit from weights whose sigmoid columns are halved (scaling by a power of two is
-    # exact, subnormals aside), so one tanh over all four blocks and one multiply-add give every
-    # gate: three calls per step instead of nine, on whole rows, with the gate-by-gate path's bits.
+    dt = np.result_type(x, kernel)
+    order = _lstm_gate_order(u)
+    # The default gates (sigmoid o, i, f; tanh cell): sigmoid(z) = 0.5 tanh(z / 2) + 0.5, and z / 2
+    # comes bit for bit from weights whose sigmoid rows are halved (scaling by a power of two is
+    # exact, subnormals aside), so one tanh over all four gates and a multiply-add on the sigmoid
+    # block give every gate: the bits of the gate-by-gate path, in three calls instead of six.
     halves = activation == "tanh" and recurrent_activation == "sigmoid"
+    scale = np.ones(4 * u, dt)
     if halves:
-        scale = np.repeat(np.array([0.5, 0.5, 1.0, 0.5], recurrent_kernel.dtype), u)
-        offset = np.repeat(np.array([0.5, 0.5, 0.0, 0.5], recurrent_kernel.dtype), u)
-        kernel, recurrent_kernel = kernel * scale, recurrent_kernel * scale
-        bias = None if bias is None else bias * scale
+        scale[:3 * u] = 0.5
     act, rec_act = _gate_activation(activation), _gate_activation(recurrent_activation)
-    rec_elementwise = recurrent_activation not in ("softmax", "log_softmax")
-    xt = x.transpose(1, 0, 2)  # (T, N, d): one input projection for all steps, as one 2-D GEMM
-    xt = np.ascontiguousarray(xt[::-1] if go_backwards else xt)
-    z = (xt.reshape(steps * n, -1) @ kernel).reshape(steps, n, -1)  # becomes the pre-activations
+    elementwise = not {activation, recurrent_activation} & _OVER_UNITS
+    xs = np.empty((steps, n, d + 1), dt)
+    xs[..., :d] = (x[:, ::-1] if go_backwards else x).transpose(1, 0, 2)
+    xs[..., d] = 1
+    xs = xs.reshape(steps * n, d + 1)
+    w = np.zeros((4 * u, d + 1), dt)
+    w[:, :d] = kernel[:, order].T
     if bias is not None:
-        z += bias
-    dt = z.dtype
-    hs = np.zeros((steps + 1, n, u), dt)
-    gates = np.empty((steps, n, 4 * u), dt) if save else np.empty((1, n, 4 * u), dt)
-    cs = np.zeros((steps + 1, n, u), dt) if save else np.zeros((2, n, u), dt)
-    acs = np.empty((steps, n, u), dt) if save else np.empty((1, n, u), dt)
-    recurrent = np.empty((n, 4 * u), dt)
-    ig = np.empty((n, u), dt)
+        w[:, d] = bias[order]
+    w *= scale[:, None]
+    zx = (w @ xs.T).reshape(4 * u, steps, n)  # zx[:, t]: step t's input projection and bias
+    r = np.ascontiguousarray((recurrent_kernel[:, order] * scale).T)  # (4u, u)
+    s = np.empty((steps + 1 if save else 2, 5 * u, n), dt)
+    s[0, 4 * u:] = 0
+    hs = np.empty((u, steps + 1, n), dt)
+    hs[:, 0] = 0
+    acs = np.empty((steps if save else 1, u, n), dt)
+    zs = np.empty((steps, 4 * u, n), dt) if save and not halves else None
+    z = np.empty((4 * u, n), dt)
+    products = np.empty((2 * u, n), dt)
     for t in range(steps):
-        zt, gt = z[t], gates[t if save else 0]
-        np.matmul(hs[t], recurrent_kernel, out=recurrent)
-        zt += recurrent
+        st, nxt = (s[t], s[t + 1]) if save else (s[t % 2], s[(t + 1) % 2])
+        np.matmul(r, hs[:, t], out=z)
+        z += zx[:, t]
+        gates = st[:4 * u]
         if halves:
-            np.tanh(zt, out=gt)
-            gt *= scale
-            gt += offset
-        elif rec_elementwise:  # i and f in one call
-            rec_act(zt[:, :2 * u], gt[:, :2 * u])
-            act(zt[:, 2 * u:3 * u], gt[:, 2 * u:3 * u])
-            rec_act(zt[:, 3 * u:], gt[:, 3 * u:])
-        else:  # softmax-like: each gate on its own
-            for gate in range(4):
-                (act if gate == 2 else rec_act)(zt[:, gate * u:(gate + 1) * u], gt[:, gate * u:(gate + 1) * u])
-        c_prev, c_new = (cs[t], cs[t + 1]) if save else (cs[t % 2], cs[(t + 1) % 2])
-        np.multiply(gt[:, u:2 * u], c_prev, out=c_new)
-        np.multiply(gt[:, :u], gt[:, 2 * u:3 * u], out=ig)
-        c_new += ig
+            np.tanh(z, out=gates)
+            sigmoids = st[:3 * u]
+            sigmoids *= 0.5
+            sigmoids += 0.5
+        else:
+            if zs is not None:
+                zs[t] = z
+            if elementwise:
+                rec_act(z[:3 * u], gates[:3 * u])
+                act(z[3 * u:], gates[3 * u:])
+            else:  # softmax-like: each gate over its units, rows here (transposed views)
+                for k in range(4):
+                    (act if k == 3 else rec_act)(z[k * u:(k + 1) * u].T, gates[k * u:(k + 1) * u].T)
+        np.multiply(st[u:3 * u], st[3 * u:], out=products)  # [i c, f c_prev]
+        c = nxt[4 * u:]
+        np.add(products[:u], products[u:], out=c)
         a = acs[t if save else 0]
-        act(c_new, a)
-        np.multiply(gt[:, 3 * u:], a, out=hs[t + 1])
-    if halves and save:
-        z /= scale  # the cache keeps the true pre-activations (exact: a power of two)
-    c_last = cs[steps if save else steps % 2].copy()
-    cache = {"x": xt, "z": z, "g": gates, "c": cs, "ac": acs} if save else None
+        if activation in _OVER_UNITS:
+            act(c.T, a.T)
+        else:
+            act(c, a)
+        np.multiply(st[:u], a, out=hs[:, t + 1])
+    c_last = np.ascontiguousarray((s[steps] if save else s[steps % 2])[4 * u:].T)
+    cache = {"xs": xs, "s": s, "ac": acs, "z": zs} if save else None
     return hs, c_last, cache
+
+
+def _lstm_outputs(hs, return_sequences):
+    """(output, h) in Keras's layouts from _lstm_core's transposed hidden states."""
+    h = np.ascontiguousarray(hs[:, -1].T)
+    return (np.ascontiguousarray(hs[:, 1:].transpose(2, 1, 0)) if return_sequences else h), h
 
 
 def lstm(x, kernel, recurrent_kernel, bias, activation, recurrent_activation, return_sequences, go_backwards):
     """Keras LSTM: gates i, f, c, o. Input projections for all steps in one matmul, then the loop.
     Returns (output, h, c); with go_backwards the output sequence is in processing order (reversed)."""
     hs, c, _ = _lstm_core(x, kernel, recurrent_kernel, bias, activation, recurrent_activation, go_backwards, False)
-    h = hs[-1].copy()
-    return (np.ascontiguousarray(hs[1:].transpose(1, 0, 2)) if return_sequences else h), h, c
+    return (*_lstm_outputs(hs, return_sequences), c)
 
 
 _U64 = (1 << 64) - 1
@@ -466,17 +502,10 @@ def dropout_train(x, rate, rng):
 def lstm_train(x, kernel, recurrent_kernel, bias, activation, recurrent_activation, return_sequences,
                go_backwards):
     """`lstm` for training: the same arithmetic (the same output, h and c) and a cache for lstm_vjp.
-    Returns (output, h, c, cache); the cache (time-major, T processed steps) holds
-      x   the input in processing order (reversed if go_backwards), (T, N, d)
-      z   gate pre-activations x K + h U + b, (T, N, 4u), blocks i, f, c, o
-      g   gate values rec_act(z_i), rec_act(z_f), act(z_c), rec_act(z_o), (T, N, 4u)
-      h   hidden states h_0 = 0, h_1, ..., h_T, (T + 1, N, u)
-      c   cell states c_0 = 0, c_1, ..., c_T, (T + 1, N, u)
-      ac  act(c_t) for t = 1..T, (T, N, u)
-    plus the layer's activation names and flags."""
+    Returns (output, h, c, cache); the cache holds _lstm_core's (xs, s, ac, z), the hidden states
+    h (u, T + 1, N), and the layer's activation names and flags."""
     hs, c, cache = _lstm_core(x, kernel, recurrent_kernel, bias, activation, recurrent_activation, go_backwards, True)
     cache.update(h=hs, activation=activation, recurrent_activation=recurrent_activation,
                  return_sequences=return_sequences, go_backwards=go_backwards)
-    h = hs[-1].copy()
-    return (np.ascontiguousarray(hs[1:].transpose(1, 0, 2)) if return_sequences else h), h, c, cache
+    return (*_lstm_outputs(hs, return_sequences), c, cache)
 # ---- end of the gcomp NumPy runtime ------------------------------------------------------------

@@ -419,16 +419,20 @@ def _activation_slope(name, x, y):
 
 
 def _lstm_output_grads(cache, g_output, g_h, g_c, n, u, dt):
-    """(time-major output-sequence gradient or None, gradient reaching h_T, gradient reaching c_T)."""
-    seq = g_output.transpose(1, 0, 2) if cache["return_sequences"] and g_output is not None else None
-    dh = np.zeros((n, u), dt)  # gradient reaching h_t (from later steps and from the outputs)
-    dc = np.zeros((n, u), dt)  # gradient reaching c_t
-    if not cache["return_sequences"] and g_output is not None:
-        dh += g_output
+    """The gradients flowing into the recurrence, transposed like its states: (the output sequence's,
+    (T, u, N) in processing order, or None; the one reaching h_T, (u, N); the one reaching c_T)."""
+    seq = None
+    dh = np.zeros((u, n), dt)  # gradient reaching h_t (from later steps and from the outputs)
+    dc = np.zeros((u, n), dt)  # gradient reaching c_t
+    if g_output is not None:
+        if cache["return_sequences"]:
+            seq = np.ascontiguousarray(g_output.transpose(1, 2, 0), dtype=dt)
+        else:
+            dh += g_output.T
     if g_h is not None:
-        dh += g_h
+        dh += g_h.T
     if g_c is not None:
-        dc += g_c
+        dc += g_c.T
     return seq, dh, dc
 
 
@@ -436,88 +440,108 @@ def lstm_vjp(cache, kernel, recurrent_kernel, g_output, g_h, g_c, need_x, use_bi
     """Backpropagation through time for lstm_train. g_output: gradient of the output ((N, T, u) with
     return_sequences, else (N, u), the last step); g_h, g_c: gradients of the returned states (None
     when unused). Returns (gx or None, gkernel, grecurrent_kernel, gbias or None), gx in the input's
-    original time order. The activations' slopes are computed for all steps at once before the loop;
-    the loop does a few in-place products per step and one small GEMM, and the input and weight
-    gradients are one GEMM each over all steps (gx = dZ K^T, gK = X^T dZ, gU = H^T dZ)."""
+    original time order. The loop runs feature-major like the forward (contiguous (u, N) blocks), a
+    few in-place products per step and one small GEMM; the input and weight gradients are one GEMM
+    each over all steps."""
     act, rec = cache["activation"], cache["recurrent_activation"]
-    x, zs, gs, hs, cs, acs = cache["x"], cache["z"], cache["g"], cache["h"], cache["c"], cache["ac"]
-    steps, n, u4 = zs.shape
-    u = u4 // 4
-    dt = zs.dtype
-    if {act, rec} & {"softmax", "log_softmax"}:
-        return _lstm_vjp_generic(cache, kernel, recurrent_kernel, g_output, g_h, g_c, need_x, use_bias)
-    if (act, rec) == ("tanh", "sigmoid"):  # d gate / d z for every step, all four blocks at once:
-        # y (a - y) + b, a = 1 and b = 0 on sigmoid blocks (y (1 - y)), a = 0 and b = 1 on the tanh
-        # block (1 - y^2): the bits of the per-block formulas, in three passes over whole rows
-        a = np.repeat(np.array([1, 1, 0, 1], dt), u)
-        slope = a - gs
-        slope *= gs
-        slope += 1 - a
-    else:
-        slope = np.empty_like(gs)
-        slope[..., :2 * u] = _activation_slope(rec, zs[..., :2 * u], gs[..., :2 * u])
-        slope[..., 2 * u:3 * u] = _activation_slope(act, zs[..., 2 * u:3 * u], gs[..., 2 * u:3 * u])
-        slope[..., 3 * u:] = _activation_slope(rec, zs[..., 3 * u:], gs[..., 3 * u:])
-    through_h = _activation_slope(act, cs[1:], acs)  # d h_t / d c_t = o act'(c_t), for all steps at once
-    through_h *= gs[..., 3 * u:]
+    steps, u, n = cache["ac"].shape
+    dt = cache["s"].dtype
     seq, dh, dc = _lstm_output_grads(cache, g_output, g_h, g_c, n, u, dt)
-    dz = np.empty_like(zs)
-    tmp = np.empty((n, u), dt)
-    ut = np.ascontiguousarray(recurrent_kernel.T)
-    for t in range(steps - 1, -1, -1):
-        if seq is not None:
-            dh += seq[t]
-        g, d = gs[t], dz[t]
-        # h = o act(c): dc += dh o act'(c);  c = f c_prev + i g
-        np.multiply(dh, through_h[t], out=tmp)
-        dc += tmp
-        np.multiply(dc, g[:, 2 * u:3 * u], out=d[:, :u])
-        np.multiply(dc, cs[t], out=d[:, u:2 * u])
-        np.multiply(dc, g[:, :u], out=d[:, 2 * u:3 * u])
-        np.multiply(dh, acs[t], out=d[:, 3 * u:])
-        d *= slope[t]
-        dc *= g[:, u:2 * u]
-        if t:
-            np.matmul(d, ut, out=dh)
+    dz = np.empty((4 * u, steps, n), dt)  # dL/dz of every step, (4u, T N) for the weight GEMMs
+    r = np.ascontiguousarray(recurrent_kernel[:, _lstm_gate_order(u)])  # (u, 4u): dh_{t-1} = r dz_t
+    bptt = _lstm_bptt_over_units if {act, rec} & _OVER_UNITS else _lstm_bptt
+    bptt(cache, r, seq, dh, dc, dz)
     return _lstm_weight_grads(cache, kernel, dz, need_x, use_bias)
 
 
-def _lstm_vjp_generic(cache, kernel, recurrent_kernel, g_output, g_h, g_c, need_x, use_bias):
-    """lstm_vjp for gate activations that are not elementwise (softmax): each gate's vjp per step."""
+def _lstm_bptt(cache, r, seq, dh, dc, dz):
+    """The backward loop for elementwise gates: fills dz. Rows of s[t]: o, i, f, c~ (the candidate),
+    c_prev. The default gates' slopes come from the gate values, step by step (the step's arrays
+    stay in cache; a pass over all steps at once would stream them from memory); other gates' slopes
+    come from the saved pre-activations, for all steps at once."""
     act, rec = cache["activation"], cache["recurrent_activation"]
-    zs, gs, cs, acs = cache["z"], cache["g"], cache["c"], cache["ac"]
-    steps, n, u4 = zs.shape
-    u = u4 // 4
-    seq, dh, dc = _lstm_output_grads(cache, g_output, g_h, g_c, n, u, zs.dtype)
-    dz = np.empty_like(zs)
+    s, acs = cache["s"], cache["ac"]
+    steps, u, n = acs.shape
+    dt = s.dtype
+    default = (act, rec) == ("tanh", "sigmoid")
+    if default:  # slope y (a - y) + b: y (1 - y) on the sigmoid rows (a = 1, b = 0), 1 - y^2 on c~
+        a = np.zeros((4 * u, n), dt)
+        a[:3 * u] = 1
+        b = 1 - a
+        slope = np.empty((4 * u, n), dt)
+    else:
+        zs, gates = cache["z"], s[:steps, :4 * u]
+        slopes = np.empty((steps, 4 * u, n), dt)
+        slopes[:, :3 * u] = _activation_slope(rec, zs[:, :3 * u], gates[:, :3 * u])
+        slopes[:, 3 * u:] = _activation_slope(act, zs[:, 3 * u:], gates[:, 3 * u:])
+        throughs = _activation_slope(act, s[1:, 4 * u:], acs)  # d h_t / d c_t = o act'(c_t)
+        throughs *= s[:steps, :u]
+    through = np.empty((u, n), dt)
+    d = np.empty((4 * u, n), dt)
+    d_if = d[u:3 * u].reshape(2, u, n)
     for t in range(steps - 1, -1, -1):
         if seq is not None:
             dh += seq[t]
-        z, g = zs[t], gs[t]
-        i, f, gg, o = g[:, :u], g[:, u:2 * u], g[:, 2 * u:3 * u], g[:, 3 * u:]
-        dc += activation_vjp(act, cs[t + 1], acs[t], dh * o)
-        dz[t, :, :u] = activation_vjp(rec, z[:, :u], i, dc * gg)
-        dz[t, :, u:2 * u] = activation_vjp(rec, z[:, u:2 * u], f, dc * cs[t])
-        dz[t, :, 2 * u:3 * u] = activation_vjp(act, z[:, 2 * u:3 * u], gg, dc * i)
-        dz[t, :, 3 * u:] = activation_vjp(rec, z[:, 3 * u:], o, dh * acs[t])
-        dc = dc * f
+        st, ac = s[t], acs[t]
+        if default:
+            np.multiply(ac, ac, out=through)
+            np.subtract(1, through, out=through)
+            through *= st[:u]
+            through *= dh
+            gates = st[:4 * u]
+            np.subtract(a, gates, out=slope)
+            slope *= gates
+            slope += b
+        else:
+            np.multiply(dh, throughs[t], out=through)
+            slope = slopes[t]
+        dc += through  # h = o act(c)
+        np.multiply(dh, ac, out=d[:u])  # o
+        np.multiply(st[3 * u:].reshape(2, u, n), dc, out=d_if)  # c = i c~ + f c_prev: i, f
+        np.multiply(dc, st[u:2 * u], out=d[3 * u:])  # c~
+        np.multiply(d, slope, out=dz[:, t])
+        dc *= st[2 * u:3 * u]
         if t:
-            dh = dz[t] @ recurrent_kernel.T
-    return _lstm_weight_grads(cache, kernel, dz, need_x, use_bias)
+            np.matmul(r, dz[:, t], out=dh)
+
+
+def _lstm_bptt_over_units(cache, r, seq, dh, dc, dz):
+    """_lstm_bptt for gates that are not elementwise (softmax): each gate's vjp per step, on
+    (N, u) views so that the activation's last axis is the units."""
+    act, rec = cache["activation"], cache["recurrent_activation"]
+    s, acs, zs = cache["s"], cache["ac"], cache["z"]
+    steps, u, n = acs.shape
+    for t in range(steps - 1, -1, -1):
+        if seq is not None:
+            dh += seq[t]
+        st, z, ac, d = s[t], zs[t], acs[t], dz[:, t]
+        o, i, f, cand, c_prev = (st[k * u:(k + 1) * u] for k in range(5))
+        dc += activation_vjp(act, s[t + 1, 4 * u:].T, ac.T, (dh * o).T).T
+        d[:u] = activation_vjp(rec, z[:u].T, o.T, (dh * ac).T).T
+        d[u:2 * u] = activation_vjp(rec, z[u:2 * u].T, i.T, (dc * cand).T).T
+        d[2 * u:3 * u] = activation_vjp(rec, z[2 * u:3 * u].T, f.T, (dc * c_prev).T).T
+        d[3 * u:] = activation_vjp(act, z[3 * u:].T, cand.T, (dc * i).T).T
+        dc *= f
+        if t:
+            np.matmul(r, d, out=dh)
 
 
 def _lstm_weight_grads(cache, kernel, dz, need_x, use_bias):
-    """Given dL/dz for every step: the weight, bias and input gradients, one GEMM each."""
-    x, hs = cache["x"], cache["h"]
-    steps, n, u4 = dz.shape
-    u = u4 // 4
-    dz2 = dz.reshape(steps * n, u4)
-    gkernel = x.reshape(steps * n, -1).T @ dz2
-    grecurrent = hs[:-1].reshape(steps * n, u).T @ dz2
-    gbias = bias_grad(dz2) if use_bias else None
+    """Given dL/dz for every step: the weight, bias and input gradients, one GEMM each (the bias's
+    gradient is the last column of the kernel's: the input rows end in a column of ones)."""
+    xs, hs = cache["xs"], cache["h"]
+    u4, steps, n = dz.shape
+    u, d = u4 // 4, xs.shape[1] - 1
+    order = _lstm_gate_order(u)
+    keras = np.argsort(order)  # loop rows -> Keras's columns
+    dz2 = dz.reshape(u4, steps * n)
+    gw = (dz2 @ xs)[keras]  # (4u, d + 1)
+    gkernel = np.ascontiguousarray(gw[:, :d].T)
+    grecurrent = np.ascontiguousarray((dz2 @ hs[:, :steps].reshape(u, steps * n).T)[keras].T)
+    gbias = gw[:, d].copy() if use_bias else None
     gx = None
     if need_x:
-        gx = (dz2 @ kernel.T).reshape(steps, n, -1)
+        gx = (dz2.T @ kernel[:, order].T).reshape(steps, n, d)
         if cache["go_backwards"]:
             gx = gx[::-1]
         gx = np.ascontiguousarray(gx.transpose(1, 0, 2))
