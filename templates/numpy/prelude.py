@@ -352,15 +352,15 @@ _OVER_UNITS = {"softmax", "log_softmax"}  # gate activations that are not elemen
 
 
 def _lstm_gate_order(u):
-    """Keras's kernel columns (gates i, f, c, o) in the loop's row order o, i, f, c: the sigmoid gates
-    o, i, f form one block, and [i, f] lies beside [c, c_prev] so that i c and f c_prev are one
-    product (see _lstm_core)."""
+    """Keras's kernel columns (gates i, f, c, o; c is the candidate, written c~ here) in the loop's row
+    order o, i, f, c~: the sigmoid gates o, i, f form one block, and [i, f] lies beside [c~, c_prev]
+    so that i c~ and f c_prev are one product (see _lstm_core)."""
     return np.concatenate([np.arange(3 * u, 4 * u), np.arange(3 * u)])
 
 
 def _lstm_core(x, kernel, recurrent_kernel, bias, activation, recurrent_activation, go_backwards, save):
     """The LSTM recurrence, feature-major: each step's gates are a (4u, N) array whose rows are the
-    gates o, i, f, c (_lstm_gate_order), so every per-step NumPy call reads and writes contiguous
+    gates o, i, f, c~ (_lstm_gate_order), so every per-step NumPy call reads and writes contiguous
     blocks (a gate is u whole rows). Row-major (N, 4u) steps would slice gates out of every row,
     and NumPy runs such strided operands two to four times slower at these sizes.
 
@@ -369,7 +369,7 @@ def _lstm_core(x, kernel, recurrent_kernel, bias, activation, recurrent_activati
     cache): hs (u, T + 1, N) holds h_0 = 0 then every step's h (transposed); the cache (with `save`)
     keeps what lstm_vjp reads:
       xs  [x_t, 1] for every processed step (reversed if go_backwards), (T N, d + 1), rows (t, n)
-      s   per step rows o, i, f, c (gate values) then c_prev, the cell state the step starts from,
+      s   per step rows o, i, f, c~ (gate values) then c_prev, the cell state the step starts from,
           (T + 1, 5u, N); s[T] holds only c_T
       ac  act(c_t) for t = 1..T, (T, u, N)
       z   gate pre-activations, (T, 4u, N), only for gates other than the default tanh/sigmoid."""
@@ -380,7 +380,7 @@ def _lstm_core(x, kernel, recurrent_kernel, bias, activation, recurrent_activati
     # The default gates (sigmoid o, i, f; tanh cell): sigmoid(z) = 0.5 tanh(z / 2) + 0.5, and z / 2
     # comes bit for bit from weights whose sigmoid rows are halved (scaling by a power of two is
     # exact, subnormals aside), so one tanh over all four gates and a multiply-add on the sigmoid
-    # block give every gate: the bits of the gate-by-gate path, in three calls instead of six.
+    # block give every gate: the bits of the gate-by-gate path, in three calls instead of five.
     halves = activation == "tanh" and recurrent_activation == "sigmoid"
     scale = np.ones(4 * u, dt)
     if halves:
@@ -425,7 +425,7 @@ def _lstm_core(x, kernel, recurrent_kernel, bias, activation, recurrent_activati
             else:  # softmax-like: each gate over its units, rows here (transposed views)
                 for k in range(4):
                     (act if k == 3 else rec_act)(z[k * u:(k + 1) * u].T, gates[k * u:(k + 1) * u].T)
-        np.multiply(st[u:3 * u], st[3 * u:], out=products)  # [i c, f c_prev]
+        np.multiply(st[u:3 * u], st[3 * u:], out=products)  # [i c~, f c_prev]
         c = nxt[4 * u:]
         np.add(products[:u], products[u:], out=c)
         a = acs[t if save else 0]
