@@ -591,3 +591,30 @@ def test_lstm_vjp_states_only():
 
     check(gx, numeric_grad(loss, ws, x))
     check(gr, numeric_grad(loss, ws, r))
+
+
+def test_lstm_single_step_is_one_keras_cell():
+    # one step from zero states: c = i c~, h = o tanh(c), with Keras's gate order i, f, c, o
+    rng = rng_for("lstm_one_step")
+    x = normal(rng, 3, 1, 4)
+    k, r, b = lstm_weights(rng, 4, 2)
+    z = x[:, 0] @ k + b
+    sig = lambda v: 1 / (1 + np.exp(-v))
+    i, o, cand = sig(z[:, :2]), sig(z[:, 6:]), np.tanh(z[:, 4:6])
+    out, h, c = rt.lstm(x, k, r, b, "tanh", "sigmoid", True, False)
+    np.testing.assert_allclose(c, i * cand, rtol=1e-12)
+    np.testing.assert_allclose(h, o * np.tanh(i * cand), rtol=1e-12)
+    np.testing.assert_array_equal(out[:, 0], h)
+
+
+@pytest.mark.parametrize("acts", ACTIVATION_PAIRS)
+def test_lstm_empty_batch(acts):
+    rng = rng_for("lstm_empty", acts)
+    k, r, b = lstm_weights(rng, 4, 3)
+    x = np.zeros((0, 5, 4))
+    out, h, c, cache = rt.lstm_train(x, k, r, b, *acts, True, False)
+    assert out.shape == (0, 5, 3) and h.shape == c.shape == (0, 3)
+    gx, gk, gr, gb = rt.lstm_vjp(cache, k, r, np.zeros((0, 5, 3)), None, None, True, True)
+    assert gx.shape == (0, 5, 4)
+    for g, w in [(gk, k), (gr, r), (gb, b)]:
+        assert g.shape == w.shape and not g.any()
