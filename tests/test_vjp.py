@@ -194,6 +194,19 @@ def test_embedding_vjp_of_a_large_vocabulary(input_dim):
     assert np.array_equal(rt.embedding_vjp(indices, input_dim, gy), want)
 
 
+def test_embedding_vjp_reads_a_time_major_gradient_in_memory_order():
+    # an LSTM's input gradient is a (N, T, d) view of time-major memory: the sums run over the rows
+    # in that memory order (np.add.at over time-major rows, bit for bit), with no copy into (N, T, d)
+    rng = rng_for("embedding time-major")
+    indices = rng.integers(0, 5, size=(4, 6))
+    time_major = normal(rng, 6, 4, 3).astype(np.float32)
+    gy = time_major.transpose(1, 0, 2)
+    want = np.zeros((5, 3), np.float32)
+    np.add.at(want, indices.T.reshape(-1), time_major.reshape(-1, 3))
+    assert np.array_equal(rt.embedding_vjp(indices, 5, gy), want)
+    np.testing.assert_allclose(rt.embedding_vjp(indices, 5, np.ascontiguousarray(gy)), want, rtol=1e-6)
+
+
 def test_embedding_vjp_in_a_buffer_clears_only_the_rows_it_wrote_before():
     rng = rng_for("embedding in a buffer")
     buffer = rt.BufferGradient(np.full((9, 3), np.nan, np.float32))  # unknown contents: cleared

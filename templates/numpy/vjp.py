@@ -160,10 +160,16 @@ def embedding_vjp(indices, input_dim, gy, out=None):
     (repeats accumulate), written into `out` (a BufferGradient of the same shape and dtype) when
     given. Each row's first occurrence is assigned in one fancy-indexed copy, then round k adds
     every index's k-th occurrence (indices unique within a round, so a plain fancy `+=` is exact):
-    each row's sum runs in the original order, the same bits as one np.add.at over all rows, at a
+    each row's sum runs in the order gy's rows lie in memory (batch-major, or time-major for an
+    LSTM's input gradient), the same bits as one np.add.at over the rows in that order, at a
     fraction of its cost (rounds: the largest repeat count, a few for random ids)."""
     d = gy.shape[-1]
-    flat = np.asarray(indices).reshape(-1)
+    indices = np.asarray(indices)
+    if gy.ndim == 3 and not gy.flags.c_contiguous and gy.transpose(1, 0, 2).flags.c_contiguous:
+        # a time-major gradient seen as (N, T, d) (an LSTM's input gradient): its rows in memory
+        # order, with the indices to match, instead of copying it into batch-major order
+        gy, indices = gy.transpose(1, 0, 2), indices.T
+    flat = indices.reshape(-1)
     rows = gy.reshape(-1, d)
     # stable: repeats stay in their original order. Indices are in [0, input_dim) (the forward
     # checked them), so a vocabulary of up to 2^16 sorts as uint16, where NumPy's stable sort is a
@@ -544,6 +550,6 @@ def _lstm_weight_grads(cache, kernel, dz, need_x, use_bias):
         gx = (dz2.T @ kernel[:, order].T).reshape(steps, n, d)
         if cache["go_backwards"]:
             gx = gx[::-1]
-        gx = np.ascontiguousarray(gx.transpose(1, 0, 2))
+        gx = gx.transpose(1, 0, 2)  # a view: an Embedding's backward reads it in this memory order
     return gx, gkernel, grecurrent, gbias
 # ---- end of the gcomp NumPy runtime, backward pass ----------------------------------------------
