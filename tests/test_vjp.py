@@ -503,7 +503,7 @@ def test_dropout_train_edge_rates():
 
 
 # ---- LSTM ----------------------------------------------------------------------------------------
-ACTIVATION_PAIRS = [("tanh", "sigmoid"), ("relu", "hard_sigmoid"), ("elu", "softmax")]
+ACTIVATION_PAIRS = [("tanh", "sigmoid"), ("relu", "hard_sigmoid"), ("elu", "softmax"), ("softmax", "sigmoid")]
 
 
 def lstm_weights(rng, d, u, scale=0.6):

@@ -329,8 +329,12 @@ def avg_pool(x, pool_size, strides, padding, layer):
     return (sums / counts).astype(x.dtype, copy=False)
 
 
+_OVER_UNITS = {"softmax", "log_softmax"}  # gate activations that are not elementwise
+
+
 def _gate_activation(name):
-    """An in-place activation for the LSTM loop: f(src, out) writes name(src) into out."""
+    """An in-place activation for the LSTM loop: f(src, out) writes name(src) into out, for blocks
+    of (units, N) rows (softmax-like activations run over the units, on transposed views)."""
     if name == "sigmoid":  # 1 / (1 + exp(-x)), written as 0.5 tanh(x / 2) + 0.5: three in-place passes
         def apply(src, out):
             np.multiply(src, 0.5, out=out)
@@ -342,13 +346,14 @@ def _gate_activation(name):
             np.tanh(src, out=out)
     else:
         fn = ACTIVATIONS[name]
+        over_units = name in _OVER_UNITS
 
         def apply(src, out):
-            out[...] = fn(src)
+            if over_units:
+                out.T[...] = fn(src.T)
+            else:
+                out[...] = fn(src)
     return apply
-
-
-_OVER_UNITS = {"softmax", "log_softmax"}  # gate activations that are not elementwise
 
 
 def _lstm_gate_order(u):
@@ -387,7 +392,9 @@ def _lstm_core(x, kernel, recurrent_kernel, bias, activation, recurrent_activati
     if halves:
         scale[:3 * u] = 0.5
     act, rec_act = _gate_activation(activation), _gate_activation(recurrent_activation)
-    elementwise = not {activation, recurrent_activation} & _OVER_UNITS
+    rec_blocks = [(0, 3 * u)]  # gates o, i, f in one call, or one each where the activation spans units
+    if recurrent_activation in _OVER_UNITS:
+        rec_blocks = [(k * u, (k + 1) * u) for k in range(3)]
     xs = np.empty((steps, n, d + 1), dt)
     xs[..., :d] = (x[:, ::-1] if go_backwards else x).transpose(1, 0, 2)
     xs[..., d] = 1
@@ -420,20 +427,14 @@ def _lstm_core(x, kernel, recurrent_kernel, bias, activation, recurrent_activati
         else:
             if zs is not None:
                 zs[t] = z
-            if elementwise:
-                rec_act(z[:3 * u], gates[:3 * u])
-                act(z[3 * u:], gates[3 * u:])
-            else:  # softmax-like: each gate over its units, rows here (transposed views)
-                for k in range(4):
-                    (act if k == 3 else rec_act)(z[k * u:(k + 1) * u].T, gates[k * u:(k + 1) * u].T)
+            for lo, hi in rec_blocks:
+                rec_act(z[lo:hi], gates[lo:hi])
+            act(z[3 * u:], gates[3 * u:])
         np.multiply(st[u:3 * u], st[3 * u:], out=products)  # [i c~, f c_prev]
         c = nxt[4 * u:]
         np.add(products[:u], products[u:], out=c)
         a = acs[t if save else 0]
-        if activation in _OVER_UNITS:
-            act(c.T, a.T)
-        else:
-            act(c, a)
+        act(c, a)
         np.multiply(st[:u], a, out=hs[:, t + 1])
     c_last = np.ascontiguousarray((s[steps] if save else s[steps % 2])[4 * u:].T)
     cache = {"xs": xs, "s": s, "ac": acs, "z": zs} if save else None

@@ -446,9 +446,9 @@ def lstm_vjp(cache, kernel, recurrent_kernel, g_output, g_h, g_c, need_x, use_bi
     """Backpropagation through time for lstm_train. g_output: gradient of the output ((N, T, u) with
     return_sequences, else (N, u), the last step); g_h, g_c: gradients of the returned states (None
     when unused). Returns (gx or None, gkernel, grecurrent_kernel, gbias or None), gx in the input's
-    original time order (a (N, T, d) view of time-major memory). The loop runs feature-major like the forward (contiguous (u, N) blocks), a
-    few in-place products per step and one small GEMM; the input and weight gradients are one GEMM
-    each over all steps."""
+    original time order (a (N, T, d) view of time-major memory). The loop runs feature-major like
+    the forward (contiguous (u, N) blocks), a few in-place products per step and one small GEMM;
+    the input and weight gradients are one GEMM each over all steps."""
     act, rec = cache["activation"], cache["recurrent_activation"]
     steps, u, n = cache["ac"].shape
     dt = cache["s"].dtype
