@@ -58,7 +58,7 @@ def main() -> int:
             result = {"init": [np.asarray(w) for w in model.get_weights()],
                       "pred0": [np.asarray(p) for p in (pred if isinstance(pred, (list, tuple)) else [pred])]}
             model.compile(**case.compile_kw(K))
-            result.update(parity.run_training(model, case, data))
+            result.update(parity.run_training(model, case, data, K))
             result["error"] = None
         except Exception:
             result = {"error": traceback.format_exc()}

@@ -89,6 +89,7 @@ class Case:
     mode: str = "fit"                     # "fit" or "tob" (train_on_batch / test_on_batch)
     expect: str = ""                      # known Keras-TF-backend differences (see the module doc)
     may_refuse: bool = False              # gcomp may refuse the compile() arguments with a clear error
+    callbacks: Callable[[Any], list] | None = None   # K -> fit()'s callbacks
 
 
 def _onehot(labels, n):
@@ -374,6 +375,16 @@ CASES += [
     Case("train_on_batch", "7 frozen", _mlp, _cce_compile(OPTIMIZER_CASES["rmsprop_centered_mom"]),
          _with(_mlp_data(), batches=lambda d, rng: [(0, 16), (16, 32), (32, 48), (48, 70), (0, 10)]),
          mode="tob"),
+    Case("lr_scheduler", "9 callbacks", _mlp, _cce_compile(OPTIMIZER_CASES["adam"]), _mlp_data(),
+         {"batch_size": 16, "epochs": 4},
+         callbacks=lambda K: [K.callbacks.LearningRateScheduler(lambda epoch, lr: lr if epoch < 1 else lr * 0.5)]),
+    Case("reduce_lr_on_plateau", "9 callbacks", _mlp, _cce_compile(OPTIMIZER_CASES["sgd_nesterov"]),
+         _with(_mlp_data(), validation_data=lambda d, rng: (d["x_eval"], d["y_eval"])),
+         {"batch_size": 16, "epochs": 6},
+         # min_delta 1.0 > any change of val_loss here: no epoch after the first improves, so the rate
+         # drops after every `patience` epochs outside the cooldown
+         callbacks=lambda K: [K.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1,
+                                                            min_delta=1.0, cooldown=1, min_lr=0.004)]),
     Case("cce_saturated", "8 tf-logits", _shallow, _cce_compile(OPTIMIZER_CASES["sgd"]), _mlp_data(scale=60.0),
          dict(MLP_FIT), expect="tf-logits"),
     Case("bce_saturated", "8 tf-logits", _binary,
@@ -387,7 +398,8 @@ CASE_BY_NAME = {c.name: c for c in CASES}
 def namespace(module) -> SimpleNamespace:
     """Input, layers, Model, Sequential, losses, optimizers of `keras` or `gcomp`."""
     return SimpleNamespace(Input=module.Input, layers=module.layers, Model=module.Model,
-                           Sequential=module.Sequential, losses=module.losses, optimizers=module.optimizers)
+                           Sequential=module.Sequential, losses=module.losses, optimizers=module.optimizers,
+                           callbacks=module.callbacks)
 
 
 def case_data(case: Case) -> dict:
@@ -398,13 +410,16 @@ def _stable_seed(name: str) -> int:
     return sum((i + 1) * ord(c) for i, c in enumerate(name)) + 7
 
 
-def run_training(model, case: Case, data: dict, verbose=0, backend_kw: dict | None = None) -> dict:
+def run_training(model, case: Case, data: dict, K, verbose=0, backend_kw: dict | None = None) -> dict:
     """What both sides record after compile(): history / batch results, evaluate, final weights.
-    The model must already be compiled. backend_kw: gcomp's backend= for each call (Keras: none)."""
+    The model must already be compiled; K: its side's namespace(). backend_kw: gcomp's backend= for
+    each call (Keras: none)."""
     out: dict[str, Any] = {}
     b = backend_kw or {}
     if case.mode == "fit":
         kw = dict(case.fit_kw)
+        if case.callbacks is not None:
+            kw["callbacks"] = case.callbacks(K)
         for k in ("sample_weight", "class_weight", "validation_data"):
             if k in data:
                 kw[k] = data[k]
@@ -454,7 +469,7 @@ def run_gcomp(case: Case, data: dict, keras_result: dict, backend: str = "numpy"
         if case.may_refuse:
             raise Refused(f"{type(e).__name__}: {e}") from None
         raise
-    out.update(run_training(model, case, data, backend_kw={"backend": backend}))
+    out.update(run_training(model, case, data, K, backend_kw={"backend": backend}))
     return out
 
 

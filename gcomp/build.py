@@ -53,7 +53,7 @@ def build_numpy(source: Model | str | Path, folder: str | Path, *, model_name: s
 
     import numpy as np
     model = _model(source, model_name)
-    config = model._compile_config
+    config = model._training_config()
     trains = bool(config and config["losses"])
     source_text = model.training_source()
     buffer = io.BytesIO()
@@ -124,11 +124,12 @@ def build_c(source: Model | str | Path, folder: str | Path, *, model_name: str |
     from gcomp.backends.c_training import render_training_c, training_functions
     model = _model(source, model_name)
     graph = model._current_graph()
-    functions, trainable = training_functions(graph, model._compile_config)
+    config = model._training_config()
+    functions, trainable = training_functions(graph, config)
     if len(functions) == 1:  # inference only
         graph = model.optimized_graph(opt_level, "cpu")
         functions, trainable = training_functions(graph, None)
-    sources = render_training_c(graph, model._compile_config, max_batch, max_len, (functions, trainable))
+    sources = render_training_c(graph, config, max_batch, max_len, (functions, trainable))
     files = {name: text.encode() for name, text in sources.items()}
     files["weights.bin"] = weights_bytes(program_params(graph, trainable))
     prefix = c_prefix(graph.name)
@@ -136,7 +137,7 @@ def build_c(source: Model | str | Path, folder: str | Path, *, model_name: str |
     if trainable:
         from gcomp.backends.c_training import optimizer_c
         train_inputs = functions[-1].graph.inputs
-        training_api = C_TRAINING_API.format(prefix=prefix, optimizer=optimizer_c(model._compile_config["optimizer"])["description"],
+        training_api = C_TRAINING_API.format(prefix=prefix, optimizer=optimizer_c(config["optimizer"])["description"],
                                              train_inputs=", ".join(train_inputs))
         k = len(graph.inputs)  # then per loss: its target, its sample weights (the CLI gives ones)
         data = [n for j, n in enumerate(train_inputs) if j < k or (j - k) % 2 == 0]

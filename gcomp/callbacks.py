@@ -1,15 +1,18 @@
 """Keras-style callbacks for fit(): a base class and History, EarlyStopping, ModelCheckpoint
-(weights), CSVLogger, LambdaCallback, TerminateOnNaN.
+(weights), CSVLogger, LambdaCallback, TerminateOnNaN, LearningRateScheduler, ReduceLROnPlateau.
 
 The fit loop (generated code, templates/numpy/training.py) calls the hooks on_train_begin/end,
 on_epoch_begin/end and on_train_batch_begin/end with Keras's arguments; `self.model` is the gcomp
-Model, whose get_weights() sees the weights as they train.
+Model, whose get_weights() sees the weights as they train and whose `optimizer` is the one training
+them. As in Keras, fit's History comes after the user's callbacks, so it records what they add to an
+epoch's logs (the learning-rate callbacks add "learning_rate").
 """
 from __future__ import annotations
 
 import csv
 import math
 import os
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -188,3 +191,84 @@ class TerminateOnNaN(Callback):
         if loss is not None and not np.isfinite(loss):
             print(f"Batch {batch}: Invalid loss, terminating training")
             self.model.stop_training = True
+
+
+def _learning_rate_logs(model, logs) -> dict:
+    """logs with "learning_rate": the optimizer's rate as Keras reads it (its float32 variable)."""
+    logs = logs if logs is not None else {}
+    logs["learning_rate"] = float(model.optimizer.learning_rate)
+    return logs
+
+
+class LearningRateScheduler(Callback):
+    """Set the optimizer's learning rate at each epoch's start to schedule(epoch, lr) (or
+    schedule(epoch), the older form, where the two-argument call raises TypeError), as Keras does;
+    each epoch's logs get "learning_rate"."""
+
+    def __init__(self, schedule, verbose=0):
+        super().__init__()
+        self.schedule, self.verbose = schedule, verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        try:
+            learning_rate = self.schedule(epoch, float(self.model.optimizer.learning_rate))
+        except TypeError:  # Keras's fallback for one-argument schedules
+            learning_rate = self.schedule(epoch)
+        if not isinstance(learning_rate, (float, np.float32, np.float64)):
+            raise ValueError(f"The output of the `schedule` function should be a float. Got: {learning_rate}")
+        self.model.optimizer.learning_rate = learning_rate
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {learning_rate}.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        _learning_rate_logs(self.model, logs)
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by `factor` (not below `min_lr`) when `monitor` has not improved by
+    more than `min_delta` for `patience` epochs, then wait `cooldown` epochs; Keras 3's rules, down
+    to its first epoch always counting as an improvement. Each epoch's logs get "learning_rate"."""
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto", min_delta=1e-4,
+                 cooldown=0, min_lr=0.0):
+        super().__init__()
+        if factor >= 1.0:
+            raise ValueError(f"ReduceLROnPlateau does not support a factor >= 1.0. Received factor={factor}")
+        if mode not in ("auto", "min", "max"):
+            warnings.warn(f"ReduceLROnPlateau mode '{mode}' is unknown, fallback to auto mode.", stacklevel=2)
+            mode = "auto"
+        self.monitor, self.factor, self.patience, self.verbose = monitor, factor, patience, verbose
+        self.cooldown, self.min_lr = cooldown, min_lr
+        self._better = _monitor_mode(monitor, mode)
+        # Keras compares current - min_delta with the best: min_delta counts against a decrease
+        self.min_delta = abs(min_delta) if self._better(1, 0) else -abs(min_delta)
+        self.best, self.wait, self.cooldown_counter = None, 0, 0
+
+    def on_train_begin(self, logs=None):
+        self.best, self.wait, self.cooldown_counter = None, 0, 0
+
+    def in_cooldown(self) -> bool:
+        return self.cooldown_counter > 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = _learning_rate_logs(self.model, logs)
+        current = logs.get(self.monitor)
+        if current is None:
+            warnings.warn(f"Learning rate reduction is conditioned on metric `{self.monitor}` which is not "
+                          f"available. Available metrics are: {','.join(logs)}.", stacklevel=2)
+            return
+        if self.in_cooldown():
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self.best is None or self._better(current - self.min_delta, self.best):
+            self.best, self.wait = current, 0
+        elif not self.in_cooldown():
+            self.wait += 1
+            if self.wait >= self.patience:
+                old_lr = float(self.model.optimizer.learning_rate)
+                if old_lr > np.float32(self.min_lr):
+                    new_lr = max(old_lr * self.factor, self.min_lr)
+                    self.model.optimizer.learning_rate = new_lr
+                    if self.verbose > 0:
+                        print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new_lr}.")
+                    self.cooldown_counter, self.wait = self.cooldown, 0

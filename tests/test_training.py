@@ -221,6 +221,100 @@ def test_callbacks(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def linear_model(name="lin"):
+    x = Input(shape=(3,), name="x")
+    return Model(x, layers.Dense(1, name=f"{name}_out")(x), name=name)
+
+
+def sgd_step(weights, x, y, rate):
+    """One plain SGD step of mse on a Dense(1), by hand: d/dW mean((xW + b - y)^2) = 2 x^T e / n."""
+    kernel, bias = (w.astype(np.float64) for w in weights)
+    error = x @ kernel + bias - y
+    return [kernel - rate * 2 * x.T @ error / len(x), bias - rate * 2 * error.sum(0) / len(x)]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+def test_model_optimizer_is_the_one_that_trains(backend):
+    # Keras: model.optimizer is the object given to compile; its learning_rate, set between calls,
+    # is the rate of the next step, and its iterations count the steps taken
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(16, 3)).astype(np.float32), rng.normal(size=(16, 1)).astype(np.float32)
+    model = linear_model()
+    optimizer = gcomp.optimizers.SGD(learning_rate=0.1)
+    model.compile(optimizer=optimizer, loss="mse")
+    assert model.optimizer is optimizer
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False, backend=backend)
+    assert optimizer.iterations == 4
+    for rate in (0.0, 0.05):
+        optimizer.learning_rate = rate
+        expected = sgd_step(model.get_weights(), x, y, np.float32(rate))
+        model.train_on_batch(x, y, backend=backend)
+        for got, want in zip(model.get_weights(), expected):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    assert optimizer.iterations == 6
+
+
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+def test_learning_rate_scheduler_sets_each_epochs_rate(backend):
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(8, 3)).astype(np.float32), rng.normal(size=(8, 1)).astype(np.float32)
+    model = linear_model()
+    model.compile(optimizer=gcomp.optimizers.SGD(learning_rate=0.1), loss="mse")
+    expected, rates = model.get_weights(), [0.1, 0.05, 0.025]
+    for rate in rates:  # one full batch per epoch
+        expected = sgd_step(expected, x, y, np.float32(rate))
+    seen = []
+    schedule = callbacks.LearningRateScheduler(lambda epoch, lr: seen.append(lr) or (lr if epoch == 0 else lr / 2))
+    history = model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[schedule], backend=backend)
+    # logs get the rate as Keras reads its float32 variable; the schedule sees the previous one
+    assert history.history["learning_rate"] == [float(np.float32(r)) for r in rates]
+    assert seen == [float(np.float32(r)) for r in [0.1, 0.1, 0.05]]
+    assert list(history.history) == ["loss", "learning_rate"]  # added after the epoch's logs, as in Keras
+    for got, want in zip(model.get_weights(), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_learning_rate_scheduler_takes_one_argument_schedules_and_wants_floats():
+    model = linear_model()
+    model.compile(optimizer=gcomp.optimizers.SGD(learning_rate=0.1), loss="mse")
+    x, y = np.ones((4, 3), np.float32), np.zeros((4, 1), np.float32)
+    history = model.fit(x, y, epochs=2, verbose=0, callbacks=[callbacks.LearningRateScheduler(lambda e: 0.5 ** e)])
+    assert history.history["learning_rate"] == [1.0, 0.5]
+    with pytest.raises(ValueError, match="should be a float. Got: 1"):
+        model.fit(x, y, verbose=0, callbacks=[callbacks.LearningRateScheduler(lambda e, lr: 1)])
+
+
+class ScriptedLogs(callbacks.Callback):
+    """Replaces each epoch's val_loss with the next value of a script (before the callbacks after it)."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values = list(values)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_loss"] = self.values[epoch]
+
+
+def test_reduce_lr_on_plateau_follows_keras_patience_cooldown_and_min_lr():
+    model = linear_model()
+    model.compile(optimizer=gcomp.optimizers.SGD(learning_rate=0.4), loss="mse")
+    x, y = np.ones((4, 3), np.float32), np.zeros((4, 1), np.float32)
+    # epoch 0 improves (the first always does); 1.0 -> 0.95 is within min_delta 0.1, no improvement
+    script = [1.0, 0.95, 0.95, 0.5, 0.6, 0.6, 0.6, 0.6, 0.6]
+    reduce = callbacks.ReduceLROnPlateau(factor=0.5, patience=2, min_delta=0.1, cooldown=1, min_lr=0.06)
+    history = model.fit(x, y, epochs=len(script), verbose=0, callbacks=[ScriptedLogs(script), reduce])
+    # epochs 1, 2 wait -> 0.2 after epoch 2; 3 (cooldown) improves; 4, 5 wait -> 0.1 after 5;
+    # 6 ends the cooldown and, out of it by then, waits (Keras's order); 7 waits -> max(0.05, 0.06).
+    # Logs hold the rate each epoch trained with.
+    rates = [0.4, 0.4, 0.4, 0.2, 0.2, 0.2, 0.1, 0.1, 0.06]
+    assert history.history["learning_rate"] == [float(np.float32(r)) for r in rates]
+    assert model.optimizer.learning_rate == float(np.float32(0.06))
+    with pytest.raises(ValueError, match="factor >= 1.0"):
+        callbacks.ReduceLROnPlateau(factor=1.0)
+    with pytest.warns(UserWarning, match="`nothing` which is not available"):
+        model.fit(x, y, verbose=0, callbacks=[callbacks.ReduceLROnPlateau(monitor="nothing")])
+
+
 def test_nan_loss_is_a_clear_error_and_terminate_on_nan_stops():
     model = mlp("nan")
     model.compile(optimizer="sgd", loss="categorical_crossentropy")

@@ -84,8 +84,8 @@ def c_program_class(module):
         in the C model. The C code is rebuilt larger (state carried over) when a batch or length
         outgrows it."""
 
-        def __init__(self, params, graph: Graph, compile_config: dict, seed=None):
-            super().__init__(params, seed=seed)
+        def __init__(self, params, graph: Graph, compile_config: dict, seed=None, optimizer=None):
+            super().__init__(params, seed=seed, optimizer=optimizer)
             self._graph, self._compile_config = graph, compile_config
             self._functions = training_functions(graph, compile_config)
             self._input_shapes = {name: fn.graph.node(name)["outputs"][0].shape

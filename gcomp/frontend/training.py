@@ -125,7 +125,15 @@ class TrainingMixin:
     def training_source(self) -> str:
         """The generated training module (what `gcomp build --target numpy` writes as model.py)."""
         from gcomp.backends.numpy_training import render_training_module
-        return render_training_module(self, self._compile_config)
+        return render_training_module(self, self._training_config())
+
+    def _training_config(self) -> dict | None:
+        """compile()'s configuration with the optimizer as it is now (a callback or the user may have
+        changed its learning rate since compile), for the code generators; None before compile()."""
+        from gcomp import optimizers
+        if self._compile_config is None:
+            return None
+        return dict(self._compile_config, optimizer=optimizers.serialize(self.optimizer))
 
     def _training_program(self, backend: str = "numpy"):
         """The program fit & co. run: the generated NumPy module's Program, or its subclass whose
@@ -141,15 +149,18 @@ class TrainingMixin:
         if old is None or self._program_backend != backend:
             from gcomp.backends.numpy_backend import load_module
             from gcomp.initializers import training_seed
+            # The new program trains with self.optimizer itself (Keras's model.optimizer), which it
+            # builds afresh: the old program's slots are read before that.
+            slots = _optimizer_slots(old) if old is not None else None
             module = load_module(self.training_source())
             if backend == "c":
                 from gcomp.backends.c_training import c_program_class
-                program = c_program_class(module)(self._param_values(), self._current_graph(), self._compile_config,
-                                                  seed=training_seed())
+                program = c_program_class(module)(self._param_values(), self._current_graph(), self._training_config(),
+                                                  seed=training_seed(), optimizer=self.optimizer)
             else:
-                program = module.Program(self._param_values(), seed=training_seed())
-            if old is not None:
-                _carry_optimizer_state(old, program)
+                program = module.Program(self._param_values(), seed=training_seed(), optimizer=self.optimizer)
+            if slots is not None:
+                _restore_optimizer_slots(program, slots)
             for name, var in self._compile_config_variables().items():
                 var._value = program.params[name]  # the Variable now lives in the program's buffer
                 var.version += 1
@@ -285,17 +296,20 @@ class TrainingMixin:
         self.set_weights([arrays[v.path] for v in own])
 
 
-def _carry_optimizer_state(old, new) -> None:
-    """The step count and the slot variables, into a program just made (a C program loads its
-    optimizer object's state at its first step). Both keep the slots slot by slot over the flat
-    trainable buffer (momentum, then velocity, ... in Keras's build order)."""
-    new.optimizer.iterations = old.optimizer.iterations
-    if getattr(old, "library", None) is not None:
-        slots = old.library.optimizer_slots()
-    else:
-        buffers = list(old.optimizer._buffers.values())
-        slots = np.concatenate(buffers) if buffers else np.zeros(0, np.float32)
-    targets = list(new.optimizer._buffers.values())
+def _optimizer_slots(program) -> np.ndarray:
+    """A copy of a program's optimizer slot variables, slot by slot over the flat trainable buffer
+    (momentum, then velocity, ... in Keras's build order); a C program keeps them in its library
+    once it has run a step."""
+    if getattr(program, "library", None) is not None:
+        return program.library.optimizer_slots().copy()
+    buffers = list(program.optimizer._buffers.values())
+    return np.concatenate(buffers) if buffers else np.zeros(0, np.float32)
+
+
+def _restore_optimizer_slots(program, slots: np.ndarray) -> None:
+    """_optimizer_slots' copy into a program just made (a C program loads its optimizer object's
+    state at its first step)."""
+    targets = list(program.optimizer._buffers.values())
     if sum(t.size for t in targets) == slots.size:
         at = 0
         for t in targets:

@@ -119,7 +119,10 @@ class Program:
     predict, train_on_batch, test_on_batch, fit, evaluate, save_weights and load_weights follow
     Keras's names, arguments and History keys."""
 
-    def __init__(self, params, config=None, seed=None):
+    def __init__(self, params, config=None, seed=None, optimizer=None):
+        """params: the weights by name; config: CONFIG by default; optimizer: an optimizer object to
+        train with instead of one made from the config's (gcomp's fit passes the model's own, so that
+        model.optimizer.learning_rate and .iterations are those of the training, as in Keras)."""
         self.config = config if config is not None else CONFIG
         names = list(PARAM_SHAPES)
         missing = [n for n in names if n not in params]
@@ -145,9 +148,10 @@ class Program:
         self._grad_views = [self._grads[o:o + s].reshape(PARAM_SHAPES[n])
                             for n, (o, s) in zip(trainable, segments)]
         self._in_place = {}  # slot -> BufferGradient, for gradients computed in the buffer
-        self.optimizer = None
-        if self.config.get("optimizer") is not None:
+        self.optimizer = optimizer
+        if self.optimizer is None and self.config.get("optimizer") is not None:
             self.optimizer = make_optimizer(self.config["optimizer"])
+        if self.optimizer is not None:
             self.optimizer.build(n_train, np.float32, segments[:len(trainable)])
         keep_freed_memory()
         self.rng = np.random.default_rng(seed)
@@ -395,9 +399,9 @@ class Program:
                     logs = dict(sorted(logs.items()))
                     if progbar is not None:
                         progbar.update(steps, logs, final=True)
-                    for k, v in logs.items():
-                        history.setdefault(k, []).append(v)
                     _call(callbacks, "on_epoch_end", epoch, logs)
+                    for k, v in logs.items():  # after the callbacks, as Keras's History: what they add counts
+                        history.setdefault(k, []).append(v)
                     if ctrl_c.pressed:
                         raise _Interrupted(f"the end of epoch {epoch + 1}")
                     if self.stop_training:
