@@ -286,7 +286,26 @@ def _with(base, **extra):
     return data
 
 
+# Learning-rate schedules (keras.optimizers.schedules), each on another optimizer, crossing their
+# boundaries, restarts and warm-ups within the cases' 15 steps.
+SCHEDULE_CASES = {
+    "exponential_staircase": lambda K: K.optimizers.SGD(learning_rate=K.optimizers.schedules.ExponentialDecay(
+        0.1, decay_steps=3, decay_rate=0.7, staircase=True), momentum=0.9),
+    "piecewise_constant": lambda K: K.optimizers.Adam(learning_rate=K.optimizers.schedules.PiecewiseConstantDecay(
+        [4, 9], [0.01, 0.005, 0.001])),
+    "polynomial_cycle": lambda K: K.optimizers.RMSprop(learning_rate=K.optimizers.schedules.PolynomialDecay(
+        0.01, decay_steps=4, end_learning_rate=0.001, power=2.0, cycle=True)),
+    "inverse_time": lambda K: K.optimizers.Adagrad(learning_rate=K.optimizers.schedules.InverseTimeDecay(
+        0.1, decay_steps=2, decay_rate=0.5)),
+    "cosine_warmup": lambda K: K.optimizers.AdamW(learning_rate=K.optimizers.schedules.CosineDecay(
+        0.001, decay_steps=10, alpha=0.1, warmup_target=0.01, warmup_steps=3)),
+    "cosine_restarts": lambda K: K.optimizers.SGD(learning_rate=K.optimizers.schedules.CosineDecayRestarts(
+        0.1, first_decay_steps=3, t_mul=2.0, m_mul=0.8, alpha=0.05)),
+}
+
 CASES: list[Case] = []
+for _name, _make in SCHEDULE_CASES.items():
+    CASES.append(Case(f"schedule_{_name}", "9 schedules", _mlp, _cce_compile(_make), _mlp_data(), dict(MLP_FIT)))
 for _i, (_opt, _make) in enumerate(OPTIMIZER_CASES.items()):
     CASES.append(Case(f"mlp_{_opt}", "1 optimizers", (lambda K: _mlp(K, sequential=True)) if _opt == "sgd" else _mlp,
                       _cce_compile(_make), _mlp_data(), dict(MLP_FIT)))

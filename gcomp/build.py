@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gcomp.errors import TargetError
 from gcomp.fileio import write_atomic, write_folder_atomic
 from gcomp.frontend.model import Model
 
@@ -125,6 +126,11 @@ def build_c(source: Model | str | Path, folder: str | Path, *, model_name: str |
     model = _model(source, model_name)
     graph = model._current_graph()
     config = model._training_config()
+    if config and config["losses"] and model.optimizer.learning_rate_schedule is not None:
+        raise TargetError(f"{source}: the model's optimizer follows a learning-rate schedule "
+                          f"({type(model.optimizer.learning_rate_schedule).__name__}), but the standalone C "
+                          "program trains at one rate (its set_learning_rate changes it between steps); "
+                          "compile with a float learning_rate to build it, or train with fit(backend='c')")
     functions, trainable = training_functions(graph, config)
     if len(functions) == 1:  # inference only
         graph = model.optimized_graph(opt_level, "cpu")

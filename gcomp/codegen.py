@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
@@ -33,12 +32,14 @@ def environment() -> jinja2.Environment:
 
 
 @functools.cache
-def runtime_file(name: str) -> ModuleType:
-    """templates/numpy/<name>.py as an importable module: gcomp uses the same code it generates."""
-    path = template_dir() / "numpy" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"gcomp._numpy_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def runtime_file(*names: str) -> ModuleType:
+    """templates/numpy/<name>.py, or several run in order into one module (as a generated program
+    holds them), as an importable module: gcomp uses the same code it generates."""
+    module = ModuleType(f"gcomp._numpy_{'_'.join(names)}")
+    for name in names:
+        path = template_dir() / "numpy" / f"{name}.py"
+        module.__file__ = str(path)
+        exec(compile(path.read_text(), str(path), "exec"), module.__dict__)
     return module
 
 

@@ -36,3 +36,8 @@ class IRVerificationError(GcompError, AssertionError):
 
 class ModelFileError(GcompError, RuntimeError):
     """A model file given to the command line could not be loaded or holds no usable model."""
+
+
+class TargetError(GcompError, ValueError):
+    """The model uses something the chosen build target cannot express (a learning-rate schedule in
+    the standalone C program)."""

@@ -72,12 +72,9 @@ def lib(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ref():
-    """The NumPy runtime as a generated training module holds it: prelude, losses, optimizers, training."""
-    namespace = {"__name__": "gcomp_train_runtime"}
-    for name in ("prelude", "losses", "optimizers", "training"):
-        path = NUMPY_DIR / f"{name}.py"
-        exec(compile(path.read_text(), str(path), "exec"), namespace)
-    return namespace
+    """The NumPy runtime as a generated training module holds it: prelude, losses, schedules,
+    optimizers, training."""
+    return vars(runtime_file("prelude", "losses", "schedules", "optimizers", "training"))
 
 
 def ptr(a):
@@ -407,7 +404,7 @@ def _run_both(lib, name, config, segments=SEGMENTS, n=N, steps=5, c_lib=None, ru
     """(NumPy optimizer, [(w_np, w_c, slots_np, slots_c)] per step)."""
     c_lib = c_lib or lib
     ref_cfg = {k: v for k, v in config.items() if k != "no_decay"}
-    cls = (runtime or runtime_file("optimizers")).OPTIMIZERS[name]
+    cls = (runtime or runtime_file("schedules", "optimizers")).OPTIMIZERS[name]
     py = cls(**ref_cfg).build(n, np.float32, segments)
     if "no_decay" in config:
         py.exclude_from_weight_decay(config["no_decay"])
@@ -464,10 +461,10 @@ class _CRoundedNumPy:
 def optimizers_runtime(exact):
     """templates/numpy/optimizers.py; with `exact`, its np.dot and np.power rounded as in C."""
     if not exact:
-        return runtime_file("optimizers")
-    path = NUMPY_DIR / "optimizers.py"
+        return runtime_file("schedules", "optimizers")
     namespace = {"__name__": "gcomp_optimizers_c_rounded"}
-    exec(compile(path.read_text(), str(path), "exec"), namespace)
+    for path in (NUMPY_DIR / "schedules.py", NUMPY_DIR / "optimizers.py"):
+        exec(compile(path.read_text(), str(path), "exec"), namespace)
     namespace["np"] = _CRoundedNumPy()
     return type("Runtime", (), namespace)
 
@@ -527,7 +524,7 @@ def test_optimizer_one_segment_by_default(lib):
 
 def test_adam_alpha_uses_iterations(lib):
     """t = iterations + 1: starting from iterations = 1000 gives the NumPy optimizer's step 1001."""
-    py = runtime_file("optimizers").Adam(learning_rate=0.01).build(N, np.float32)
+    py = runtime_file("schedules", "optimizers").Adam(learning_rate=0.01).build(N, np.float32)
     py.iterations = 1000
     w_np = np.linspace(-1, 1, N).astype(np.float32)
     w_c = w_np.copy()

@@ -10,14 +10,16 @@ import pytest
 TEMPLATES = Path(__file__).parents[1] / "templates" / "numpy"
 
 
-def _load(filename):
-    namespace = {"__name__": f"gcomp_runtime_{filename[:-3]}"}
-    exec(compile((TEMPLATES / filename).read_text(), str(TEMPLATES / filename), "exec"), namespace)
+def _load(*filenames):
+    """Runtime files run in order into one namespace, as a generated program holds them."""
+    namespace = {"__name__": f"gcomp_runtime_{filenames[-1][:-3]}"}
+    for filename in filenames:
+        exec(compile((TEMPLATES / filename).read_text(), str(TEMPLATES / filename), "exec"), namespace)
     return namespace
 
 
 L = _load("losses.py")
-O = _load("optimizers.py")
+O = _load("schedules.py", "optimizers.py")
 EPS = 1e-7
 RNG = np.random.default_rng(20240611)
 
@@ -750,7 +752,11 @@ def test_make_optimizer_strings_dicts_and_configs():
     ({"class_name": "AdamW", "config": {"weight_decay": None}}, "weight_decay"),
     ({"class_name": "adam", "config": {"clipnorm": 1.0, "clipvalue": 1.0}}, "Only one of"),
     ({"class_name": "adam", "config": {"use_ema": True}}, "use_ema"),
-    ({"class_name": "adam", "config": {"learning_rate": {"class_name": "ExponentialDecay"}}}, "constant float"),
+    ({"class_name": "adam", "config": {"learning_rate": {"class_name": "ExponentialDecay"}}},
+     "learning-rate schedule ExponentialDecay: .*missing"),
+    ({"class_name": "adam", "config": {"learning_rate": {"class_name": "StepDecay", "config": {}}}},
+     "unknown learning-rate schedule 'StepDecay'"),
+    ({"class_name": "adam", "config": {"learning_rate": lambda: 0.1}}, "not a plain callable"),
     (42, "Could not interpret"),
 ])
 def test_make_optimizer_errors(ident, match):
@@ -795,3 +801,84 @@ def test_large_buffer_step_updates_every_weight():
     # Adam's first steps move every weight by about lr (the bias-corrected m / sqrt(v) is ~1)
     np.testing.assert_allclose(w, -0.002, rtol=1e-3)
     assert np.all(w == w[0])
+
+
+# ---- learning-rate schedules ----------------------------------------------------------------------
+
+def _cosine_ref(fraction, alpha):
+    return (1 - alpha) * 0.5 * (1 + np.cos(np.pi * fraction)) + alpha
+
+
+SCHEDULE_CASES = [  # (class, arguments, the rate at step s written out in float64)
+    ("ExponentialDecay", dict(initial_learning_rate=0.1, decay_steps=3, decay_rate=0.7), lambda s: 0.1 * 0.7 ** (s / 3)),
+    ("ExponentialDecay", dict(initial_learning_rate=0.1, decay_steps=3, decay_rate=0.7, staircase=True),
+     lambda s: 0.1 * 0.7 ** (s // 3)),
+    ("PiecewiseConstantDecay", dict(boundaries=[4, 9.5], values=[0.01, 0.005, 0.001]),
+     lambda s: 0.01 if s <= 4 else 0.005 if s <= 9 else 0.001),  # 9.5 compares as the integer 9
+    ("PolynomialDecay", dict(initial_learning_rate=0.01, decay_steps=7, end_learning_rate=0.001, power=0.5),
+     lambda s: 0.009 * (1 - min(s, 7) / 7) ** 0.5 + 0.001),
+    ("PolynomialDecay", dict(initial_learning_rate=0.01, decay_steps=4, end_learning_rate=0.001, power=2.0, cycle=True),
+     lambda s: 0.009 * (1 - s / (4 * max(1, np.ceil(s / 4)))) ** 2 + 0.001),
+    ("InverseTimeDecay", dict(initial_learning_rate=0.1, decay_steps=2, decay_rate=0.5), lambda s: 0.1 / (1 + 0.5 * s / 2)),
+    ("InverseTimeDecay", dict(initial_learning_rate=0.1, decay_steps=3, decay_rate=0.3, staircase=True),
+     lambda s: 0.1 / (1 + 0.3 * (s // 3))),
+    ("CosineDecay", dict(initial_learning_rate=0.05, decay_steps=10, alpha=0.1),
+     lambda s: 0.05 * _cosine_ref(min(s, 10) / 10, 0.1)),
+    ("CosineDecay", dict(initial_learning_rate=0.001, decay_steps=10, alpha=0.1, warmup_target=0.01, warmup_steps=3),
+     lambda s: 0.001 + 0.009 * s / 3 if s < 3 else 0.01 * _cosine_ref(min(s - 3, 10) / 10, 0.1)),
+    # restarts after 3, 3 + 6 and 3 + 6 + 12 steps, each 0.8 times the last
+    ("CosineDecayRestarts", dict(initial_learning_rate=0.1, first_decay_steps=3, t_mul=2.0, m_mul=0.8, alpha=0.05),
+     lambda s: next(0.1 * ((1 - 0.05) * 0.8 ** k * 0.5 * (1 + np.cos(np.pi * (s - start) / length)) + 0.05)
+                    for k, (start, length) in enumerate([(0, 3), (3, 6), (9, 12), (21, 24)])
+                    if s < start + length)),
+    ("CosineDecayRestarts", dict(initial_learning_rate=0.1, first_decay_steps=3, t_mul=1.0, m_mul=0.9, alpha=0.1),
+     lambda s: 0.1 * ((1 - 0.1) * 0.9 ** (s // 3) * 0.5 * (1 + np.cos(np.pi * (s % 3) / 3)) + 0.1)),
+]
+
+
+@pytest.mark.parametrize("name, kwargs, formula", SCHEDULE_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(SCHEDULE_CASES)])
+def test_schedules_follow_keras_formulas_in_float32(name, kwargs, formula):
+    schedule = O["SCHEDULES"][name](**kwargs)
+    for step in range(30):
+        rate = schedule(step)
+        assert isinstance(rate, np.float32), (step, type(rate))
+        assert rate == pytest.approx(formula(step), rel=2e-6, abs=1e-9), step
+    # serialized as Keras serializes it, and back
+    again = O["make_schedule"](O["serialize_schedule"](schedule))
+    assert type(again) is type(schedule) and again.get_config() == schedule.get_config()
+    assert [again(s) for s in range(30)] == [schedule(s) for s in range(30)]
+
+
+def test_an_optimizer_steps_at_its_schedules_rate_and_refuses_a_new_constant():
+    schedule = O["PiecewiseConstantDecay"]([1], [0.5, 0.25])
+    opt = O["SGD"](learning_rate=schedule).build(2, np.float32)
+    w, g = np.zeros(2, np.float32), np.ones(2, np.float32)
+    rates = []
+    for _ in range(3):
+        rates.append(opt.learning_rate)
+        opt.update(w, g)
+    assert rates == [0.5, 0.5, 0.25]  # steps 0 and 1 are <= the boundary 1
+    np.testing.assert_array_equal(w, [-1.25, -1.25])
+    with pytest.raises(TypeError, match="not settable"):
+        opt.learning_rate = 0.1
+    config = opt.get_config()["learning_rate"]
+    assert config["class_name"] == "PiecewiseConstantDecay" and config["module"] == "keras.optimizers.schedules"
+    copy = O["make_optimizer"]({"class_name": "SGD", "config": opt.get_config()})
+    assert copy.learning_rate_schedule.get_config() == schedule.get_config()
+    state = opt.get_state()
+    assert "learning_rate" not in state  # follows from the iterations
+    copy.build(2, np.float32)
+    copy.set_state(state)
+    assert copy.learning_rate == 0.25
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: O["ExponentialDecay"](0.1, decay_steps=0, decay_rate=0.5), "`decay_steps` must be > 0"),
+    (lambda: O["CosineDecayRestarts"](0.1, first_decay_steps=-1), "`first_decay_steps` must be > 0"),
+    (lambda: O["PiecewiseConstantDecay"]([1, 2], [0.1, 0.2]), "boundaries should be 1 less"),
+    (lambda: O["serialize_schedule"](type("Mine", (O["LearningRateSchedule"],), {"__call__": lambda self, s: 0.1})()),
+     "Mine is not one of Keras's"),
+])
+def test_schedule_errors(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()

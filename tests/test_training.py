@@ -284,6 +284,50 @@ def test_learning_rate_scheduler_takes_one_argument_schedules_and_wants_floats()
         model.fit(x, y, verbose=0, callbacks=[callbacks.LearningRateScheduler(lambda e, lr: 1)])
 
 
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+def test_a_schedule_gives_every_step_its_rate(backend):
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(12, 3)).astype(np.float32), rng.normal(size=(12, 1)).astype(np.float32)
+    model = linear_model()
+    schedule = gcomp.optimizers.schedules.ExponentialDecay(0.2, decay_steps=2, decay_rate=0.5, staircase=True)
+    model.compile(optimizer=gcomp.optimizers.SGD(learning_rate=schedule), loss="mse")
+    expected = model.get_weights()
+    for step in range(6):  # batches of 4, two epochs: rates 0.2, 0.2, 0.1, 0.1, 0.05, 0.05
+        batch = slice(4 * (step % 3), 4 * (step % 3) + 4)
+        expected = sgd_step(expected, x[batch], y[batch], np.float32(0.2 * 0.5 ** (step // 2)))
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0, shuffle=False, backend=backend)
+    for got, want in zip(model.get_weights(), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    assert model.optimizer.learning_rate == float(np.float32(0.025))  # the rate of step 6, the next one
+    with pytest.raises(TypeError, match="not settable"):
+        model.optimizer.learning_rate = 0.1
+
+
+def test_schedules_the_programs_cannot_hold_are_refused_clearly(tmp_path):
+    class Halving(gcomp.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            return 0.1 / 2 ** step
+    with pytest.raises(ValueError, match="Halving is not one of Keras's"):
+        linear_model().compile(optimizer=gcomp.optimizers.SGD(learning_rate=Halving()), loss="mse")
+    with pytest.raises(ValueError, match="not a plain callable"):
+        gcomp.optimizers.SGD(learning_rate=lambda: 0.1)
+    # the standalone C program trains at one rate: a schedule is a one-line error, and no folder
+    source = tmp_path / "model.py"
+    source.write_text("import gcomp\nfrom gcomp import Input, Model, layers\ni = Input(shape=(3,))\n"
+                      "m = Model(i, layers.Dense(1)(i))\nm.compile(optimizer=gcomp.optimizers.SGD(learning_rate="
+                      "gcomp.optimizers.schedules.CosineDecay(0.1, 10)), loss='mse')\n")
+    run = subprocess.run([sys.executable, "-m", "gcomp.cli", "build", str(source), "--target", "c", "-o",
+                          str(tmp_path / "out")], capture_output=True, text=True)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.count("\n") == 1 and "learning-rate schedule (CosineDecay)" in run.stderr
+    assert not (tmp_path / "out").exists()
+    # the NumPy program holds the schedule and trains with it
+    run = subprocess.run([sys.executable, "-m", "gcomp.cli", "build", str(source), "--target", "numpy", "-o",
+                          str(tmp_path / "py")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "CosineDecay" in (tmp_path / "py" / "model.py").read_text()
+
+
 class ScriptedLogs(callbacks.Callback):
     """Replaces each epoch's val_loss with the next value of a script (before the callbacks after it)."""
 

@@ -24,10 +24,14 @@ _OPTIMIZER_FIELDS = ("learning_rate", "momentum", "nesterov", "rho", "epsilon", 
 
 
 def optimizer_c(serialized: dict) -> dict:
-    """The C statements that set up `m->opt` for a serialized Keras optimizer, and a description."""
+    """The C statements that set up `m->opt` for a serialized Keras optimizer, and a description.
+    The C optimizer holds one learning rate: for a schedule, its rate at step 0, which fit(backend="c")
+    replaces before every step (the standalone program refuses schedules: gcomp.build)."""
     from gcomp.optimizers import get
     optimizer = get(serialized)  # validates, and fills in Keras's defaults
-    config = optimizer.get_config()
+    schedule = optimizer.learning_rate_schedule
+    rate = optimizer.learning_rate if schedule is None else float(schedule(0))
+    config = dict(optimizer.get_config(), learning_rate=rate)
     kind = _OPTIMIZER_KINDS[optimizer._class_name]
     lines = [f"gk_optimizer_defaults(&m->opt, {kind});"]
     for field in _OPTIMIZER_FIELDS:
@@ -38,7 +42,8 @@ def optimizer_c(serialized: dict) -> dict:
             lines.append(f"m->opt.{field} = 1;")
         else:
             lines.append(f"m->opt.{field} = {float(value)!r};")
-    return {"init": "\n    ".join(lines), "description": f"{optimizer._class_name}(learning_rate={config['learning_rate']})"}
+    shown = rate if schedule is None else type(schedule).__name__
+    return {"init": "\n    ".join(lines), "description": f"{optimizer._class_name}(learning_rate={shown})"}
 
 
 def _specs(compile_config: dict) -> list[LossSpec]:

@@ -68,10 +68,13 @@ class Optimizer:
             if "lr" in kwargs:
                 hint = " Keras 3 refuses `lr`: use `learning_rate`."
             raise ValueError(f"Argument(s) not recognized: {kwargs}.{hint}")
-        if isinstance(learning_rate, dict) or callable(learning_rate):
-            raise ValueError("gcomp supports a constant float `learning_rate` only (no schedule or callable); "
+        if isinstance(learning_rate, dict):  # a serialized schedule (Keras's from_config form)
+            learning_rate = make_schedule(learning_rate)
+        if callable(learning_rate) and not isinstance(learning_rate, LearningRateSchedule):
+            raise ValueError("gcomp takes a float `learning_rate` or a LearningRateSchedule (gcomp.optimizers."
+                             "schedules), not a plain callable, which a generated program could not hold; "
                              f"received learning_rate={learning_rate!r}")
-        if not _is_float(learning_rate):
+        if not _is_float(learning_rate) and not isinstance(learning_rate, LearningRateSchedule):
             raise ValueError("Argument `learning_rate` should be float, or an instance of "
                              "LearningRateSchedule, or a callable (that takes in the current iteration "
                              f"value and returns the corresponding learning rate value). Received instead: "
@@ -88,7 +91,7 @@ class Optimizer:
         if gradient_accumulation_steps:
             raise ValueError("gcomp's optimizers do not support `gradient_accumulation_steps` yet")
         self.name = self._default_name if name is None else name
-        self._learning_rate = float(learning_rate)
+        self._learning_rate = learning_rate if isinstance(learning_rate, LearningRateSchedule) else float(learning_rate)
         self.weight_decay = weight_decay
         self.clipnorm = clipnorm
         self.clipvalue = clipvalue
@@ -110,20 +113,37 @@ class Optimizer:
 
     @property
     def learning_rate(self):
-        """The learning rate as Keras holds it: a float32 variable (read back as a Python float)."""
+        """The learning rate as Keras holds it: a float32 variable (read back as a Python float), or
+        a schedule's float32 value at the current step count."""
+        if isinstance(self._learning_rate, LearningRateSchedule):
+            return float(np.float32(self._learning_rate(self.iterations)))
         return float(np.float32(self._learning_rate))
 
     @learning_rate.setter
     def learning_rate(self, value):
+        if isinstance(value, LearningRateSchedule):
+            self._learning_rate = value
+            return
+        if isinstance(self._learning_rate, LearningRateSchedule):  # Keras's refusal, word for word
+            raise TypeError("This optimizer was created with a `LearningRateSchedule` object as its "
+                            "`learning_rate` constructor argument, hence its learning rate is not settable. If "
+                            "you need the learning rate to be settable, you should instantiate the optimizer "
+                            "with a float `learning_rate` argument.")
         self._learning_rate = float(value)
+
+    @property
+    def learning_rate_schedule(self):
+        """The LearningRateSchedule the rate follows, or None for a constant (settable) rate."""
+        return self._learning_rate if isinstance(self._learning_rate, LearningRateSchedule) else None
 
     def _c(self, value):
         """A hyperparameter cast to the buffers' dtype (Python double first, as Keras does)."""
         return self.dtype.type(value)
 
     def _lr(self):
-        # Keras stores the rate in a float32 variable, then casts it to the variable's dtype.
-        return self.dtype.type(np.float32(self._learning_rate))
+        # Keras stores the rate in a float32 variable (or computes the schedule's in float32), then
+        # casts it to the variable's dtype.
+        return self.dtype.type(np.float32(self.learning_rate))
 
     # -- building -------------------------------------------------------------------------------
 
@@ -290,7 +310,9 @@ class Optimizer:
 
     def get_state(self):
         """A dict of plain values and arrays (copies): iterations, learning_rate and each slot."""
-        state = {"iterations": int(self.iterations), "learning_rate": self.learning_rate}
+        state = {"iterations": int(self.iterations)}
+        if self.learning_rate_schedule is None:  # a schedule's rate follows from the iterations
+            state["learning_rate"] = self.learning_rate
         for name, buf in self._buffers.items():
             state[name] = buf.copy()
         return state
@@ -310,14 +332,15 @@ class Optimizer:
             buf[...] = value
         if "iterations" in state:
             self.iterations = int(state["iterations"])
-        if "learning_rate" in state:
+        if "learning_rate" in state and self.learning_rate_schedule is None:
             self.learning_rate = state["learning_rate"]
 
     def get_config(self):
         """Keras 3's get_config(): the same keys and values."""
         return {
             "name": self.name,
-            "learning_rate": self.learning_rate,
+            "learning_rate": (self.learning_rate if self.learning_rate_schedule is None
+                              else serialize_schedule(self.learning_rate_schedule)),
             "weight_decay": self.weight_decay,
             "clipnorm": self.clipnorm,
             "global_clipnorm": self.global_clipnorm,

@@ -1,8 +1,9 @@
-"""Optimizers with Keras 3's names, defaults and update formulas: SGD, RMSprop, Adam, AdamW, Adagrad.
+"""Optimizers with Keras 3's names, defaults and update formulas: SGD, RMSprop, Adam, AdamW, Adagrad,
+and their learning-rate schedules (gcomp.optimizers.schedules).
 
-These are the very classes the generated training programs run (templates/numpy/optimizers.py), so
-an optimizer given to compile() behaves in fit() exactly as configured. Keras 3 refuses `lr=`; so
-does gcomp.
+These are the very classes the generated training programs run (templates/numpy/schedules.py and
+optimizers.py), so an optimizer given to compile() behaves in fit() exactly as configured. Keras 3
+refuses `lr=`; so does gcomp.
 """
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from typing import Any
 
 from gcomp.codegen import runtime_file
 
-_rt = runtime_file("optimizers")
+_rt = runtime_file("schedules", "optimizers")
 Optimizer = _rt.Optimizer
 SGD, RMSprop, Adam, AdamW, Adagrad = _rt.SGD, _rt.RMSprop, _rt.Adam, _rt.AdamW, _rt.Adagrad
 
-__all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "get", "serialize"]
+from gcomp.optimizers import schedules  # noqa: E402  (it reads _rt)
+
+__all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "schedules", "get", "serialize"]
 
 
 def get(identifier: Any) -> "Optimizer":
