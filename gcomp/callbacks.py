@@ -1,5 +1,6 @@
 """Keras-style callbacks for fit(): a base class and History, EarlyStopping, ModelCheckpoint
-(weights), CSVLogger, LambdaCallback, TerminateOnNaN, LearningRateScheduler, ReduceLROnPlateau.
+(weights), CSVLogger, LambdaCallback, TerminateOnNaN, LearningRateScheduler, ReduceLROnPlateau, with
+Keras 3's rules (the ones that watch a log value share MonitorCallback, as in Keras).
 
 The fit loop (generated code, templates/numpy/training.py) calls the hooks on_train_begin/end,
 on_epoch_begin/end and on_train_batch_begin/end with Keras's arguments; `self.model` is the gcomp
@@ -13,7 +14,7 @@ import csv
 import math
 import os
 import warnings
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -53,89 +54,112 @@ class History(Callback):
             self.history.setdefault(key, []).append(value)
 
 
-def _monitor_mode(monitor: str, mode: str) -> Callable[[float, float], bool]:
-    if mode not in ("auto", "min", "max"):
-        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
-    if mode == "auto":
-        mode = "max" if any(k in monitor for k in ("acc", "accuracy", "auc")) else "min"
-    return (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
+class MonitorCallback(Callback):
+    """Base of the callbacks that watch one log value (Keras's MonitorCallback): `best` starts at
+    `baseline` (None: the first value counts as an improvement); a value improves on a reference
+    when it beats it by more than min_delta, in the direction `mode` gives ("auto": up for
+    accuracies, down for losses and errors)."""
+
+    def __init__(self, monitor="val_loss", mode="auto", baseline=None, min_delta=0):
+        super().__init__()
+        if mode not in ("auto", "min", "max"):
+            warnings.warn(f"{type(self).__name__} mode '{mode}' is unknown, fallback to auto mode.", stacklevel=3)
+            mode = "auto"
+        if mode == "auto":
+            mode = "max" if any(k in monitor for k in ("acc", "accuracy", "auc")) else "min"
+        self.monitor, self.mode, self.best = monitor, mode, baseline
+        # current - min_delta is compared with the reference: min_delta counts against the direction
+        self.min_delta = abs(min_delta) if mode == "max" else -abs(min_delta)
+
+    def _is_improvement(self, value, reference) -> bool:
+        if reference is None:
+            return True
+        shifted = value - self.min_delta
+        return shifted > reference if self.mode == "max" else shifted < reference
 
 
-class EarlyStopping(Callback):
-    """Stop when `monitor` has not improved by `min_delta` for `patience` epochs (Keras's rules)."""
+class EarlyStopping(MonitorCallback):
+    """Stop when `monitor` has not improved by `min_delta` for `patience` epochs; Keras 3's rules,
+    down to restoring the best epoch's weights at the end (restore_best_weights) whether or not
+    training stopped early. A monitor missing from the logs is warned about and skipped, as in Keras."""
 
     def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto", baseline=None,
                  restore_best_weights=False, start_from_epoch=0):
-        super().__init__()
-        self.monitor, self.patience, self.verbose = monitor, patience, verbose
-        self.baseline, self.restore_best_weights, self.start_from_epoch = baseline, restore_best_weights, start_from_epoch
-        self._better = _monitor_mode(monitor, mode)
-        self.min_delta = abs(min_delta) if self._better(1, 0) else -abs(min_delta)
-        self.stopped_epoch = 0
+        super().__init__(monitor, mode, min_delta=min_delta)
+        self.patience, self.verbose, self.baseline = patience, verbose, baseline
+        self.restore_best_weights, self.start_from_epoch = restore_best_weights, start_from_epoch
+        self.wait, self.stopped_epoch, self.best_weights, self.best_epoch = 0, 0, None, 0
 
     def on_train_begin(self, logs=None):
-        self.wait, self.stopped_epoch = 0, 0
-        self.best = math.inf if not self._better(1, 0) else -math.inf
-        self.best_weights, self.best_epoch = None, 0
+        self.wait, self.stopped_epoch, self.best, self.best_weights, self.best_epoch = 0, 0, None, None, 0
 
     def on_epoch_end(self, epoch, logs=None):
         current = (logs or {}).get(self.monitor)
         if current is None:
-            raise KeyError(f"EarlyStopping monitors {self.monitor!r}, which is not among the logs: "
-                           f"{sorted(logs or {})}")
-        if epoch < self.start_from_epoch:
+            warnings.warn(f"Early stopping conditioned on metric `{self.monitor}` which is not available. "
+                          f"Available metrics are: {','.join(logs or {})}", stacklevel=2)
+        if current is None or epoch < self.start_from_epoch:
             return
         if self.restore_best_weights and self.best_weights is None:
-            self.best_weights = self.model.get_weights()
+            self.best_weights, self.best_epoch = self.model.get_weights(), epoch
         self.wait += 1
-        if self._better(current - self.min_delta, self.best):
+        if self._is_improvement(current, self.best):
             self.best, self.best_epoch = current, epoch
             if self.restore_best_weights:
                 self.best_weights = self.model.get_weights()
-            if self.baseline is None or self._better(current - self.min_delta, self.baseline):
-                self.wait = 0
+            if self.baseline is None or self._is_improvement(current, self.baseline):
+                self.wait = 0  # only beating both the baseline and the best restarts the wait
             return
         if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):
-        if self.stopped_epoch > 0 and self.verbose:
+        if self.stopped_epoch > 0 and self.verbose > 0:
             print(f"Epoch {self.stopped_epoch + 1}: early stopping")
-        if self.restore_best_weights and self.best_weights is not None and self.stopped_epoch > 0:
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose > 0:
+                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
             self.model.set_weights(self.best_weights)
 
 
-class ModelCheckpoint(Callback):
-    """Save the weights after each epoch (or only the best, by `monitor`) to `filepath`, which may hold
-    {epoch} and log keys such as {val_loss:.2f}. gcomp saves weights (npz), so save_weights_only
-    must stay True."""
+class ModelCheckpoint(MonitorCallback):
+    """Save the weights after each epoch (or, with save_best_only, when `monitor` improves on the best
+    so far, starting from initial_value_threshold) to `filepath`, which may hold {epoch} and log keys
+    such as {val_loss:.2f}. gcomp saves weights (npz), so save_weights_only must stay True."""
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=True,
                  mode="auto", save_freq="epoch", initial_value_threshold=None):
-        super().__init__()
+        super().__init__(monitor, mode, initial_value_threshold)
         if not save_weights_only:
             raise ValueError("gcomp's ModelCheckpoint saves weights only (save_weights_only=True)")
         if save_freq != "epoch":
             raise ValueError("gcomp's ModelCheckpoint saves once per epoch (save_freq='epoch')")
-        self.filepath, self.monitor, self.verbose, self.save_best_only = str(filepath), monitor, verbose, save_best_only
-        self._better = _monitor_mode(monitor, mode)
-        self.best = initial_value_threshold
+        self.filepath, self.verbose, self.save_best_only = str(filepath), verbose, save_best_only
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         path = self.filepath.format(epoch=epoch + 1, **logs)
         if self.save_best_only:
             current = logs.get(self.monitor)
-            if current is None or (self.best is not None and not self._better(current, self.best)):
+            if current is None:  # Keras warns, then saves
+                warnings.warn(f"Can save best model only with {self.monitor} available.", stacklevel=2)
+            elif not self._is_improvement(current, self.best):
+                if self.verbose > 0:
+                    print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
                 return
-            self.best = current
+            else:
+                if self.verbose > 0:
+                    best = "None" if self.best is None else f"{self.best:.5f}"
+                    print(f"\nEpoch {epoch + 1}: {self.monitor} improved from {best} to {current:.5f}, "
+                          f"saving model to {path}")
+                self.best = current
         folder = os.path.dirname(path)
         if folder:
             os.makedirs(folder, exist_ok=True)  # as Keras does
         self.model.save_weights(path)  # atomic: an interrupted save leaves the previous checkpoint
-        if self.verbose:
-            print(f"Epoch {epoch + 1}: saved weights to {path}")
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: finished saving model to {path}")
 
 
 class CSVLogger(Callback):
@@ -224,25 +248,18 @@ class LearningRateScheduler(Callback):
         _learning_rate_logs(self.model, logs)
 
 
-class ReduceLROnPlateau(Callback):
+class ReduceLROnPlateau(MonitorCallback):
     """Multiply the learning rate by `factor` (not below `min_lr`) when `monitor` has not improved by
     more than `min_delta` for `patience` epochs, then wait `cooldown` epochs; Keras 3's rules, down
     to its first epoch always counting as an improvement. Each epoch's logs get "learning_rate"."""
 
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto", min_delta=1e-4,
                  cooldown=0, min_lr=0.0):
-        super().__init__()
+        super().__init__(monitor, mode, min_delta=min_delta)
         if factor >= 1.0:
             raise ValueError(f"ReduceLROnPlateau does not support a factor >= 1.0. Received factor={factor}")
-        if mode not in ("auto", "min", "max"):
-            warnings.warn(f"ReduceLROnPlateau mode '{mode}' is unknown, fallback to auto mode.", stacklevel=2)
-            mode = "auto"
-        self.monitor, self.factor, self.patience, self.verbose = monitor, factor, patience, verbose
-        self.cooldown, self.min_lr = cooldown, min_lr
-        self._better = _monitor_mode(monitor, mode)
-        # Keras compares current - min_delta with the best: min_delta counts against a decrease
-        self.min_delta = abs(min_delta) if self._better(1, 0) else -abs(min_delta)
-        self.best, self.wait, self.cooldown_counter = None, 0, 0
+        self.factor, self.patience, self.verbose, self.cooldown, self.min_lr = factor, patience, verbose, cooldown, min_lr
+        self.wait, self.cooldown_counter = 0, 0
 
     def on_train_begin(self, logs=None):
         self.best, self.wait, self.cooldown_counter = None, 0, 0
@@ -260,7 +277,7 @@ class ReduceLROnPlateau(Callback):
         if self.in_cooldown():
             self.cooldown_counter -= 1
             self.wait = 0
-        if self.best is None or self._better(current - self.min_delta, self.best):
+        if self._is_improvement(current, self.best):
             self.best, self.wait = current, 0
         elif not self.in_cooldown():
             self.wait += 1

@@ -42,6 +42,29 @@ def test_history_keys_and_values_follow_keras():
     assert val_acc == pytest.approx(history.history["val_acc"][-1], rel=1e-6)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+def test_validation_freq_and_validation_batch_size(backend):
+    model = mlp("vf")
+    model.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=["acc"])
+    x, y = toy_data()
+    seen = []
+    watch = callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(sorted(logs)))
+    history = model.fit(x, y, epochs=5, batch_size=8, validation_data=(x[:20], y[:20]), validation_freq=2,
+                        validation_batch_size=7, shuffle=False, verbose=0, callbacks=[watch], backend=backend)
+    # Keras: epochs 2 and 4 (1-based) validate; the val_ lists hold only those
+    assert [len(history.history[k]) for k in ("loss", "val_loss", "val_acc")] == [5, 2, 2]
+    assert ["val_loss" in keys for keys in seen] == [False, True, False, True, False]
+    # the last validation is evaluate() after epoch 4: any batch size gives the same mean (rounding aside)
+    history = model.fit(x, y, epochs=1, batch_size=8, validation_data=(x[:20], y[:20]), validation_freq=[1],
+                        validation_batch_size=3, shuffle=False, verbose=0, backend=backend)
+    val_loss, _ = model.evaluate(x[:20], y[:20], batch_size=20, verbose=0, backend=backend)
+    assert history.history["val_loss"][0] == pytest.approx(val_loss, rel=1e-5)
+    with pytest.raises(ValueError, match="Expected `validation_freq` to be a list or int"):
+        model.fit(x, y, validation_freq=0.5, verbose=0, backend=backend)
+    with pytest.raises(ValueError, match="validation_batch_size must be a positive int, got -1"):
+        model.fit(x, y, validation_batch_size=-1, verbose=0, backend=backend)
+
+
 def test_weighted_metrics_use_the_sample_weights_and_keras_names():
     model = mlp("wm")
     model.compile(optimizer=gcomp.optimizers.SGD(learning_rate=0.0), loss="categorical_crossentropy",
@@ -337,6 +360,44 @@ class ScriptedLogs(callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs["val_loss"] = self.values[epoch]
+
+
+def test_early_stopping_restores_the_best_weights_even_without_stopping():
+    # Keras 3: restore_best_weights restores at the end of training, stopped early or not; a
+    # baseline the best does not beat keeps the wait running
+    model = linear_model()
+    model.compile(optimizer=gcomp.optimizers.SGD(learning_rate=0.1), loss="mse")
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(size=(8, 3)).astype(np.float32), rng.normal(size=(8, 1)).astype(np.float32)
+    after = []
+    keep = callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: after.append(model.get_weights()))
+    stopper = callbacks.EarlyStopping(patience=5, restore_best_weights=True)
+    model.fit(x, y, epochs=4, verbose=0, callbacks=[ScriptedLogs([1.0, 0.5, 0.8, 0.9]), keep, stopper])
+    assert stopper.stopped_epoch == 0 and stopper.best_epoch == 1
+    for got, want in zip(model.get_weights(), after[1]):
+        np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(after[1][0], after[3][0])
+    script = [1.0, 0.5, 0.6, 0.7, 0.8, 0.9]  # without a baseline, epoch 1 restarts the wait: stop at 3
+    for baseline, stopped in ((None, 3), (0.1, 2)):
+        stopper = callbacks.EarlyStopping(patience=2, baseline=baseline)
+        history = model.fit(x, y, epochs=6, verbose=0, callbacks=[ScriptedLogs(script), stopper])
+        assert stopper.stopped_epoch == stopped and len(history.history["loss"]) == stopped + 1
+    with pytest.warns(UserWarning, match="`val_acc` which is not available"):
+        history = model.fit(x, y, epochs=2, verbose=0, callbacks=[callbacks.EarlyStopping(monitor="val_acc")])
+    assert len(history.history["loss"]) == 2
+
+
+def test_model_checkpoint_keeps_the_best_by_monitor(tmp_path):
+    model = linear_model()
+    model.compile(optimizer=gcomp.optimizers.SGD(learning_rate=0.1), loss="mse")
+    x, y = np.ones((4, 3), np.float32), np.zeros((4, 1), np.float32)
+    saved = []
+    checkpoint = callbacks.ModelCheckpoint(tmp_path / "w{epoch}.npz", save_best_only=True, initial_value_threshold=0.9)
+    watch = callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: saved.append(sorted(p.name for p in tmp_path.iterdir())))
+    model.fit(x, y, epochs=4, verbose=0, callbacks=[ScriptedLogs([1.0, 0.5, 0.7, 0.4]), checkpoint, watch])
+    # 1.0 does not beat the threshold 0.9; 0.5 and 0.4 improve, 0.7 does not
+    assert saved == [[], ["w2.npz"], ["w2.npz"], ["w2.npz", "w4.npz"]]
+    assert checkpoint.best == 0.4
 
 
 def test_reduce_lr_on_plateau_follows_keras_patience_cooldown_and_min_lr():

@@ -27,6 +27,15 @@ class InputSpec:
         return f'input "{self.name}"' + (f" (read by {', '.join(self.readers)})" if self.readers else "")
 
 
+def batch_size_or_default(name: str, value: Any) -> int:
+    """A batch size argument (an int or NumPy integer, at least 1) or Keras's default 32 for None."""
+    if value is None:
+        return 32
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
 def _as_list(owner: str, specs: list[InputSpec], x: Any) -> list:
     names = [s.name for s in specs]
     if isinstance(x, dict):

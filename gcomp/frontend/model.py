@@ -317,12 +317,10 @@ class Model(TrainingMixin, Layer):
         """Run the model on data: an array, a list in input order or a dict by input name.
         Returns an array, a list (list outputs) or a dict (dict outputs). backend="onnx" runs the
         exported model in onnxruntime; backend="numpy" runs the NumPy reference."""
-        from gcomp.frontend.data import prepare_inputs
+        from gcomp.frontend.data import batch_size_or_default, prepare_inputs
         self._ensure_built(x)
         arrays = prepare_inputs(self, x)
-        step = 32 if batch_size is None else batch_size  # Keras's default
-        if isinstance(step, bool) or not isinstance(step, int) or step <= 0:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        step = batch_size_or_default("batch_size", batch_size)
         return self._structure_outputs(self._run_batches(arrays, step, backend))
 
     def _run_batches(self, arrays: list[np.ndarray], step: int, backend: str) -> list[np.ndarray]:

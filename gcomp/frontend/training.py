@@ -219,14 +219,13 @@ class TrainingMixin:
         """Train the model; returns a History whose `history` has Keras's keys (loss, <output>_loss,
         <output>_<metric>, val_*)."""
         from gcomp.callbacks import History
-        from gcomp.frontend.data import prepare_inputs
+        from gcomp.frontend.data import batch_size_or_default, prepare_inputs
         if steps_per_epoch is not None or validation_steps is not None:
             raise ValueError("steps_per_epoch and validation_steps are for generators; give arrays instead")
         if not 0 <= validation_split < 1:
             raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
-        if isinstance(batch_size, bool) or (batch_size is not None and (not isinstance(batch_size, (int, np.integer))
-                                                                        or batch_size < 1)):
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        batch_size = batch_size_or_default("batch_size", batch_size)
+        validation_batch_size = batch_size_or_default("validation_batch_size", validation_batch_size or batch_size)
         if class_weight is not None and not isinstance(class_weight, dict):
             raise ValueError(f"class_weight must be a dict mapping class indices to weights, got {class_weight!r}")
         self._check_sample_weight(sample_weight)
@@ -247,20 +246,22 @@ class TrainingMixin:
             cb.set_params({"epochs": epochs, "verbose": verbose, "steps": None})
         bump = _EpochEnd(self)
         try:
-            program.fit(inputs, self._targets(y), batch_size=batch_size or 32, epochs=epochs, verbose=verbose,
+            program.fit(inputs, self._targets(y), batch_size=batch_size, epochs=epochs, verbose=verbose,
                         callbacks=[bump] + user + [history], validation_split=validation_split,
                         validation_data=validation_data, shuffle=shuffle, initial_epoch=initial_epoch,
-                        sample_weight=sample_weight, class_weight=class_weight)
+                        sample_weight=sample_weight, class_weight=class_weight,
+                        validation_batch_size=validation_batch_size, validation_freq=validation_freq)
         finally:  # also after Ctrl-C or a NaN loss: predict() must not reuse a stale compiled model
             self._weights_changed()
         return history
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
                  callbacks=None, return_dict=False, backend="numpy"):
-        from gcomp.frontend.data import prepare_inputs
+        from gcomp.frontend.data import batch_size_or_default, prepare_inputs
         self._check_sample_weight(sample_weight)
+        batch_size = batch_size_or_default("batch_size", batch_size)
         program = self._training_program(backend)
-        return program.evaluate(prepare_inputs(self, x), self._targets(y), batch_size=batch_size or 32,
+        return program.evaluate(prepare_inputs(self, x), self._targets(y), batch_size=batch_size,
                                 verbose=verbose, sample_weight=sample_weight, return_dict=return_dict)
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False, backend="numpy"):

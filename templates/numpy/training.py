@@ -355,9 +355,14 @@ class Program:
         return self._result(logs, return_dict)
 
     def fit(self, x, y, batch_size=32, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
-            validation_data=None, shuffle=True, initial_epoch=0, sample_weight=None, class_weight=None):
-        """Train for `epochs` epochs; returns the history dict (Keras's keys, one value per epoch)."""
+            validation_data=None, shuffle=True, initial_epoch=0, sample_weight=None, class_weight=None,
+            validation_batch_size=None, validation_freq=1):
+        """Train for `epochs` epochs; returns the history dict (Keras's keys, one value per epoch, the
+        val_ ones per validated epoch: every validation_freq-th, or those listed, counting from 1)."""
         self._check_trainable()
+        if isinstance(validation_freq, bool) or not isinstance(validation_freq, (int, list)):
+            raise InputDataError("Expected `validation_freq` to be a list or int. Received: "
+                                 f"validation_freq={validation_freq!r} of the type {type(validation_freq)}.")
         verbose = 1 if verbose == "auto" else verbose
         batch_size = batch_size or 32
         inputs, (targets, sws) = self._inputs(x), self._targets(y, sample_weight, class_weight)
@@ -390,9 +395,10 @@ class Program:
                     try:
                         logs = self._epoch(train_step, inputs, targets, sws, batch_size, order, callbacks, progbar,
                                            True, ctrl_c)
-                        if val is not None:
+                        if val is not None and _validates(epoch, validation_freq):
                             vn = _batch_size(val[0] + val[1], "validation data")
-                            val_logs = self._epoch(test_step, *val, batch_size, np.arange(vn), [], None, False, ctrl_c)
+                            val_logs = self._epoch(test_step, *val, validation_batch_size or batch_size, np.arange(vn),
+                                                   [], None, False, ctrl_c)
                             logs.update({"val_" + k: v for k, v in val_logs.items()})
                     except _Interrupted as e:
                         raise _Interrupted(f"epoch {epoch + 1}, {e}") from None
@@ -559,6 +565,14 @@ def _in_optimizer_update(frame):
             return True
         frame = frame.f_back
     return False
+
+
+def _validates(epoch, validation_freq):
+    """Keras's rule: validate after epoch (0-based) when its 1-based number is a multiple of an int
+    validation_freq, or is in a list of them."""
+    if isinstance(validation_freq, list):
+        return epoch + 1 in validation_freq
+    return (epoch + 1) % validation_freq == 0
 
 
 def _call(callbacks, hook, *args):
