@@ -595,3 +595,14 @@ def test_an_embedding_gradient_is_computed_in_the_gradient_buffer():
         assert in_place.train_on_batch(x, y) == copied.train_on_batch(x, y)
     assert all(np.array_equal(a, b) for a, b in zip(in_place.get_weights(), copied.get_weights()))
     assert not np.array_equal(in_place.get_weights()[0], model(False).get_weights()[0])  # it trained
+
+
+def test_to_categorical_follows_keras():
+    one_hot = gcomp.utils.to_categorical([2, 0, 1])
+    np.testing.assert_array_equal(one_hot, [[0, 0, 1], [1, 0, 0], [0, 1, 0]])
+    assert one_hot.dtype == np.float64  # Keras's NumPy path: np.zeros' default
+    assert gcomp.utils.to_categorical(np.array([[1], [3]]), num_classes=5).shape == (2, 5)  # (n, 1) drops the 1
+    grid = gcomp.utils.to_categorical([[1, 2], [0, 0]])
+    assert grid.shape == (2, 2, 3) and grid[0, 1, 2] == 1 and grid.sum() == 4
+    with pytest.raises(InputDataError, match=r"label -1 is outside \[0, 3\)"):
+        gcomp.utils.to_categorical([0, -1, 2], num_classes=3)
