@@ -313,6 +313,11 @@ CASES += [
     Case("bce_sigmoid", "2 losses", _binary,
          lambda K: {"optimizer": K.optimizers.Adam(learning_rate=0.01), "loss": "binary_crossentropy",
                     "metrics": ["accuracy"]}, _binary_data(), {"batch_size": 16, "epochs": 3}),
+    Case("metric_objects", "2 losses", _binary,
+         lambda K: {"optimizer": K.optimizers.Adam(learning_rate=0.01), "loss": "binary_crossentropy",
+                    "metrics": [K.metrics.BinaryAccuracy(threshold=0.7, name="acc70"), K.metrics.BinaryAccuracy(),
+                                K.metrics.mean_squared_error, K.metrics.MeanAbsoluteError(name="l1")]},
+         _binary_data(), {"batch_size": 16, "epochs": 3, "validation_split": 0.2}),
     Case("mse_regression", "2 losses", _regression,
          lambda K: {"optimizer": K.optimizers.SGD(learning_rate=0.02), "loss": "mse", "metrics": ["mae"]},
          _regression_data, {"batch_size": 16, "epochs": 3}),
@@ -421,7 +426,7 @@ def namespace(module) -> SimpleNamespace:
     """Input, layers, Model, Sequential, losses, optimizers of `keras` or `gcomp`."""
     return SimpleNamespace(Input=module.Input, layers=module.layers, Model=module.Model,
                            Sequential=module.Sequential, losses=module.losses, optimizers=module.optimizers,
-                           callbacks=module.callbacks)
+                           callbacks=module.callbacks, metrics=module.metrics)
 
 
 def case_data(case: Case) -> dict:

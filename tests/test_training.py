@@ -606,3 +606,23 @@ def test_to_categorical_follows_keras():
     assert grid.shape == (2, 2, 3) and grid[0, 1, 2] == 1 and grid.sum() == 4
     with pytest.raises(InputDataError, match=r"label -1 is outside \[0, 3\)"):
         gcomp.utils.to_categorical([0, -1, 2], num_classes=3)
+
+
+def test_metric_objects_and_functions_name_their_history_keys():
+    x_in = Input(shape=(4,))
+    model = Model(x_in, layers.Dense(1, activation="sigmoid")(x_in))
+    model.compile("sgd", "binary_crossentropy", metrics=[
+        gcomp.metrics.BinaryAccuracy(threshold=0.7, name="acc70"), gcomp.metrics.BinaryAccuracy(),
+        gcomp.metrics.mean_squared_error, gcomp.metrics.MeanAbsoluteError(name="l1")])
+    rng = np.random.default_rng(8)
+    x, y = rng.normal(size=(32, 4)).astype(np.float32), (rng.random((32, 1)) > 0.5).astype(np.float32)
+    result = model.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
+    assert sorted(result) == ["acc70", "binary_accuracy", "l1", "loss", "mean_squared_error"]
+    p = model.predict(x, backend="numpy")
+    assert result["acc70"] == pytest.approx(np.mean((p > 0.7) == y))
+    assert result["binary_accuracy"] == pytest.approx(np.mean((p > 0.5) == y))
+    assert result["mean_squared_error"] == pytest.approx(np.mean((p - y) ** 2), rel=1e-5)
+    assert result["l1"] == pytest.approx(np.mean(np.abs(p - y)), rel=1e-5)
+    np.testing.assert_allclose(gcomp.metrics.binary_accuracy(y, p, threshold=0.7), ((p > 0.7) == y)[:, 0])
+    with pytest.raises(ValueError, match="unknown metric <object"):
+        model.compile("sgd", "binary_crossentropy", metrics=[object()])

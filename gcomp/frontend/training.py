@@ -18,7 +18,7 @@ LOSS_NAMES = {"mse": "mse", "mean_squared_error": "mse", "mae": "mae", "mean_abs
               "categorical_crossentropy": "categorical_crossentropy",
               "sparse_categorical_crossentropy": "sparse_categorical_crossentropy"}
 METRIC_NAMES = ("acc", "accuracy", "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
-                "mse", "mae", "mean_squared_error", "mean_absolute_error")
+                "mse", "mae", "mean_squared_error", "mean_absolute_error")  # what the runtime computes, by Keras's names
 
 
 def _per_output(value: Any, outputs: list[str], what: str, single_ok: bool = True) -> dict[str, Any]:
@@ -67,13 +67,19 @@ def resolve_metrics(metrics: Any, outputs: list[str], what: str = "metrics") -> 
         per = {o: list(metrics) for o in outputs}
     else:
         raise ValueError(f"{what} must be a list or a dict, got {metrics!r}")
+    from gcomp.metrics import compile_entry
     out = {}
     for output, names in per.items():
-        names = [names] if isinstance(names, str) else list(names or [])
-        for m in names:
-            if not isinstance(m, str) or m not in METRIC_NAMES:
-                raise ValueError(f"unknown metric {m!r} in {what} for output {output!r}; known: {', '.join(METRIC_NAMES)}")
-        out[output] = names
+        if names is None:
+            names = []
+        elif isinstance(names, str) or not isinstance(names, (list, tuple)):
+            names = [names]
+        entries = [compile_entry(m) for m in names]
+        for m, entry in zip(names, entries):
+            if entry is None or (isinstance(entry, str) and entry not in METRIC_NAMES):
+                raise ValueError(f"unknown metric {m!r} in {what} for output {output!r}; known: {', '.join(METRIC_NAMES)} "
+                                 f"and gcomp.metrics' objects and functions")
+        out[output] = entries
     return out
 
 

@@ -429,13 +429,14 @@ def _raw_metric_values(canon, y_true, y_pred, threshold=0.5):
     return per_sample_loss(canon, y_true, y_pred)
 
 
-def metric_values(name, y_true, y_pred, reduce=True):
+def metric_values(name, y_true, y_pred, reduce=True, threshold=0.5):
     """Per-sample values of a metric: Keras's metric function, then (reduce=True) a mean over any
     trailing axes, as Keras's Mean does before averaging over samples: an (N, T) sequence accuracy
     becomes (N,) per-sequence fractions. (Equal-length sequences: identical to the per-element
-    mean.) reduce=False returns the raw (N, ...) values, for MeanAccumulator with temporal weights."""
+    mean.) reduce=False returns the raw (N, ...) values, for MeanAccumulator with temporal weights.
+    threshold: binary accuracy's (BinaryAccuracy(threshold=...))."""
     canon = resolve_metric_name(name, y_true, y_pred)
-    values = _raw_metric_values(canon, y_true, y_pred)
+    values = _raw_metric_values(canon, y_true, y_pred, threshold)
     if reduce and values.ndim > 1:
         values = np.mean(values, axis=tuple(range(1, values.ndim)))
     return values

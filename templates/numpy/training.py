@@ -239,16 +239,19 @@ class Program:
         if len(self.config["losses"]) > 1:
             for spec in self.config["losses"]:
                 trackers[spec["output"] + "_loss"] = Mean()
-        self._metrics = []  # (History key, output index, metric, weighted by sample weights)
+        self._metrics = []  # (History key, output index, (metric, threshold), weighted by sample weights)
         single = len(self.config["outputs"]) == 1
         for weighted, group in ((False, "metrics"), (True, "weighted_metrics")):
             for i, output in enumerate(self.config["outputs"]):
-                for metric in self.config.get(group, {}).get(output, ()):
-                    key = metric if single else f"{output}_{metric}"
+                for entry in self.config.get(group, {}).get(output, ()):
+                    # a name, or a metric object's {"name": its History name, "metric", "threshold"}
+                    label, metric = (entry, entry) if isinstance(entry, str) else (entry["name"], entry["metric"])
+                    threshold = 0.5 if isinstance(entry, str) else entry.get("threshold", 0.5)
+                    key = label if single else f"{output}_{label}"
                     if weighted and key in trackers:  # Keras: a weighted metric named like a metric
-                        key = f"weighted_{metric}" if single else f"{output}_weighted_{metric}"
+                        key = f"weighted_{label}" if single else f"{output}_weighted_{label}"
                     trackers[key] = MeanAccumulator()
-                    self._metrics.append((key, i, metric, weighted))
+                    self._metrics.append((key, i, (metric, threshold), weighted))
         return trackers
 
     def _track(self, trackers, n, total, losses, preds, targets, sws):
@@ -257,9 +260,9 @@ class Program:
             for spec, value in zip(self.config["losses"], losses):
                 trackers[spec["output"] + "_loss"].update(value, n)
         target_of = {spec["output"]: (t, w) for spec, t, w in zip(self.config["losses"], targets, sws)}
-        for key, i, metric, weighted in self._metrics:  # only weighted_metrics see the sample weights
+        for key, i, (metric, threshold), weighted in self._metrics:  # only weighted_metrics see the sample weights
             t, w = target_of[self.config["outputs"][i]]
-            trackers[key].update(metric_values(metric, t, preds[i]), w if weighted else None)
+            trackers[key].update(metric_values(metric, t, preds[i], threshold=threshold), w if weighted else None)
 
     @staticmethod
     def _logs(trackers, prefix=""):
