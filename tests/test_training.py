@@ -626,3 +626,20 @@ def test_metric_objects_and_functions_name_their_history_keys():
     np.testing.assert_allclose(gcomp.metrics.binary_accuracy(y, p, threshold=0.7), ((p > 0.7) == y)[:, 0])
     with pytest.raises(ValueError, match="unknown metric <object"):
         model.compile("sgd", "binary_crossentropy", metrics=[object()])
+
+
+def test_keras_loss_functions_give_per_sample_values_and_compile():
+    y, p = np.array([[0.0, 1.0], [1.0, 0.0]]), np.array([[0.2, 0.8], [0.6, 0.4]])
+    np.testing.assert_allclose(gcomp.losses.categorical_crossentropy(y, p), -np.log([0.8, 0.6]))
+    np.testing.assert_allclose(gcomp.losses.mse(y, p), [0.04, 0.16])
+    np.testing.assert_allclose(gcomp.losses.mean_absolute_error(y, p), [0.2, 0.4])
+    np.testing.assert_allclose(gcomp.losses.binary_crossentropy([[1.0], [0.0]], [[0.9], [0.2]]), -np.log([0.9, 0.8]))
+    np.testing.assert_allclose(gcomp.losses.sparse_categorical_crossentropy([1, 0], [[0.0, 2.0], [0.0, 0.0]],
+                                                                             from_logits=True),
+                               [np.log1p(np.exp(-2.0)), np.log(2.0)], rtol=1e-6)
+    model = mlp("lf")
+    model.compile("sgd", loss=gcomp.losses.categorical_crossentropy)
+    x, target = toy_data(16)
+    loss = model.evaluate(x, target, verbose=0)
+    probs = model.predict(x, backend="numpy")
+    assert loss == pytest.approx(np.mean(-np.log(np.sum(target * probs, axis=-1))), rel=1e-5)

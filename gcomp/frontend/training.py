@@ -50,7 +50,7 @@ def resolve_loss(identifier: Any, output: str) -> tuple[str, bool] | None:
     config = getattr(identifier, "gcomp_loss", None)
     if config is None:
         raise ValueError(f"cannot compile loss {identifier!r} for output {output!r}: use a name such as "
-                         f"'mse' or a gcomp.losses class")
+                         f"'mse', a gcomp.losses class or a gcomp.losses function")
     return config
 
 
