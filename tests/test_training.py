@@ -36,6 +36,7 @@ def test_history_keys_and_values_follow_keras():
     assert list(history.history) == ["acc", "loss", "val_acc", "val_loss"]
     assert all(len(v) == 3 and all(isinstance(f, float) for f in v) for v in history.history.values())
     assert history.epoch == [0, 1, 2]
+    assert history.params == {"verbose": 0, "epochs": 3, "steps": 3}  # 36 training samples in batches of 16
     # the reported val_loss is evaluate() on the last quarter, before shuffling
     val_loss, val_acc = model.evaluate(x[36:], y[36:], verbose=0)
     assert val_loss == pytest.approx(history.history["val_loss"][-1], rel=1e-5)

@@ -247,9 +247,10 @@ class TrainingMixin:
                                *validation_data[2:])
         history = History()
         user = [callbacks] if callbacks is not None and not isinstance(callbacks, (list, tuple)) else list(callbacks or [])
-        for cb in user + [history]:
+        n_train = int(n * (1.0 - validation_split)) if validation_split and validation_data is None else n
+        for cb in user + [history]:  # Keras's params: "steps" is the batches per epoch
             cb.set_model(self)
-            cb.set_params({"epochs": epochs, "verbose": verbose, "steps": None})
+            cb.set_params({"verbose": verbose, "epochs": epochs, "steps": -(-n_train // batch_size)})
         bump = _EpochEnd(self)
         try:
             program.fit(inputs, self._targets(y), batch_size=batch_size, epochs=epochs, verbose=verbose,
