@@ -1262,6 +1262,18 @@ def test_class_weight_as_a_list():
     assert "class_weight" in str(e.value)
 
 
+def test_class_weight_refusals_follow_keras():
+    model = classifier()
+    x, y, _ = classifier_data()
+    with pytest.raises(InputDataError, match="You cannot `class_weight` and `sample_weight` at the same time"):
+        model.fit(x, y, class_weight={0: 2.0}, sample_weight=np.ones(len(x)), verbose=0)
+    inputs = Input(shape=(4,))
+    two = Model(inputs, [layers.Dense(2, activation="softmax")(inputs), layers.Dense(1)(inputs)])
+    two.compile("sgd", ["categorical_crossentropy", "mse"])
+    with pytest.raises(InputDataError, match="only supported for Models with a single output"):
+        two.train_on_batch(np.ones((2, 4)), [np.eye(2), np.ones((2, 1))], class_weight={0: 2.0})
+
+
 def test_single_callback_not_in_a_list():
     model = classifier()
     x, y, _ = classifier_data()

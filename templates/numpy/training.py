@@ -193,6 +193,11 @@ class Program:
             if unknown:
                 raise InputDataError(f"y: unknown output name(s) {unknown}; outputs are {outputs}")
         by_name = dict(zip(outputs, arrays))
+        if class_weight:  # Keras's refusals, word for word
+            if sample_weight is not None:
+                raise InputDataError("You cannot `class_weight` and `sample_weight` at the same time.")
+            if len(outputs) > 1:
+                raise InputDataError("`class_weight` is only supported for Models with a single output.")
         weights = sample_weight if isinstance(sample_weight, dict) else \
             dict(zip(outputs, sample_weight if isinstance(sample_weight, (list, tuple)) else [sample_weight] * len(outputs)))
         targets, sws = [], []
