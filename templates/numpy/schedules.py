@@ -33,23 +33,29 @@ class LearningRateSchedule:
         return f"<{type(self).__name__} {self.get_config()}>"
 
 
-class ExponentialDecay(LearningRateSchedule):
-    """initial_learning_rate * decay_rate ** (step / decay_steps), the exponent floored with staircase."""
+class _DecayByProgress(LearningRateSchedule):
+    """The schedules of (initial_learning_rate, decay_steps, decay_rate, staircase): a function of the
+    progress step / decay_steps (floored with staircase)."""
 
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name="ExponentialDecay"):
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name=None):
         _decay_steps_positive("decay_steps", decay_steps)
         self.initial_learning_rate, self.decay_steps, self.decay_rate = initial_learning_rate, decay_steps, decay_rate
-        self.staircase, self.name = staircase, name
+        self.staircase, self.name = staircase, name or type(self).__name__
 
-    def __call__(self, step):
+    def _progress(self, step):
         p = np.float32(step) / np.float32(self.decay_steps)
-        if self.staircase:
-            p = np.floor(p)
-        return np.float32(self.initial_learning_rate) * np.power(np.float32(self.decay_rate), p)
+        return np.floor(p) if self.staircase else p
 
     def get_config(self):
         return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
                 "decay_rate": self.decay_rate, "staircase": self.staircase, "name": self.name}
+
+
+class ExponentialDecay(_DecayByProgress):
+    """initial_learning_rate * decay_rate ** (step / decay_steps), the exponent floored with staircase."""
+
+    def __call__(self, step):
+        return np.float32(self.initial_learning_rate) * np.power(np.float32(self.decay_rate), self._progress(step))
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
@@ -99,23 +105,11 @@ class PolynomialDecay(LearningRateSchedule):
                 "name": self.name}
 
 
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_DecayByProgress):
     """initial_learning_rate / (1 + decay_rate * step / decay_steps), the quotient floored with staircase."""
 
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name="InverseTimeDecay"):
-        _decay_steps_positive("decay_steps", decay_steps)
-        self.initial_learning_rate, self.decay_steps, self.decay_rate = initial_learning_rate, decay_steps, decay_rate
-        self.staircase, self.name = staircase, name
-
     def __call__(self, step):
-        p = np.float32(step) / np.float32(self.decay_steps)
-        if self.staircase:
-            p = np.floor(p)
-        return np.float32(self.initial_learning_rate) / (np.float32(1) + np.float32(self.decay_rate) * p)
-
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
-                "decay_rate": self.decay_rate, "staircase": self.staircase, "name": self.name}
+        return np.float32(self.initial_learning_rate) / (np.float32(1) + np.float32(self.decay_rate) * self._progress(step))
 
 
 def _cosine(fraction, one_minus_alpha, alpha, scale=np.float32(1)):
