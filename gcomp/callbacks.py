@@ -11,7 +11,6 @@ epoch's logs (the learning-rate callbacks add "learning_rate").
 from __future__ import annotations
 
 import csv
-import math
 import os
 import warnings
 from typing import Any

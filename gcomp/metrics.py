@@ -14,7 +14,7 @@ _rt = runtime_file("losses")
 
 __all__ = ["Metric", "BinaryAccuracy", "CategoricalAccuracy", "SparseCategoricalAccuracy", "MeanSquaredError",
            "MeanAbsoluteError", "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
-           "mean_squared_error", "mean_absolute_error", "compile_entry"]
+           "mean_squared_error", "mean_absolute_error"]
 
 
 class Metric:
