@@ -131,6 +131,11 @@ def build_c(source: Model | str | Path, folder: str | Path, *, model_name: str |
                           f"({type(model.optimizer.learning_rate_schedule).__name__}), but the standalone C "
                           "program trains at one rate (its set_learning_rate changes it between steps); "
                           "compile with a float learning_rate to build it, or train with fit(backend='c')")
+    smoothed = [spec["output"] for spec in (config or {}).get("losses", ()) if spec.get("label_smoothing")]
+    if smoothed:
+        raise TargetError(f"{source}: the loss of output(s) {', '.join(smoothed)} smooths its labels, which the "
+                          "standalone C program does not (it reads targets as given); smooth the targets "
+                          "yourself, or train with fit(backend='c')")
     functions, trainable = training_functions(graph, config)
     if len(functions) == 1:  # inference only
         graph = model.optimized_graph(opt_level, "cpu")

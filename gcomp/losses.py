@@ -15,50 +15,76 @@ _rt = runtime_file("losses")
 
 
 class Loss:
-    """A loss by name, with from_logits where Keras has it; compile() reads `gcomp_loss`."""
+    """A loss by Keras's name and arguments. `kind` is the computation, `name` Keras's name for the
+    object; compile() reads `gcomp_loss`. Calling it gives the reduced loss, as a Keras loss object."""
 
-    name = ""
+    kind = default_name = ""
 
-    def __init__(self, from_logits: bool = False, reduction: str = "sum_over_batch_size", name: str | None = None):
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
+                 reduction: str = "sum_over_batch_size", name: str | None = None, dtype=None):
         if reduction != "sum_over_batch_size":
             raise ValueError(f"gcomp supports Keras's default reduction 'sum_over_batch_size', got {reduction!r}")
-        self.from_logits = bool(from_logits)
+        if axis != -1:
+            raise ValueError(f"gcomp's losses reduce the last axis (axis=-1), got axis={axis!r}")
+        if not 0 <= label_smoothing <= 1:
+            raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+        self.from_logits, self.label_smoothing = bool(from_logits), float(label_smoothing)
+        self.name, self.dtype = name or type(self).default_name, dtype
 
     @property
-    def gcomp_loss(self) -> tuple[str, bool]:
-        return self.name, self.from_logits
+    def gcomp_loss(self) -> tuple[str, bool, float]:
+        return self.kind, self.from_logits, self.label_smoothing
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        y_true = _rt.smooth_labels(self.kind, y_true, self.label_smoothing)
+        return _rt.loss_and_grad(self.kind, np.asarray(y_true), np.asarray(y_pred, np.float32), sample_weight,
+                                 self.from_logits)[0]
 
 
 class MeanSquaredError(Loss):
-    name = "mse"
+    kind, default_name = "mse", "mean_squared_error"
 
-    def __init__(self, reduction="sum_over_batch_size", name=None):
-        super().__init__(False, reduction, name)
+    def __init__(self, reduction="sum_over_batch_size", name="mean_squared_error", dtype=None):
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
 
 
 class MeanAbsoluteError(Loss):
-    name = "mae"
+    kind, default_name = "mae", "mean_absolute_error"
 
-    def __init__(self, reduction="sum_over_batch_size", name=None):
-        super().__init__(False, reduction, name)
+    def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_error", dtype=None):
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
 
 
 class BinaryCrossentropy(Loss):
-    name = "binary_crossentropy"
+    kind = default_name = "binary_crossentropy"
+
+    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
+                 name="binary_crossentropy", dtype=None):
+        super().__init__(from_logits, label_smoothing, axis, reduction, name, dtype)
 
 
 class CategoricalCrossentropy(Loss):
-    name = "categorical_crossentropy"
+    kind = default_name = "categorical_crossentropy"
+
+    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
+                 name="categorical_crossentropy", dtype=None):
+        super().__init__(from_logits, label_smoothing, axis, reduction, name, dtype)
 
 
 class SparseCategoricalCrossentropy(Loss):
-    name = "sparse_categorical_crossentropy"
+    kind = default_name = "sparse_categorical_crossentropy"
+
+    def __init__(self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size",
+                 name="sparse_categorical_crossentropy", dtype=None):
+        if ignore_class is not None:
+            raise ValueError(f"gcomp's SparseCategoricalCrossentropy has no ignore_class (got {ignore_class!r})")
+        super().__init__(from_logits, reduction=reduction, name=name, dtype=dtype)
 
 
 def _named(function, name: str, loss: str):
     function.__name__ = function.__qualname__ = name
     function.__doc__ = f"Keras's {name}: per-sample values (the last axis reduced)."
-    function.gcomp_loss = (loss, False)  # compile(loss=<this function>): Keras's default from_logits
+    function.gcomp_loss = (loss, False, 0.0)  # compile(loss=<this function>): Keras's defaults
     return function
 
 
@@ -67,14 +93,20 @@ def _regression_loss(name: str, loss: str):
                   name, loss)
 
 
-def _crossentropy(name: str):
-    return _named(lambda y_true, y_pred, from_logits=False: _rt.per_sample_loss(
-        name, np.asarray(y_true), np.asarray(y_pred), from_logits), name, name)
+def _crossentropy(name: str, smoothing: bool):
+    if smoothing:
+        def function(y_true, y_pred, from_logits=False, label_smoothing=0.0):
+            return _rt.per_sample_loss(name, np.asarray(_rt.smooth_labels(name, y_true, label_smoothing)),
+                                       np.asarray(y_pred), from_logits)
+    else:
+        def function(y_true, y_pred, from_logits=False):
+            return _rt.per_sample_loss(name, np.asarray(y_true), np.asarray(y_pred), from_logits)
+    return _named(function, name, name)
 
 
 mean_squared_error = _regression_loss("mean_squared_error", "mse")
 mean_absolute_error = _regression_loss("mean_absolute_error", "mae")
-binary_crossentropy = _crossentropy("binary_crossentropy")
-categorical_crossentropy = _crossentropy("categorical_crossentropy")
-sparse_categorical_crossentropy = _crossentropy("sparse_categorical_crossentropy")
+binary_crossentropy = _crossentropy("binary_crossentropy", True)
+categorical_crossentropy = _crossentropy("categorical_crossentropy", True)
+sparse_categorical_crossentropy = _crossentropy("sparse_categorical_crossentropy", False)
 mse, mae = mean_squared_error, mean_absolute_error

@@ -9,6 +9,7 @@ import pytest
 import gcomp
 from gcomp import Input, Model, Sequential, callbacks, layers
 from gcomp.autodiff import LossSpec, training_graph
+from gcomp.build import build_c
 from gcomp.errors import InputDataError
 from gcomp.ir import print_graph
 
@@ -644,3 +645,49 @@ def test_keras_loss_functions_give_per_sample_values_and_compile():
     loss = model.evaluate(x, target, verbose=0)
     probs = model.predict(x, backend="numpy")
     assert loss == pytest.approx(np.mean(-np.log(np.sum(target * probs, axis=-1))), rel=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+def test_label_smoothing_smooths_the_loss_targets_not_the_metrics(backend):
+    x_in = Input(shape=(4,))
+    model = Model(x_in, layers.Dense(1, activation="sigmoid")(x_in))
+    # Keras's positional order: from_logits, then label_smoothing
+    model.compile("sgd", gcomp.losses.BinaryCrossentropy(False, 0.2), metrics=["accuracy"])
+    rng = np.random.default_rng(9)
+    x, y = rng.normal(size=(16, 4)).astype(np.float32), (rng.random((16, 1)) > 0.5).astype(np.float32)
+    loss, accuracy = model.evaluate(x, y, batch_size=16, verbose=0, backend=backend)
+    p = model.predict(x, backend="numpy").astype(np.float64)
+    smoothed = y * 0.8 + 0.1
+    assert loss == pytest.approx(np.mean(-(smoothed * np.log(p) + (1 - smoothed) * np.log(1 - p))), rel=1e-5)
+    assert accuracy == pytest.approx(np.mean((p > 0.5) == y))  # against the labels as given
+    # one SGD step moves the weights along the smoothed loss's gradient: dL/dz = (p - t) / n
+    kernel, bias = model.get_weights()
+    error = (p - smoothed) / len(x)
+    model.train_on_batch(x, y, backend=backend)
+    np.testing.assert_allclose(model.get_weights()[0], kernel - 0.01 * x.T @ error, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(model.get_weights()[1], bias - 0.01 * error.sum(0), rtol=1e-5, atol=1e-7)
+
+
+def test_loss_objects_follow_keras_signatures():
+    y, p = np.array([[0.0, 1.0, 0.0]]), np.array([[0.2, 0.7, 0.1]])
+    smoothed = y * 0.9 + 0.1 / 3
+    assert gcomp.losses.CategoricalCrossentropy(label_smoothing=0.1)(y, p) == pytest.approx(
+        -np.sum(smoothed * np.log(p)), rel=1e-6)
+    np.testing.assert_allclose(gcomp.losses.categorical_crossentropy(y, p, label_smoothing=0.1),
+                               [-np.sum(smoothed * np.log(p))], rtol=1e-6)
+    assert gcomp.losses.MeanSquaredError().name == "mean_squared_error"
+    for make, match in ((lambda: gcomp.losses.CategoricalCrossentropy(axis=1), "axis=-1"),
+                        (lambda: gcomp.losses.BinaryCrossentropy(label_smoothing=1.5), "label_smoothing"),
+                        (lambda: gcomp.losses.SparseCategoricalCrossentropy(ignore_class=0), "ignore_class")):
+        with pytest.raises(ValueError, match=match):
+            make()
+
+
+def test_the_standalone_c_program_refuses_label_smoothing(tmp_path):
+    source = tmp_path / "model.py"
+    source.write_text("import gcomp\nfrom gcomp import Input, Model, layers\ni = Input(shape=(3,))\n"
+                      "m = Model(i, layers.Dense(2, activation='softmax', name='out')(i))\n"
+                      "m.compile(loss=gcomp.losses.CategoricalCrossentropy(label_smoothing=0.1))\n")
+    with pytest.raises(gcomp.errors.TargetError, match="output\\(s\\) out smooths its labels"):
+        build_c(source, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -260,6 +260,20 @@ def _loss_core(name, y_true, y_pred, from_logits, want_grad):
     return per, local
 
 
+def smooth_labels(name, y_true, label_smoothing):
+    """Keras's label smoothing of crossentropy targets, in float32 as Keras computes it:
+    categorical t (1 - s) + s / classes, binary t (1 - s) + s / 2; the targets unchanged for s = 0."""
+    if not label_smoothing:
+        return y_true
+    if name not in ("categorical_crossentropy", "binary_crossentropy"):
+        raise ValueError(f"label_smoothing applies to binary and categorical crossentropy, not {name}")
+    t = np.asarray(y_true, np.float32)
+    keep = np.float32(1.0 - label_smoothing)  # Keras: the Python double, rounded once
+    if name == "categorical_crossentropy":
+        return t * keep + np.float32(label_smoothing) / np.float32(t.shape[-1])
+    return t * keep + np.float32(0.5 * label_smoothing)
+
+
 def per_sample_loss(name, y_true, y_pred, from_logits=False):
     """Keras's per-sample loss (the loss function before reduction): the last axis reduced, e.g.
     mse of (N, 1) -> (N,), of (N, T, D) -> (N, T); sparse labels (N,) or (N, 1) against (N, C)."""

@@ -222,7 +222,8 @@ class Program:
     def _feeds(self, inputs, targets, sws, order):
         named = dict(zip(self.config["inputs"], inputs))
         for spec, t, w in zip(self.config["losses"], targets, sws):
-            named[spec["output"] + "_target"] = t
+            # the loss sees smoothed labels, the metrics (_track) the labels as given, as in Keras
+            named[spec["output"] + "_target"] = smooth_labels(spec["loss"], t, spec.get("label_smoothing", 0.0))
             named[spec["output"] + "_sample_weight"] = w
         return [named[n] for n in order]
 
