@@ -691,3 +691,42 @@ def test_the_standalone_c_program_refuses_label_smoothing(tmp_path):
     with pytest.raises(gcomp.errors.TargetError, match="output\\(s\\) out smooths its labels"):
         build_c(source, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+class Recorder(callbacks.Callback):
+    """Every hook called, in order, with its batch index where it has one."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __getattribute__(self, name):
+        if name.startswith("on_") and name not in ("on_train_batch_begin", "on_train_batch_end"):
+            calls = object.__getattribute__(self, "calls")
+            return lambda *args, **kwargs: calls.append((name, *[a for a in args if isinstance(a, int)]))
+        return object.__getattribute__(self, name)
+
+
+def test_test_and_predict_hooks_and_the_batch_aliases_follow_keras():
+    model = mlp("hooks")
+    model.compile("sgd", "categorical_crossentropy")
+    x, y = toy_data(10)
+    recorder = Recorder()
+    model.fit(x, y, batch_size=4, epochs=1, validation_data=(x[:5], y[:5]), verbose=0, callbacks=recorder)
+    # on_train_batch_* call the older on_batch_* names (Keras's base class); validation runs the test hooks
+    assert recorder.calls == [("on_train_begin",), ("on_epoch_begin", 0),
+                              ("on_batch_begin", 0), ("on_batch_end", 0), ("on_batch_begin", 1), ("on_batch_end", 1),
+                              ("on_batch_begin", 2), ("on_batch_end", 2),
+                              ("on_test_begin",), ("on_test_batch_begin", 0), ("on_test_batch_end", 0),
+                              ("on_test_batch_begin", 1), ("on_test_batch_end", 1), ("on_test_end",),
+                              ("on_epoch_end", 0), ("on_train_end",)]
+    assert recorder.params == {"verbose": 0, "epochs": 1, "steps": 3}
+    recorder.calls.clear()
+    model.evaluate(x, y, batch_size=8, verbose=0, callbacks=[recorder])
+    assert recorder.calls == [("on_test_begin",), ("on_test_batch_begin", 0), ("on_test_batch_end", 0),
+                              ("on_test_batch_begin", 1), ("on_test_batch_end", 1), ("on_test_end",)]
+    seen = []
+    catcher = callbacks.LambdaCallback()
+    catcher.on_predict_batch_end = lambda batch, logs: seen.append(logs["outputs"].shape)
+    model.predict(x, batch_size=6, callbacks=[catcher])
+    assert seen == [(6, 3), (4, 3)]

@@ -316,14 +316,17 @@ class Model(TrainingMixin, Layer):
                 backend: str = "onnx"):
         """Run the model on data: an array, a list in input order or a dict by input name.
         Returns an array, a list (list outputs) or a dict (dict outputs). backend="onnx" runs the
-        exported model in onnxruntime; backend="numpy" runs the NumPy reference."""
+        exported model in onnxruntime; backend="numpy" runs the NumPy reference. Callbacks get
+        on_predict_begin/end and on_predict_batch_begin/end (logs {"outputs": the batch's}), as in Keras."""
         from gcomp.frontend.data import batch_size_or_default, prepare_inputs
         self._ensure_built(x)
         arrays = prepare_inputs(self, x)
         step = batch_size_or_default("batch_size", batch_size)
-        return self._structure_outputs(self._run_batches(arrays, step, backend))
+        from gcomp.callbacks import configure
+        callbacks = configure(callbacks, self, verbose, 1, -(-len(arrays[0]) // step) if arrays else 0)
+        return self._structure_outputs(self._run_batches(arrays, step, backend, callbacks))
 
-    def _run_batches(self, arrays: list[np.ndarray], step: int, backend: str) -> list[np.ndarray]:
+    def _run_batches(self, arrays: list[np.ndarray], step: int, backend: str, callbacks=()) -> list[np.ndarray]:
         n = arrays[0].shape[0]
         limits = (0, 0)
         if backend == "c":  # the C code is built for a largest batch and length: round up, reuse builds
@@ -331,7 +334,17 @@ class Model(TrainingMixin, Layer):
                     if axis and d is None]
             limits = (min(step, max(n, 1)), 1 << max(max(free, default=1) - 1, 7).bit_length())
         run = self._runner(backend, limits)
-        chunks = [run([a[i:i + step] for a in arrays]) for i in range(0, max(n, 1), step)]
+        for cb in callbacks:
+            cb.on_predict_begin({})
+        chunks = []
+        for b, i in enumerate(range(0, max(n, 1), step)):
+            for cb in callbacks:
+                cb.on_predict_batch_begin(b, {})
+            chunks.append(run([a[i:i + step] for a in arrays]))
+            for cb in callbacks:
+                cb.on_predict_batch_end(b, {"outputs": self._structure_outputs(chunks[-1])})
+        for cb in callbacks:
+            cb.on_predict_end({})
         return [np.concatenate([c[j] for c in chunks]) for j in range(len(self.outputs))]
 
     def predict_on_batch(self, x, backend: str = "onnx"):

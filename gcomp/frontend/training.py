@@ -225,7 +225,7 @@ class TrainingMixin:
             backend="numpy"):
         """Train the model; returns a History whose `history` has Keras's keys (loss, <output>_loss,
         <output>_<metric>, val_*)."""
-        from gcomp.callbacks import History
+        from gcomp.callbacks import History, configure
         from gcomp.frontend.data import batch_size_or_default, prepare_inputs
         if steps_per_epoch is not None or validation_steps is not None:
             raise ValueError("steps_per_epoch and validation_steps are for generators; give arrays instead")
@@ -246,12 +246,10 @@ class TrainingMixin:
                 raise ValueError("validation_data must be (x_val, y_val) or (x_val, y_val, sample_weight)")
             validation_data = (prepare_inputs(self, validation_data[0]), self._targets(validation_data[1]),
                                *validation_data[2:])
-        history = History()
-        user = [callbacks] if callbacks is not None and not isinstance(callbacks, (list, tuple)) else list(callbacks or [])
         n_train = int(n * (1.0 - validation_split)) if validation_split and validation_data is None else n
-        for cb in user + [history]:  # Keras's params: "steps" is the batches per epoch
-            cb.set_model(self)
-            cb.set_params({"verbose": verbose, "epochs": epochs, "steps": -(-n_train // batch_size)})
+        steps = -(-n_train // batch_size)
+        user = configure(callbacks, self, verbose, epochs, steps)
+        history = configure(History(), self, verbose, epochs, steps)[0]  # after the user's, as in Keras
         bump = _EpochEnd(self)
         try:
             program.fit(inputs, self._targets(y), batch_size=batch_size, epochs=epochs, verbose=verbose,
@@ -265,12 +263,16 @@ class TrainingMixin:
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
                  callbacks=None, return_dict=False, backend="numpy"):
+        from gcomp.callbacks import configure
         from gcomp.frontend.data import batch_size_or_default, prepare_inputs
         self._check_sample_weight(sample_weight)
         batch_size = batch_size_or_default("batch_size", batch_size)
         program = self._training_program(backend)
-        return program.evaluate(prepare_inputs(self, x), self._targets(y), batch_size=batch_size,
-                                verbose=verbose, sample_weight=sample_weight, return_dict=return_dict)
+        inputs = prepare_inputs(self, x)
+        # on_test_begin/end and on_test_batch_begin/end, as in Keras
+        callbacks = configure(callbacks, self, verbose, 1, -(-len(inputs[0]) // batch_size))
+        return program.evaluate(inputs, self._targets(y), batch_size=batch_size, verbose=verbose,
+                                sample_weight=sample_weight, return_dict=return_dict, callbacks=callbacks)
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False, backend="numpy"):
         from gcomp.frontend.data import prepare_inputs

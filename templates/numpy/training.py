@@ -323,17 +323,18 @@ class Program:
         return values[0] if len(values) == 1 else values
 
     def _epoch(self, step, inputs, targets, sws, batch_size, order, callbacks, progbar, training, ctrl_c=None):
+        """One pass over the batches: train steps, or test steps (evaluate, validation), with the
+        callbacks' on_train_batch_* or on_test_batch_* hooks."""
         trackers = self._new_trackers()
+        hook = "on_train_batch_" if training else "on_test_batch_"
         for b, start in enumerate(range(0, len(order), batch_size)):
             index = order[start:start + batch_size]
-            if training:
-                _call(callbacks, "on_train_batch_begin", b, {})
+            _call(callbacks, hook + "begin", b, {})
             batch = ([a[index] for a in inputs], [t[index] for t in targets], [w[index] for w in sws])
             total, losses, preds = self._run_step(step, *batch)
             self._track(trackers, len(index), total, losses, preds, batch[1], batch[2])
             logs = self._logs(trackers)
-            if training:
-                _call(callbacks, "on_train_batch_end", b, logs)
+            _call(callbacks, hook + "end", b, logs)
             if progbar is not None:
                 progbar.update(b + 1, logs)
             if not np.isfinite(total):
@@ -353,15 +354,23 @@ class Program:
                     f"data for NaN or inf, the targets' range for this loss, or lower the learning rate "
                     f"(TerminateOnNaN stops training quietly instead)")
 
-    def evaluate(self, x, y, batch_size=32, verbose="auto", sample_weight=None, return_dict=False):
+    def evaluate(self, x, y, batch_size=32, verbose="auto", sample_weight=None, return_dict=False, callbacks=None):
         inputs, (targets, sws) = self._inputs(x), self._targets(y, sample_weight, None)
         n = _batch_size(inputs + targets, "x and y")
         steps = -(-n // (batch_size or 32))
         progbar = Progbar(steps, 1 if verbose == "auto" else verbose) if verbose else None
-        logs = self._epoch(test_step, inputs, targets, sws, batch_size or 32, np.arange(n), [], progbar, False)
+        logs = self._test(inputs, targets, sws, batch_size or 32, list(callbacks or []), progbar)
         if progbar is not None:
             progbar.update(steps, logs, final=True)
         return self._result(logs, return_dict)
+
+    def _test(self, inputs, targets, sws, batch_size, callbacks, progbar=None, ctrl_c=None):
+        """The test steps over all samples in order, between on_test_begin and on_test_end."""
+        _call(callbacks, "on_test_begin", {})
+        n = _batch_size(inputs + targets, "validation data")
+        logs = self._epoch(test_step, inputs, targets, sws, batch_size, np.arange(n), callbacks, progbar, False, ctrl_c)
+        _call(callbacks, "on_test_end", logs)
+        return logs
 
     def fit(self, x, y, batch_size=32, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
             validation_data=None, shuffle=True, initial_epoch=0, sample_weight=None, class_weight=None,
@@ -405,9 +414,7 @@ class Program:
                         logs = self._epoch(train_step, inputs, targets, sws, batch_size, order, callbacks, progbar,
                                            True, ctrl_c)
                         if val is not None and _validates(epoch, validation_freq):
-                            vn = _batch_size(val[0] + val[1], "validation data")
-                            val_logs = self._epoch(test_step, *val, validation_batch_size or batch_size, np.arange(vn),
-                                                   [], None, False, ctrl_c)
+                            val_logs = self._test(*val, validation_batch_size or batch_size, callbacks, ctrl_c=ctrl_c)
                             logs.update({"val_" + k: v for k, v in val_logs.items()})
                     except _Interrupted as e:
                         raise _Interrupted(f"epoch {epoch + 1}, {e}") from None
