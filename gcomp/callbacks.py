@@ -153,22 +153,44 @@ class EarlyStopping(MonitorCallback):
 
 
 class ModelCheckpoint(MonitorCallback):
-    """Save the weights after each epoch (or, with save_best_only, when `monitor` improves on the best
-    so far, starting from initial_value_threshold) to `filepath`, which may hold {epoch} and log keys
-    such as {val_loss:.2f}. gcomp saves weights (npz), so save_weights_only must stay True."""
+    """Save the weights after each epoch, or every `save_freq` training batches (an int), to
+    `filepath`, which may hold {epoch}, {batch} and log keys such as {val_loss:.2f}; with
+    save_best_only, only when `monitor` improves on the best so far (starting from
+    initial_value_threshold). gcomp saves weights (npz), so save_weights_only must stay True."""
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=True,
                  mode="auto", save_freq="epoch", initial_value_threshold=None):
         super().__init__(monitor, mode, initial_value_threshold)
         if not save_weights_only:
             raise ValueError("gcomp's ModelCheckpoint saves weights only (save_weights_only=True)")
-        if save_freq != "epoch":
-            raise ValueError("gcomp's ModelCheckpoint saves once per epoch (save_freq='epoch')")
-        self.filepath, self.verbose, self.save_best_only = str(filepath), verbose, save_best_only
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int)):
+            raise ValueError(f"Unrecognized save_freq: {save_freq}. Expected save_freq are 'epoch' or integer values")
+        self.filepath, self.verbose, self.save_best_only, self.save_freq = str(filepath), verbose, save_best_only, save_freq
+        self._current_epoch, self._since_saving, self._last_batch = 0, 0, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._current_epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch":
+            return
+        # Keras counts batches across epochs: a batch index not above the last one starts an epoch
+        fresh = self._last_batch is None or batch <= self._last_batch
+        self._since_saving += batch + 1 if fresh else batch - self._last_batch
+        self._last_batch = batch
+        if self._since_saving >= self.save_freq:
+            self._since_saving = 0
+            self._save(self._current_epoch, batch, logs or {})
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        path = self.filepath.format(epoch=epoch + 1, **logs)
+        if self.save_freq == "epoch":
+            self._save(epoch, None, logs or {})
+
+    def _save(self, epoch, batch, logs):
+        if batch is None or "batch" in logs:
+            path = self.filepath.format(epoch=epoch + 1, **logs)
+        else:
+            path = self.filepath.format(epoch=epoch + 1, batch=batch + 1, **logs)
         if self.save_best_only:
             current = logs.get(self.monitor)
             if current is None:  # Keras warns, then saves

@@ -730,3 +730,21 @@ def test_test_and_predict_hooks_and_the_batch_aliases_follow_keras():
     catcher.on_predict_batch_end = lambda batch, logs: seen.append(logs["outputs"].shape)
     model.predict(x, batch_size=6, callbacks=[catcher])
     assert seen == [(6, 3), (4, 3)]
+
+
+def test_model_checkpoint_every_n_batches(tmp_path):
+    model = linear_model()
+    model.compile(optimizer=gcomp.optimizers.SGD(learning_rate=0.1), loss="mse")
+    x, y = np.ones((12, 3), np.float32), np.zeros((12, 1), np.float32)
+    weights = []
+    keep = callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: weights.append(model.get_weights()))
+    checkpoint = callbacks.ModelCheckpoint(tmp_path / "e{epoch}b{batch}.npz", save_freq=4)
+    model.fit(x, y, batch_size=4, epochs=3, verbose=0, shuffle=False, callbacks=[keep, checkpoint])
+    # 3 batches per epoch, counted across epochs: the 4th and 8th batches (epoch 2 batch 1, epoch 3 batch 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e2b1.npz", "e3b2.npz"]
+    saved = linear_model()
+    saved.load_weights(tmp_path / "e2b1.npz")
+    for a, b in zip(saved.get_weights(), weights[3]):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="Unrecognized save_freq: daily"):
+        callbacks.ModelCheckpoint(tmp_path / "w.npz", save_freq="daily")
