@@ -318,11 +318,11 @@ class Model(TrainingMixin, Layer):
         Returns an array, a list (list outputs) or a dict (dict outputs). backend="onnx" runs the
         exported model in onnxruntime; backend="numpy" runs the NumPy reference. Callbacks get
         on_predict_begin/end and on_predict_batch_begin/end (logs {"outputs": the batch's}), as in Keras."""
+        from gcomp.callbacks import configure
         from gcomp.frontend.data import batch_size_or_default, prepare_inputs
         self._ensure_built(x)
         arrays = prepare_inputs(self, x)
         step = batch_size_or_default("batch_size", batch_size)
-        from gcomp.callbacks import configure
         callbacks = configure(callbacks, self, verbose, 1, -(-len(arrays[0]) // step) if arrays else 0)
         return self._structure_outputs(self._run_batches(arrays, step, backend, callbacks))
 
