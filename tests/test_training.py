@@ -748,3 +748,28 @@ def test_model_checkpoint_every_n_batches(tmp_path):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="Unrecognized save_freq: daily"):
         callbacks.ModelCheckpoint(tmp_path / "w.npz", save_freq="daily")
+
+
+def test_recompiling_with_the_same_optimizer_keeps_its_state_and_sharing_it_is_refused():
+    # Keras: the optimizer keeps its per-variable slots and step count across compile(); here the
+    # run split by a recompile equals the run without one, weight for weight
+    rng = np.random.default_rng(10)
+    x, y = rng.normal(size=(8, 3)).astype(np.float32), rng.normal(size=(8, 1)).astype(np.float32)
+    results = []
+    for recompile in (False, True):
+        gcomp.utils.set_random_seed(3)
+        model = linear_model()
+        optimizer = gcomp.optimizers.Adam(learning_rate=0.05)
+        model.compile(optimizer, "mse")
+        model.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
+        if recompile:
+            model.compile(optimizer, "mse")
+        model.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
+        results.append((optimizer.iterations, model.get_weights()))
+    assert results[0][0] == results[1][0] == 4
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_array_equal(a, b)
+    other = linear_model("other")
+    other.compile(optimizer, "mse")
+    with pytest.raises(ValueError, match="already trains model 'lin'; .* give model 'other' its own instance"):
+        other.fit(x, y, verbose=0)

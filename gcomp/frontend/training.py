@@ -7,6 +7,7 @@ into the program's flat weight buffer, so get_weights() and callbacks see the we
 """
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -89,6 +90,7 @@ class TrainingMixin:
 
     _compile_config: dict | None = None
     _program = None
+    _slots_from = None  # a program retired by compile() whose optimizer slots the next one takes
     _program_backend = "numpy"
 
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, weighted_metrics=None,
@@ -124,6 +126,10 @@ class TrainingMixin:
             "metrics": resolve_metrics(metrics, outputs),
             "weighted_metrics": resolve_metrics(weighted_metrics, outputs, "weighted_metrics"),
         }
+        # Recompiling with the optimizer instance already training this model keeps its slots, as
+        # Keras's optimizer keeps its per-variable state (the new program takes them by weight name)
+        retired = self._program
+        self._slots_from = retired if retired is not None and retired.optimizer is opt else None
         self.optimizer = opt
         self._program = None
         self.compiled = True
@@ -154,11 +160,14 @@ class TrainingMixin:
             raise ValueError(f'model "{self.name}" was compiled without a loss: give compile(loss=...)')
         old = self._program
         if old is None or self._program_backend != backend:
+            self._claim_optimizer()
             from gcomp.backends.numpy_backend import load_module
             from gcomp.initializers import training_seed
             # The new program trains with self.optimizer itself (Keras's model.optimizer), which it
             # builds afresh: the old program's slots are read before that.
-            slots = _optimizer_slots(old) if old is not None else None
+            source = old if old is not None else self._slots_from
+            slots = _optimizer_slots(source) if source is not None else None
+            self._slots_from = None
             module = load_module(self.training_source())
             if backend == "c":
                 from gcomp.backends.c_training import c_program_class
@@ -173,6 +182,16 @@ class TrainingMixin:
                 var.version += 1
             self._program, self._program_backend = program, backend
         return self._program
+
+    def _claim_optimizer(self) -> None:
+        """The optimizer's slots belong to one model's weights: another model still training with
+        the same instance is a clear error (Keras refuses the unknown variables too)."""
+        owner = getattr(self.optimizer, "_gcomp_model", lambda: None)()
+        if owner is not None and owner is not self and owner.optimizer is self.optimizer:
+            raise ValueError(f"the optimizer {self.optimizer.name!r} already trains model {owner.name!r}; an "
+                             "optimizer keeps state for one model's weights, so give model "
+                             f"{self.name!r} its own instance")
+        self.optimizer._gcomp_model = weakref.ref(self)
 
     def _compile_config_variables(self):
         self._inference_graph()
@@ -307,25 +326,35 @@ class TrainingMixin:
         self.set_weights([arrays[v.path] for v in own])
 
 
-def _optimizer_slots(program) -> np.ndarray:
-    """A copy of a program's optimizer slot variables, slot by slot over the flat trainable buffer
-    (momentum, then velocity, ... in Keras's build order); a C program keeps them in its library
-    once it has run a step."""
+def _optimizer_slots(program) -> dict[str, dict[str, np.ndarray]]:
+    """A copy of a program's optimizer slot variables: slot name (momentum, velocity, ... in Keras's
+    build order) -> trainable weight name -> its values. A C program keeps them in its library, the
+    slots one after another over the flat trainable buffer, once it has run a step."""
+    names = list(program.config["trainable"])
+    sizes = [program.params[n].size for n in names]
+    slot_names = list(program.optimizer._buffers)
     if getattr(program, "library", None) is not None:
-        return program.library.optimizer_slots().copy()
-    buffers = list(program.optimizer._buffers.values())
-    return np.concatenate(buffers) if buffers else np.zeros(0, np.float32)
+        flat, n = program.library.optimizer_slots(), sum(sizes)
+        buffers = [flat[k * n:(k + 1) * n] for k in range(len(slot_names))]
+    else:
+        buffers = [program.optimizer._buffers[s] for s in slot_names]
+    slots = {}
+    for slot, buffer in zip(slot_names, buffers):
+        bounds = np.cumsum([0] + sizes)
+        slots[slot] = {n: buffer[lo:hi].copy() for n, lo, hi in zip(names, bounds[:-1], bounds[1:])}
+    return slots
 
 
-def _restore_optimizer_slots(program, slots: np.ndarray) -> None:
-    """_optimizer_slots' copy into a program just made (a C program loads its optimizer object's
-    state at its first step)."""
-    targets = list(program.optimizer._buffers.values())
-    if sum(t.size for t in targets) == slots.size:
-        at = 0
-        for t in targets:
-            t[...] = slots[at:at + t.size]
-            at += t.size
+def _restore_optimizer_slots(program, slots: dict[str, dict[str, np.ndarray]]) -> None:
+    """_optimizer_slots' copy into a program just made, weight by weight where a weight is trainable
+    in both (a C program loads its optimizer object's state at its first step)."""
+    names = list(program.config["trainable"])
+    bounds = np.cumsum([0] + [program.params[n].size for n in names])
+    for slot, buffer in program.optimizer._buffers.items():
+        saved = slots.get(slot, {})
+        for n, lo, hi in zip(names, bounds[:-1], bounds[1:]):
+            if n in saved and saved[n].size == hi - lo:
+                buffer[lo:hi] = saved[n]
 
 
 class _EpochEnd:
