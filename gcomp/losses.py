@@ -18,7 +18,7 @@ class Loss:
     """A loss by Keras's name and arguments. `kind` is the computation, `name` Keras's name for the
     object; compile() reads `gcomp_loss`. Calling it gives the reduced loss, as a Keras loss object."""
 
-    kind = default_name = ""
+    kind = ""
 
     def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
                  reduction: str = "sum_over_batch_size", name: str | None = None, dtype=None):
@@ -29,7 +29,7 @@ class Loss:
         if not 0 <= label_smoothing <= 1:
             raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
         self.from_logits, self.label_smoothing = bool(from_logits), float(label_smoothing)
-        self.name, self.dtype = name or type(self).default_name, dtype
+        self.name, self.dtype = name or self.kind, dtype
 
     @property
     def gcomp_loss(self) -> tuple[str, bool, float]:
@@ -42,21 +42,21 @@ class Loss:
 
 
 class MeanSquaredError(Loss):
-    kind, default_name = "mse", "mean_squared_error"
+    kind = "mse"
 
     def __init__(self, reduction="sum_over_batch_size", name="mean_squared_error", dtype=None):
         super().__init__(reduction=reduction, name=name, dtype=dtype)
 
 
 class MeanAbsoluteError(Loss):
-    kind, default_name = "mae", "mean_absolute_error"
+    kind = "mae"
 
     def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_error", dtype=None):
         super().__init__(reduction=reduction, name=name, dtype=dtype)
 
 
 class BinaryCrossentropy(Loss):
-    kind = default_name = "binary_crossentropy"
+    kind = "binary_crossentropy"
 
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
                  name="binary_crossentropy", dtype=None):
@@ -64,7 +64,7 @@ class BinaryCrossentropy(Loss):
 
 
 class CategoricalCrossentropy(Loss):
-    kind = default_name = "categorical_crossentropy"
+    kind = "categorical_crossentropy"
 
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
                  name="categorical_crossentropy", dtype=None):
@@ -72,7 +72,7 @@ class CategoricalCrossentropy(Loss):
 
 
 class SparseCategoricalCrossentropy(Loss):
-    kind = default_name = "sparse_categorical_crossentropy"
+    kind = "sparse_categorical_crossentropy"
 
     def __init__(self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size",
                  name="sparse_categorical_crossentropy", dtype=None):
@@ -93,20 +93,17 @@ def _regression_loss(name: str, loss: str):
                   name, loss)
 
 
-def _crossentropy(name: str, smoothing: bool):
-    if smoothing:
-        def function(y_true, y_pred, from_logits=False, label_smoothing=0.0):
-            return _rt.per_sample_loss(name, np.asarray(_rt.smooth_labels(name, y_true, label_smoothing)),
-                                       np.asarray(y_pred), from_logits)
-    else:
-        def function(y_true, y_pred, from_logits=False):
-            return _rt.per_sample_loss(name, np.asarray(y_true), np.asarray(y_pred), from_logits)
+def _crossentropy(name: str):
+    def function(y_true, y_pred, from_logits=False, label_smoothing=0.0):
+        # smooth_labels refuses a nonzero label_smoothing for the sparse loss, which Keras lacks
+        return _rt.per_sample_loss(name, np.asarray(_rt.smooth_labels(name, y_true, label_smoothing)),
+                                   np.asarray(y_pred), from_logits)
     return _named(function, name, name)
 
 
 mean_squared_error = _regression_loss("mean_squared_error", "mse")
 mean_absolute_error = _regression_loss("mean_absolute_error", "mae")
-binary_crossentropy = _crossentropy("binary_crossentropy", True)
-categorical_crossentropy = _crossentropy("categorical_crossentropy", True)
-sparse_categorical_crossentropy = _crossentropy("sparse_categorical_crossentropy", False)
+binary_crossentropy = _crossentropy("binary_crossentropy")
+categorical_crossentropy = _crossentropy("categorical_crossentropy")
+sparse_categorical_crossentropy = _crossentropy("sparse_categorical_crossentropy")
 mse, mae = mean_squared_error, mean_absolute_error

@@ -773,3 +773,15 @@ def test_recompiling_with_the_same_optimizer_keeps_its_state_and_sharing_it_is_r
     other.compile(optimizer, "mse")
     with pytest.raises(ValueError, match="already trains model 'lin'; .* give model 'other' its own instance"):
         other.fit(x, y, verbose=0)
+
+
+def test_batch_sizes_take_numpy_integers_and_unknown_monitor_modes_fall_back_to_auto():
+    model = mlp("bs")
+    x, _ = toy_data(10)
+    np.testing.assert_array_equal(model.predict(x, batch_size=np.int64(4), backend="numpy"),
+                                  model.predict(x, batch_size=10, backend="numpy"))
+    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0.5"):
+        model.predict(x, batch_size=0.5)
+    with pytest.warns(UserWarning, match="EarlyStopping mode 'upward' is unknown, fallback to auto mode"):
+        stopper = callbacks.EarlyStopping(monitor="val_acc", mode="upward")
+    assert stopper.mode == "max"  # auto: an accuracy goes up

@@ -359,15 +359,14 @@ class Program:
         n = _batch_size(inputs + targets, "x and y")
         steps = -(-n // (batch_size or 32))
         progbar = Progbar(steps, 1 if verbose == "auto" else verbose) if verbose else None
-        logs = self._test(inputs, targets, sws, batch_size or 32, list(callbacks or []), progbar)
+        logs = self._test(inputs, targets, sws, n, batch_size or 32, list(callbacks or []), progbar)
         if progbar is not None:
             progbar.update(steps, logs, final=True)
         return self._result(logs, return_dict)
 
-    def _test(self, inputs, targets, sws, batch_size, callbacks, progbar=None, ctrl_c=None):
-        """The test steps over all samples in order, between on_test_begin and on_test_end."""
+    def _test(self, inputs, targets, sws, n, batch_size, callbacks, progbar=None, ctrl_c=None):
+        """The test steps over all n samples in order, between on_test_begin and on_test_end."""
         _call(callbacks, "on_test_begin", {})
-        n = _batch_size(inputs + targets, "validation data")
         logs = self._epoch(test_step, inputs, targets, sws, batch_size, np.arange(n), callbacks, progbar, False, ctrl_c)
         _call(callbacks, "on_test_end", logs)
         return logs
@@ -414,7 +413,9 @@ class Program:
                         logs = self._epoch(train_step, inputs, targets, sws, batch_size, order, callbacks, progbar,
                                            True, ctrl_c)
                         if val is not None and _validates(epoch, validation_freq):
-                            val_logs = self._test(*val, validation_batch_size or batch_size, callbacks, ctrl_c=ctrl_c)
+                            vn = _batch_size(val[0] + val[1], "validation data")
+                            val_logs = self._test(*val, vn, validation_batch_size or batch_size, callbacks,
+                                                  ctrl_c=ctrl_c)
                             logs.update({"val_" + k: v for k, v in val_logs.items()})
                     except _Interrupted as e:
                         raise _Interrupted(f"epoch {epoch + 1}, {e}") from None
