@@ -286,6 +286,80 @@ def _with(base, **extra):
     return data
 
 
+
+def _residual(K):
+    """The seed's residual connection: a same-padded convolution added to its input, twice."""
+    img = K.Input(shape=(6, 6, 3), name="img")
+    y = K.layers.Conv2D(3, 3, padding="same", name="res1")(img)
+    z = K.layers.add([img, y])
+    y2 = K.layers.Conv2D(3, 3, padding="same", activation="relu", name="res2")(z)
+    z2 = K.layers.add([z, y2])
+    x = K.layers.GlobalAveragePooling2D()(z2)
+    return K.Model(img, K.layers.Dense(2, activation="softmax", name="out")(x))
+
+
+def _inception(K):
+    """The seed's Inception module in miniature: 1x1 branches, strided and same-padded convolutions,
+    average pooling, channel concatenation."""
+    img = K.Input(shape=(8, 8, 3), name="img")
+    a = K.layers.Conv2D(4, 1, strides=2, padding="same", activation="relu")(img)
+    b = K.layers.Conv2D(4, 1, padding="same", activation="relu")(img)
+    b = K.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu")(b)
+    c = K.layers.AveragePooling2D(3, strides=2, padding="same")(img)
+    c = K.layers.Conv2D(4, 3, padding="same", activation="relu")(c)
+    x = K.layers.concatenate([a, b, c], axis=-1)
+    x = K.layers.Flatten()(x)
+    return K.Model(img, K.layers.Dense(3, activation="softmax", name="out")(x))
+
+
+def _image_data(shape, classes):
+    def data(rng):
+        def draw(n):
+            return rng.normal(size=(n,) + shape).astype(np.float32), _onehot(rng.integers(0, classes, size=n), classes)
+        x, y = draw(30)
+        xe, ye = draw(10)
+        return {"x": x, "y": y, "x_eval": xe, "y_eval": ye}
+    return data
+
+
+def _conv1d_variants(K):
+    """Conv1D's other arguments: strides with same padding, causal padding with dilation, no bias."""
+    seq = K.Input(shape=(16, 3), name="seq")
+    x = K.layers.Conv1D(4, 3, strides=2, padding="same", activation="relu")(seq)
+    x = K.layers.Conv1D(5, 2, padding="causal", dilation_rate=2, activation="tanh", use_bias=False)(x)
+    x = K.layers.MaxPooling1D(2)(x)
+    x = K.layers.GlobalAveragePooling1D()(x)
+    return K.Model(seq, K.layers.Dense(3, activation="softmax", name="out")(x))
+
+
+def _shared_merges(K):
+    """One Dense layer called on two inputs (its gradient sums both calls), joined by every merge."""
+    left = K.Input(shape=(5,), name="left")
+    right = K.Input(shape=(5,), name="right")
+    shared = K.layers.Dense(6, activation="tanh", name="shared")
+    a, b = shared(left), shared(right)
+    merged = K.layers.concatenate([K.layers.add([a, b]), K.layers.subtract([a, b]), K.layers.multiply([a, b]),
+                                   K.layers.maximum([a, b]), K.layers.minimum([a, b]), K.layers.average([a, b])])
+    return K.Model([left, right], K.layers.Dense(1, name="out")(merged))
+
+
+def _shared_merges_data(rng):
+    def draw(n):
+        left, right = rng.normal(size=(n, 5)).astype(np.float32), rng.normal(size=(n, 5)).astype(np.float32)
+        return [left, right], (left[:, :1] * right[:, 1:2]).astype(np.float32)
+    x, y = draw(40)
+    xe, ye = draw(12)
+    return {"x": x, "y": y, "x_eval": xe, "y_eval": ye}
+
+
+def _lstm_variants(K):
+    """LSTM's other arguments: a returned sequence into a second LSTM read backwards, returned states."""
+    seq = K.Input(shape=(7, 3), name="seq")
+    x = K.layers.LSTM(5, return_sequences=True)(seq)
+    out, h, c = K.layers.LSTM(4, go_backwards=True, return_state=True)(x)
+    x = K.layers.concatenate([out, c], axis=-1)
+    return K.Model(seq, K.layers.Dense(2, activation="softmax", name="out")(x))
+
 # Learning-rate schedules (keras.optimizers.schedules), each on another optimizer, crossing their
 # boundaries, restarts and warm-ups within the cases' 15 steps.
 SCHEDULE_CASES = {
@@ -431,6 +505,51 @@ CASES += [
          lambda K: {"optimizer": K.optimizers.SGD(learning_rate=0.01), "loss": "binary_crossentropy",
                     "metrics": ["accuracy"]}, _binary_data(scale=60.0), {"batch_size": 16, "epochs": 3},
          expect="tf-logits"),
+]
+# The optimizers' other arguments (clipping, weight decay on any optimizer, loss scaling, betas...)
+OPTION_CASES = {
+    "sgd_clipnorm": lambda K: K.optimizers.SGD(learning_rate=0.1, momentum=0.5, clipnorm=0.05),
+    "adam_global_clipnorm": lambda K: K.optimizers.Adam(learning_rate=0.01, global_clipnorm=0.1),
+    "rmsprop_clipvalue": lambda K: K.optimizers.RMSprop(learning_rate=0.003, clipvalue=0.02),
+    "sgd_weight_decay": lambda K: K.optimizers.SGD(learning_rate=0.05, weight_decay=0.01),
+    "adam_betas_weight_decay": lambda K: K.optimizers.Adam(learning_rate=0.01, beta_1=0.8, beta_2=0.95,
+                                                           epsilon=1e-4, weight_decay=0.02),
+    "adagrad_initial_accumulator": lambda K: K.optimizers.Adagrad(learning_rate=0.05, initial_accumulator_value=0.5,
+                                                                  epsilon=1e-5),
+    "rmsprop_rho_momentum": lambda K: K.optimizers.RMSprop(learning_rate=0.005, rho=0.8, momentum=0.3),
+    "adamw_amsgrad": lambda K: K.optimizers.AdamW(learning_rate=0.01, weight_decay=0.1, amsgrad=True),
+    "adam_loss_scale": lambda K: K.optimizers.Adam(learning_rate=0.01, loss_scale_factor=128.0),
+}
+for _name, _make in OPTION_CASES.items():
+    CASES.append(Case(f"option_{_name}", "10 options", _mlp, _cce_compile(_make), _mlp_data(), dict(MLP_FIT)))
+CASES += [
+    Case("residual", "11 seed models", _residual,
+         lambda K: {"optimizer": K.optimizers.Adam(learning_rate=0.01), "loss": "categorical_crossentropy",
+                    "metrics": ["acc"]}, _image_data((6, 6, 3), 2), {"batch_size": 8, "epochs": 3}),
+    Case("inception", "11 seed models", _inception,
+         lambda K: {"optimizer": "rmsprop", "loss": "categorical_crossentropy", "metrics": ["accuracy"]},
+         _image_data((8, 8, 3), 3), {"batch_size": 8, "epochs": 3}),
+    Case("conv1d_variants", "11 seed models", _conv1d_variants,
+         lambda K: {"optimizer": K.optimizers.SGD(learning_rate=0.05, momentum=0.9), "loss": "categorical_crossentropy",
+                    "metrics": ["acc"]}, _image_data((16, 3), 3), {"batch_size": 8, "epochs": 3}),
+    Case("shared_merges", "11 seed models", _shared_merges,
+         lambda K: {"optimizer": K.optimizers.Adam(learning_rate=0.01), "loss": "mse", "metrics": ["mae"]},
+         _shared_merges_data, {"batch_size": 8, "epochs": 3}),
+    Case("lstm_variants", "11 seed models", _lstm_variants,
+         lambda K: {"optimizer": K.optimizers.RMSprop(learning_rate=0.01), "loss": "categorical_crossentropy",
+                    "metrics": ["acc"]}, _image_data((7, 3), 2), {"batch_size": 8, "epochs": 3}),
+    Case("initial_epoch", "12 fit", _mlp, _cce_compile(OPTIMIZER_CASES["adam"]),
+         _with(_mlp_data(), validation_data=lambda d, rng: (d["x_eval"], d["y_eval"])),
+         {"batch_size": 16, "epochs": 4, "initial_epoch": 2}),
+    Case("early_stopping", "12 fit", _mlp, _cce_compile(OPTIMIZER_CASES["sgd_nesterov"]),
+         _with(_mlp_data(), validation_data=lambda d, rng: (d["x_eval"], d["y_eval"])),
+         {"batch_size": 16, "epochs": 6},
+         # min_delta 1.0: no epoch after the first improves, so training stops after `patience` more
+         # epochs and the first epoch's weights come back
+         callbacks=lambda K: [K.callbacks.EarlyStopping(monitor="val_loss", patience=2, min_delta=1.0,
+                                                        restore_best_weights=True)]),
+    Case("validation_split_batches", "12 fit", _mlp, _cce_compile(OPTIMIZER_CASES["rmsprop"]), _mlp_data(),
+         {"batch_size": 12, "epochs": 3, "validation_split": 0.3, "validation_batch_size": 7}),
 ]
 CASE_BY_NAME = {c.name: c for c in CASES}
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from gcomp.errors import GraphError
 from gcomp.ir.graph import Graph, ValueRef
 from gcomp.passes.manager import graph_pass
@@ -29,6 +31,13 @@ class LossSpec:
     loss: str
     weight: float = 1.0
     from_logits: bool = False
+
+
+def compiled_losses(compile_config: dict) -> tuple[list[LossSpec], float | None]:
+    """compile()'s losses as LossSpecs, and its optimizer's loss_scale_factor (None: none)."""
+    specs = [LossSpec(l["output"], l["loss"], l["weight"], l["from_logits"]) for l in compile_config["losses"]]
+    optimizer = compile_config.get("optimizer") or {}
+    return specs, optimizer.get("config", {}).get("loss_scale_factor")
 
 
 @dataclass
@@ -138,10 +147,13 @@ def add_losses(graph: Graph, losses: list[LossSpec]) -> tuple[Graph, TrainingLay
     return infer_shapes(g), layout
 
 
-def training_graph(graph: Graph, losses: list[LossSpec]) -> tuple[Graph, TrainingLayout]:
+def training_graph(graph: Graph, losses: list[LossSpec], loss_scale: float | None = None
+                   ) -> tuple[Graph, TrainingLayout]:
     """Forward (training mode) + losses + backward + one apply_gradients node.
 
-    Outputs: each loss (unweighted), each prediction, then the optimizer's step counter."""
+    Outputs: each loss (unweighted), each prediction, then the optimizer's step counter. With a
+    loss_scale (the optimizer's loss_scale_factor) the backward starts from loss * loss_scale, as
+    Keras's train step differentiates optimizer.scale_loss(loss); the optimizer divides it out."""
     from gcomp.passes import infer_shapes
     g, layout = add_losses(split_activations(graph), losses)
     _training_mode(g)
@@ -151,8 +163,11 @@ def training_graph(graph: Graph, losses: list[LossSpec]) -> tuple[Graph, Trainin
     for spec, loss_node in zip(losses, layout.losses):
         pred, target, weight = g.op_inputs(loss_node)
         if pred in needs:
+            attrs = dict(g.node(loss_node)["attrs"])
+            if loss_scale is not None:  # d(scale * total)/d(loss) = scale * weight, in float32 as Keras
+                attrs["weight"] = float(np.float32(loss_scale) * np.float32(spec.weight))
             (gp,) = g.add_op(g.unique_name(f"{loss_node}/grad"), "loss_vjp", [pred, target, weight], {},
-                             dict(g.node(loss_node)["attrs"]), layer=spec.output)
+                             attrs, layer=spec.output)
             grads.setdefault(pred, []).append(gp)
     forward_ops = [n for n in g.topological_order() if g.kind(n) == "op" and g.node(n)["op"] != "loss"]
     param_grads: dict[str, list[ValueRef]] = {}

@@ -280,6 +280,23 @@ def test_model_optimizer_is_the_one_that_trains(backend):
 
 
 @pytest.mark.parametrize("backend", ["numpy", "c"])
+@pytest.mark.parametrize("scale", [128.0, 0.3])
+def test_loss_scale_factor_scales_the_loss_that_the_optimizer_unscales(backend, scale):
+    # Keras differentiates optimizer.scale_loss(loss) and the optimizer divides the gradients by the
+    # factor: the step is the unscaled one (to float32 rounding) and the reported loss is unscaled
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(8, 3)).astype(np.float32), rng.normal(size=(8, 1)).astype(np.float32)
+    model = linear_model()
+    model.compile(optimizer=gcomp.optimizers.SGD(learning_rate=0.1, loss_scale_factor=scale), loss="mse")
+    kernel, bias = model.get_weights()
+    expected = sgd_step([kernel, bias], x, y, np.float32(0.1))
+    loss = model.train_on_batch(x, y, backend=backend)
+    assert loss == pytest.approx(np.mean((x @ kernel + bias - y) ** 2), rel=1e-5)
+    for got, want in zip(model.get_weights(), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "c"])
 def test_learning_rate_scheduler_sets_each_epochs_rate(backend):
     rng = np.random.default_rng(4)
     x, y = rng.normal(size=(8, 3)).astype(np.float32), rng.normal(size=(8, 1)).astype(np.float32)

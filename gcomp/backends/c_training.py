@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gcomp.autodiff import LossSpec, add_losses, training_graph
+from gcomp.autodiff import add_losses, compiled_losses, training_graph
 from gcomp.backends.c_backend import CFunction, c_prefix, program_params, render_program
 from gcomp.ir.graph import Graph
 
@@ -46,18 +46,15 @@ def optimizer_c(serialized: dict) -> dict:
     return {"init": "\n    ".join(lines), "description": f"{optimizer._class_name}(learning_rate={shown})"}
 
 
-def _specs(compile_config: dict) -> list[LossSpec]:
-    return [LossSpec(l["output"], l["loss"], l["weight"], l["from_logits"]) for l in compile_config["losses"]]
-
-
 def training_functions(graph: Graph, compile_config: dict | None) -> tuple[list[CFunction], list[str]]:
     """forward (and, for a model compiled with a loss, test_step and train_step), and the
     trainable weights in the order the optimizer sees them."""
     functions = [CFunction("forward", graph, "Inference: the model's outputs.")]
     if not (compile_config and compile_config["losses"]):
         return functions, []
-    train, layout = training_graph(graph, _specs(compile_config))
-    test, _ = add_losses(graph, _specs(compile_config))
+    specs, loss_scale = compiled_losses(compile_config)
+    train, layout = training_graph(graph, specs, loss_scale)
+    test, _ = add_losses(graph, specs)
     functions += [CFunction("test_step", test, "Evaluation: each loss, then the predictions."),
                   CFunction("train_step", train, "One training step: forward, losses, backward and the optimizer "
                                                  "update; returns each loss, then the predictions.")]

@@ -3,7 +3,7 @@ inference, evaluation and training graphs, with the NumPy training runtime. `fit
 `gcomp build --target numpy` writes it out."""
 from __future__ import annotations
 
-from gcomp.autodiff import LossSpec, add_losses, training_graph
+from gcomp.autodiff import add_losses, compiled_losses, training_graph
 from gcomp.backends.numpy_backend import TRAINING_RUNTIME, render_module
 from gcomp.ir.graph import ValueRef
 
@@ -31,8 +31,8 @@ def render_training_module(model, compile_config: dict | None) -> str:
     functions = [("forward", graph, FORWARD_DOC)]
     losses = (compile_config or {}).get("losses") or []
     if losses:
-        specs = [LossSpec(l["output"], l["loss"], l["weight"], l["from_logits"]) for l in losses]
-        train, layout = training_graph(graph, specs)
+        specs, loss_scale = compiled_losses(compile_config)
+        train, layout = training_graph(graph, specs, loss_scale)
         test, test_layout = add_losses(graph, specs)
         config.update(losses=losses, metrics=compile_config["metrics"],
                       weighted_metrics=compile_config.get("weighted_metrics", {}), optimizer=compile_config["optimizer"],
