@@ -551,6 +551,41 @@ CASES += [
     Case("validation_split_batches", "12 fit", _mlp, _cce_compile(OPTIMIZER_CASES["rmsprop"]), _mlp_data(),
          {"batch_size": 12, "epochs": 3, "validation_split": 0.3, "validation_batch_size": 7}),
 ]
+# compile()'s other spellings: string optimizers, loss and metric functions, metrics per output as
+# lists, sparse and binary metric names, loss reductions, weights with several outputs
+CASES += [
+    Case("string_optimizer_adagrad", "13 compile forms", lambda K: _mlp(K, sequential=True),
+         lambda K: {"optimizer": "adagrad", "loss": "categorical_crossentropy",
+                    "metrics": ["categorical_accuracy", "mse"]}, _mlp_data(), dict(MLP_FIT)),
+    Case("string_optimizer_adamw", "13 compile forms", _mlp,
+         lambda K: {"optimizer": "adamw", "loss": K.losses.categorical_crossentropy,
+                    "metrics": [K.metrics.categorical_accuracy, "mae"]}, _mlp_data(), dict(MLP_FIT)),
+    Case("sparse_metric_names", "13 compile forms", _mlp,
+         lambda K: {"optimizer": "sgd", "loss": K.losses.SparseCategoricalCrossentropy(),
+                    "metrics": ["accuracy", "sparse_categorical_accuracy"]}, _sparse_data("n1"), dict(MLP_FIT)),
+    Case("binary_metric_names", "13 compile forms", _binary,
+         lambda K: {"optimizer": "rmsprop", "loss": K.losses.BinaryCrossentropy(),
+                    "metrics": ["acc", "binary_accuracy", "mse", "mae"]}, _binary_data(), {"batch_size": 16, "epochs": 3}),
+    Case("loss_reduction_sum", "13 compile forms", _regression,
+         lambda K: {"optimizer": K.optimizers.SGD(learning_rate=0.002),
+                    "loss": K.losses.MeanSquaredError(reduction="sum"), "metrics": ["mae"]},
+         _regression_data, {"batch_size": 16, "epochs": 3}, may_refuse=True),
+    Case("multi_output_metric_lists", "13 compile forms", _multi_output,
+         lambda K: {"optimizer": K.optimizers.Adam(learning_rate=0.005),
+                    "loss": ["mae", K.losses.CategoricalCrossentropy(), "binary_crossentropy"],
+                    "metrics": [["mse"], ["acc", "categorical_accuracy"], ["acc", "mse"]]},
+         lambda rng: _multi_output_data(rng, n_eval=16), {"batch_size": 8, "epochs": 3}, expect="tf-sparse"),
+    Case("multi_output_sample_weight", "13 compile forms", _multi_output,
+         lambda K: {"optimizer": "sgd", "loss": ["mse", "categorical_crossentropy", "binary_crossentropy"],
+                    "loss_weights": [0.5, 1.0, 2.0], "metrics": {"income": "acc"}},
+         _with(lambda rng: _multi_output_data(rng, n_eval=16),
+               sample_weight=lambda d, rng: rng.uniform(0.0, 2.0, size=len(d["x"])).astype(np.float32)),
+         {"batch_size": 8, "epochs": 3}),
+    Case("sparse_class_weight", "13 compile forms", _mlp,
+         lambda K: {"optimizer": K.optimizers.Adam(learning_rate=0.01), "loss": "sparse_categorical_crossentropy",
+                    "metrics": ["acc"]},
+         _with(_sparse_data("n"), class_weight=lambda d, rng: {0: 0.5, 1: 2.0, 2: 1.5}), dict(MLP_FIT)),
+]
 CASE_BY_NAME = {c.name: c for c in CASES}
 
 
