@@ -81,6 +81,8 @@ class History(Callback):
         self.epoch.append(epoch)
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(value)
+        if self.model is not None:  # Keras sets model.history after every epoch
+            self.model.history = self
 
 
 class MonitorCallback(Callback):

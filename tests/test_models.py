@@ -124,6 +124,8 @@ class TestInputOutputStructures:
         assert m.input_shape == (None, 6)
         assert m.output_shape == (None, 3)
         assert len(m.inputs) == 1 and len(m.outputs) == 1
+        assert m.input is m.inputs[0] and m.output is m.outputs[0]
+        assert m.trainable_variables == m.trainable_weights and m.variables == m.weights
 
     def test_predict_matches_numpy(self, rng):
         m = small_mlp("np")
@@ -163,6 +165,7 @@ class TestInputOutputStructures:
         out = m.predict([x])
         assert isinstance(out, list) and len(out) == 1 and out[0].shape == (4, 3)
         np.testing.assert_array_equal(out[0], m.predict(x)[0])
+        assert isinstance(m.input, list) and m.input[0] is i  # the structure given, as in Keras
 
     def test_dict_inputs_and_outputs(self, rng):
         p = Input(shape=(2,), name="p")
@@ -180,6 +183,7 @@ class TestInputOutputStructures:
         k, b = m.get_layer("aa_dense").get_weights()
         np.testing.assert_allclose(out["aa"], np.concatenate([xp, xq], -1) @ k + b, rtol=1e-5, atol=1e-6)
         assert sorted(m.input_names) == ["p", "q"]
+        assert m.input == {"q": q, "p": p} and m.output == {"zz": zz, "aa": aa}
         assert sorted(m.output_names) == ["aa_dense", "zz_dense"]
 
     def test_python_lists_as_data(self):

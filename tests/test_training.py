@@ -31,13 +31,16 @@ def toy_data(n=48, seed=0):
 
 def test_history_keys_and_values_follow_keras():
     model = mlp()
+    assert model.optimizer is None and model.loss is None  # Keras's attributes before compile()
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["acc"])
+    assert model.loss == "categorical_crossentropy" and model.optimizer.name == "adam"
     x, y = toy_data()
     history = model.fit(x, y, epochs=3, batch_size=16, validation_split=0.25, shuffle=False, verbose=0)
     assert list(history.history) == ["acc", "loss", "val_acc", "val_loss"]
     assert all(len(v) == 3 and all(isinstance(f, float) for f in v) for v in history.history.values())
     assert history.epoch == [0, 1, 2]
     assert history.params == {"verbose": 0, "epochs": 3, "steps": 3}  # 36 training samples in batches of 16
+    assert model.history is history  # Keras sets model.history after each epoch
     # the reported val_loss is evaluate() on the last quarter, before shuffling
     val_loss, val_acc = model.evaluate(x[36:], y[36:], verbose=0)
     assert val_loss == pytest.approx(history.history["val_loss"][-1], rel=1e-5)

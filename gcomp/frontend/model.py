@@ -156,6 +156,23 @@ class Model(TrainingMixin, Layer):
     def non_trainable_weights(self):
         return [v for v in self.weights if not v.trainable]
 
+    # Keras's other names for the same lists
+    variables = weights
+    trainable_variables = trainable_weights
+    non_trainable_variables = non_trainable_weights
+
+    @property
+    def input(self):
+        """Keras's `model.input`: the input tensor, or the list of them for several inputs."""
+        inputs = self.inputs
+        return inputs[0] if len(inputs) == 1 else inputs
+
+    @property
+    def output(self):
+        """Keras's `model.output`: the output tensor, or the list of them for several outputs."""
+        outputs = self.outputs
+        return outputs[0] if len(outputs) == 1 else outputs
+
     def count_params(self) -> int:
         return sum(math.prod(v.shape) for v in self.weights)
 
@@ -368,3 +385,13 @@ class Functional(Model):
         self._set_graph(_flatten_structure(inputs, "inputs"), _flatten_structure(outputs, "outputs"))
         if not self.outputs:
             raise GraphError(f'Model "{self.name}" has no outputs')
+
+    @property
+    def input(self):
+        """The inputs as given to the constructor (a tensor, a list or a dict), as in Keras."""
+        return self._input_struct
+
+    @property
+    def output(self):
+        """The outputs as given to the constructor (a tensor, a list or a dict), as in Keras."""
+        return self._output_struct

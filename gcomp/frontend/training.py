@@ -89,6 +89,8 @@ class TrainingMixin:
     """compile, fit, evaluate, train_on_batch, test_on_batch, save_weights, load_weights."""
 
     _compile_config: dict | None = None
+    optimizer = None  # Keras's attributes before compile()
+    loss = None
     _program = None
     _slots_from = None  # a program retired by compile() whose optimizer slots the next one takes
     _program_backend = "numpy"
@@ -131,6 +133,8 @@ class TrainingMixin:
         retired = self._program
         self._slots_from = retired if retired is not None and retired.optimizer is opt else None
         self.optimizer = opt
+        if loss is not None:  # Keras keeps compile()'s loss argument as given
+            self.loss = loss
         self._program = None
         self.compiled = True
 
