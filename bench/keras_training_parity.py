@@ -586,6 +586,38 @@ CASES += [
                     "metrics": ["acc"]},
          _with(_sparse_data("n"), class_weight=lambda d, rng: {0: 0.5, 1: 2.0, 2: 1.5}), dict(MLP_FIT)),
 ]
+
+
+def _tagger(K):
+    """Per-step outputs: an LSTM sequence into a Dense over its last axis, a softmax per time step."""
+    tokens = K.Input(shape=(9,), dtype="int32", name="tokens")
+    x = K.layers.Embedding(30, 6)(tokens)
+    x = K.layers.Conv1D(5, 3, padding="same", activation="relu")(x)
+    x = K.layers.LSTM(7, return_sequences=True)(x)
+    return K.Model(tokens, K.layers.Dense(4, activation="softmax", name="tags")(x))
+
+
+def _tagger_data(rng):
+    def draw(n):
+        tokens = rng.integers(0, 30, size=(n, 9)).astype(np.int32)
+        return tokens, (tokens % 4).astype(np.int32)
+    x, y = draw(32)
+    xe, ye = draw(12)
+    return {"x": x, "y": y, "x_eval": xe, "y_eval": ye}
+
+
+# Outputs without a loss, per-step outputs
+CASES += [
+    Case("loss_for_some_outputs", "14 outputs", _multi_output,
+         lambda K: {"optimizer": K.optimizers.SGD(learning_rate=0.01),
+                    "loss": [None, "categorical_crossentropy", "binary_crossentropy"],
+                    "loss_weights": [1.0, 2.0, 0.5], "metrics": [[], [], ["acc"]]},
+         lambda rng: _multi_output_data(rng, n_eval=16), {"batch_size": 8, "epochs": 3}),
+    Case("sequence_tagging", "14 outputs", _tagger,
+         lambda K: {"optimizer": K.optimizers.SGD(learning_rate=0.1, momentum=0.9),
+                    "loss": "sparse_categorical_crossentropy", "metrics": ["acc"]},
+         _tagger_data, {"batch_size": 8, "epochs": 3, "validation_split": 0.25}),
+]
 CASE_BY_NAME = {c.name: c for c in CASES}
 
 
