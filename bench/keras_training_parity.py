@@ -618,6 +618,50 @@ CASES += [
                     "loss": "sparse_categorical_crossentropy", "metrics": ["acc"]},
          _tagger_data, {"batch_size": 8, "epochs": 3, "validation_split": 0.25}),
 ]
+
+
+def _activations(K):
+    """Every activation gcomp knows, one Dense each, all feeding the output (their gradients too)."""
+    inp = K.Input(shape=(6,), name="x")
+    names = ["elu", "exponential", "gelu", "hard_sigmoid", "hard_silu", "leaky_relu", "linear", "log_softmax",
+             "mish", "relu6", "selu", "sigmoid", "silu", "softplus", "softsign", "tanh", "softmax"]
+    branches = [K.layers.Dense(3, activation=name, name=f"act_{name}")(inp) for name in names]
+    return K.Model(inp, K.layers.Dense(2, name="out")(K.layers.concatenate(branches)))
+
+
+def _bag_of_embeddings(K):
+    """fastText-style text classification: the average of a text's embeddings into a Dense."""
+    text = K.Input(shape=(10,), dtype="int32", name="text")
+    x = K.layers.GlobalAveragePooling1D()(K.layers.Embedding(40, 8)(text))
+    x = K.layers.Dense(6, activation="relu", use_bias=False)(x)
+    return K.Model(text, K.layers.Dense(1, activation="sigmoid", name="out")(x))
+
+
+def _bag_data(rng):
+    def draw(n):
+        text = rng.integers(0, 40, size=(n, 10)).astype(np.int32)
+        return text, (text.mean(axis=1, keepdims=True) > 19.5).astype(np.float32)
+    x, y = draw(40)
+    xe, ye = draw(12)
+    return {"x": x, "y": y, "x_eval": xe, "y_eval": ye}
+
+
+CASES += [
+    Case("activations", "15 more models", _activations,
+         lambda K: {"optimizer": K.optimizers.Adam(learning_rate=0.01), "loss": "mse", "metrics": ["mae"]},
+         _with(_regression_data, x=lambda d, rng: np.concatenate([d["x"], d["x"][:, :1]], 1),
+               x_eval=lambda d, rng: np.concatenate([d["x_eval"], d["x_eval"][:, :1]], 1)),
+         {"batch_size": 16, "epochs": 3}),
+    Case("bag_of_embeddings", "15 more models", _bag_of_embeddings,
+         lambda K: {"optimizer": K.optimizers.SGD(learning_rate=0.5), "loss": "binary_crossentropy",
+                    "metrics": ["accuracy"]}, _bag_data, {"batch_size": 10, "epochs": 3}),
+    Case("validation_sample_weight", "15 more models", _mlp, _cce_compile(OPTIMIZER_CASES["adam"]),
+         _with(_mlp_data(), validation_data=lambda d, rng: (d["x_eval"], d["y_eval"],
+                                                           rng.uniform(0.0, 2.0, size=len(d["x_eval"])).astype(np.float32))),
+         dict(MLP_FIT)),
+    Case("batch_larger_than_data", "15 more models", _mlp, _cce_compile(OPTIMIZER_CASES["rmsprop"]), _mlp_data(),
+         {"batch_size": 100, "epochs": 3, "validation_split": 0.1}),
+]
 CASE_BY_NAME = {c.name: c for c in CASES}
 
 
