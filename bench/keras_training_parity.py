@@ -25,9 +25,9 @@ taken from `keras` or from `gcomp`, so both models come from one piece of code.
      array (the worst array); PASS needs w rel <= WEIGHT_RTOL. "moved" is max |final - initial| of
      Keras's weights, so a tiny weight difference means something.
 
-Known differences of Keras's TensorFlow backend from Keras's own formulas (and from its JAX backend,
-which gcomp matches); a case marked with `expect=` shows "DIFF(<reason>)" instead of FAIL on
-TensorFlow when all its problems are numeric ones (keys, forms and orders always FAIL):
+Known differences of one Keras backend from the other and from Keras's own formulas; a case marked
+with `expect=` shows "DIFF(<reason>)" instead of FAIL on the backend its tag names ("tf-" or "jax-")
+when all its problems are numeric ones (keys, forms and orders always FAIL):
 
 - tf-logits: a softmax/sigmoid output saturates (a probability beyond [1e-7, 1 - 1e-7]). TF computes
   crossentropy from the logits it stashes on the activation's output (`_keras_logits`), so nothing is
@@ -43,6 +43,9 @@ TensorFlow when all its problems are numeric ones (keys, forms and orders always
   once (an unweighted mean of batch losses) while `loss` is weighted by batch size; with a short last
   batch the per-output losses no longer add up to `loss`. JAX and gcomp weight every tracker by batch
   size (multi_output_sgd_dicts uses equal batches and agrees on TF too).
+- jax-l1-zero: an L1 penalty on a weight holding exact zeros (an LSTM bias with unit_forget_bias
+  keeps its i, c and o parts at 0). JAX differentiates |w| at 0 as +1 (select(w >= 0, 1, -1)), TF as
+  sign(0) = 0; gcomp takes TF's (and PyTorch's) subgradient 0, so such a weight is not pushed off 0.
 
 Prints one row per case and backend. The exit status is 0 whatever the comparison says; it is
 non-zero only when something failed to run (the Keras side could not start, or a case raised on
@@ -87,7 +90,7 @@ class Case:
     data: Callable[[np.random.Generator], dict]   # x, y, x_eval, y_eval, [sample_weight, class_weight, validation_data, batches]
     fit_kw: dict = field(default_factory=dict)
     mode: str = "fit"                     # "fit" or "tob" (train_on_batch / test_on_batch)
-    expect: str = ""                      # known Keras-TF-backend differences (see the module doc)
+    expect: str = ""                      # known Keras-backend differences (see the module doc)
     may_refuse: bool = False              # gcomp may refuse the compile() arguments with a clear error
     callbacks: Callable[[Any], list] | None = None   # K -> fit()'s callbacks
 
@@ -662,14 +665,71 @@ CASES += [
     Case("batch_larger_than_data", "15 more models", _mlp, _cce_compile(OPTIMIZER_CASES["rmsprop"]), _mlp_data(),
          {"batch_size": 100, "epochs": 3, "validation_split": 0.1}),
 ]
+
+
+def _regularized(K):
+    """Weight penalties on every kind of weight: Dense kernel and bias, Conv1D, Embedding, LSTM."""
+    tokens = K.Input(shape=(9,), dtype="int32", name="tokens")
+    x = K.layers.Embedding(30, 6, embeddings_regularizer=K.regularizers.L2(0.001))(tokens)
+    x = K.layers.Conv1D(5, 3, activation="relu", kernel_regularizer=K.regularizers.L1L2(l1=0.002, l2=0.01))(x)
+    x = K.layers.LSTM(4, kernel_regularizer="l2", recurrent_regularizer=K.regularizers.L1(0.003),
+                      bias_regularizer="l1")(x)
+    x = K.layers.Dense(6, activation="tanh", kernel_regularizer="l1", bias_regularizer=K.regularizers.L2(0.05))(x)
+    return K.Model(tokens, K.layers.Dense(2, activation="softmax", name="out")(x))
+
+
+def _regularized_data(rng):
+    def draw(n):
+        tokens = rng.integers(0, 30, size=(n, 9)).astype(np.int32)
+        return tokens, _onehot((tokens[:, 0] > 14).astype(int), 2)
+    x, y = draw(32)
+    xe, ye = draw(12)
+    return {"x": x, "y": y, "x_eval": xe, "y_eval": ye}
+
+
+def _mlp_regularized(K):
+    """The MLP with penalties on both hidden layers (every weight nonzero)."""
+    inp = K.Input(shape=(8,), name="x")
+    h = K.layers.Dense(16, activation="relu", kernel_regularizer="l1", bias_regularizer="l2")(inp)
+    h = K.layers.Dense(12, activation="tanh", kernel_regularizer=K.regularizers.L1L2(l1=0.005, l2=0.02))(h)
+    return K.Model(inp, K.layers.Dense(3, activation="softmax", name="out")(h))
+
+
+def _multi_output_regularized(K):
+    """The multi-output model with penalties on its head: `loss` includes them, `<output>_loss` not."""
+    posts = K.Input(shape=(None,), dtype="int32", name="posts")
+    x = K.layers.Embedding(100, 16)(posts)
+    x = K.layers.Conv1D(8, 5, activation="relu", kernel_regularizer=K.regularizers.L2(0.02))(x)
+    x = K.layers.GlobalMaxPooling1D()(x)
+    x = K.layers.Dense(16, activation="relu", kernel_regularizer=K.regularizers.L1L2(l1=0.001, l2=0.001))(x)
+    age = K.layers.Dense(1, name="age", bias_regularizer="l2")(x)
+    income = K.layers.Dense(3, activation="softmax", name="income")(x)
+    gender = K.layers.Dense(1, activation="sigmoid", name="gender", kernel_regularizer="l1")(x)
+    return K.Model(posts, [age, income, gender])
+CASES += [
+    Case("regularizers", "16 regularizers", _regularized,
+         lambda K: {"optimizer": K.optimizers.SGD(learning_rate=0.1, momentum=0.5), "loss": "categorical_crossentropy",
+                    "metrics": ["acc"]}, _regularized_data, {"batch_size": 8, "epochs": 3, "validation_split": 0.25},
+         expect="jax-l1-zero"),
+    Case("regularizers_multi_output", "16 regularizers", lambda K: _multi_output_regularized(K),
+         lambda K: {"optimizer": K.optimizers.RMSprop(learning_rate=0.003, momentum=0.2),
+                    "loss": ["mse", "categorical_crossentropy", "binary_crossentropy"], "loss_weights": [0.5, 1.0, 2.0]},
+         lambda rng: _multi_output_data(rng, n_eval=16), {"batch_size": 8, "epochs": 3}, expect="tf-sparse"),
+    Case("regularizers_loss_scale", "16 regularizers", _mlp_regularized,
+         lambda K: {"optimizer": K.optimizers.Adam(learning_rate=0.01, loss_scale_factor=4.0),
+                    "loss": "categorical_crossentropy", "metrics": ["acc"]}, _mlp_data(), dict(MLP_FIT)),
+]
+
+
 CASE_BY_NAME = {c.name: c for c in CASES}
 
 
 def namespace(module) -> SimpleNamespace:
-    """Input, layers, Model, Sequential, losses, optimizers of `keras` or `gcomp`."""
+    """Input, layers, Model, Sequential, losses, optimizers, callbacks, metrics, regularizers of
+    `keras` or `gcomp`."""
     return SimpleNamespace(Input=module.Input, layers=module.layers, Model=module.Model,
                            Sequential=module.Sequential, losses=module.losses, optimizers=module.optimizers,
-                           callbacks=module.callbacks, metrics=module.metrics)
+                           callbacks=module.callbacks, metrics=module.metrics, regularizers=module.regularizers)
 
 
 def case_data(case: Case) -> dict:
@@ -853,11 +913,17 @@ def compare(case: Case, backend: str, k: dict, g: dict) -> Row:
     row.notes = [f"[{kind}] {msg}" for kind, msg in problems]
     if not problems:
         row.result = "PASS"
-    elif case.expect and backend == "tensorflow" and all(kind == "num" for kind, _ in problems):
-        row.result = f"DIFF({case.expect})"
+    elif _expected(case, backend) and all(kind == "num" for kind, _ in problems):
+        row.result = f"DIFF({','.join(_expected(case, backend))})"
     else:
         row.result = "FAIL"
     return row
+
+
+def _expected(case: Case, backend: str) -> list[str]:
+    """The case's known differences of this Keras backend ("tf-..." or "jax-..." tags)."""
+    prefix = {"tensorflow": "tf-", "jax": "jax-"}.get(backend, "?")
+    return [tag for tag in case.expect.split(",") if tag.startswith(prefix)]
 
 
 def _fmt(values):

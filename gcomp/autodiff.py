@@ -50,6 +50,8 @@ class TrainingLayout:
     losses: list[str] = field(default_factory=list)
     predictions: list[str] = field(default_factory=list)
     trainable: list[str] = field(default_factory=list)
+    regularization: str | None = None
+    """The node giving the weights' summed penalties (an output after the predictions), if any."""
 
 
 @graph_pass(keeps_training_params=True)
@@ -113,10 +115,10 @@ def _requires_grad(g: Graph) -> set[ValueRef]:
     return needs
 
 
-def _sum(g: Graph, parts: list[ValueRef], hint: str) -> ValueRef:
+def _sum(g: Graph, parts: list[ValueRef], hint: str, what: str = "grad_sum") -> ValueRef:
     if len(parts) == 1:
         return parts[0]
-    return g.add_op(g.unique_name(f"{hint}/grad_sum"), "add_n", parts, {}, {}, layer=hint)[0]
+    return g.add_op(g.unique_name(f"{hint}/{what}"), "add_n", parts, {}, {}, layer=hint)[0]
 
 
 def add_losses(graph: Graph, losses: list[LossSpec]) -> tuple[Graph, TrainingLayout]:
@@ -144,7 +146,26 @@ def add_losses(graph: Graph, losses: list[LossSpec]) -> tuple[Graph, TrainingLay
     g.outputs = [(f"{s.output}_loss", ValueRef(l)) for s, l in zip(losses, layout.losses)]
     g.outputs += [(name, ref) for name, ref in prediction_refs]
     layout.predictions = [name for name, _ in prediction_refs]
+    penalties = [_penalty_op(g, p, "regularization", {}) for p in _penalized_params(g)]
+    if penalties:  # Keras adds the trainable weights' penalties (model.losses) to the loss
+        total = _sum(g, penalties, "regularization", "sum")
+        g.outputs.append(("regularization", total))
+        layout.regularization = total.node
     return infer_shapes(g), layout
+
+
+def _penalty_op(g: Graph, param: str, op: str, attrs: dict) -> ValueRef:
+    """A regularization (or regularization_vjp) node reading weight ``param``."""
+    data = g.node(param)
+    l1, l2 = data["regularizer"]
+    (out,) = g.add_op(g.unique_name(f"{param}/{op}"), op, [], {data["role"]: ValueRef(param)},
+                      {"role": data["role"], "l1": l1, "l2": l2, **attrs}, layer=data["layer"])
+    return out
+
+
+def _penalized_params(g: Graph) -> list[str]:
+    """The trainable weights with a regularizer, in graph order."""
+    return [p for p in g.nodes("param") if "regularizer" in g.node(p) and g.node(p).get("trainable", True)]
 
 
 def training_graph(graph: Graph, losses: list[LossSpec], loss_scale: float | None = None
@@ -169,7 +190,8 @@ def training_graph(graph: Graph, losses: list[LossSpec], loss_scale: float | Non
             (gp,) = g.add_op(g.unique_name(f"{loss_node}/grad"), "loss_vjp", [pred, target, weight], {},
                              attrs, layer=spec.output)
             grads.setdefault(pred, []).append(gp)
-    forward_ops = [n for n in g.topological_order() if g.kind(n) == "op" and g.node(n)["op"] != "loss"]
+    forward_ops = [n for n in g.topological_order()
+                   if g.kind(n) == "op" and g.node(n)["op"] not in ("loss", "regularization")]
     param_grads: dict[str, list[ValueRef]] = {}
     for n in reversed(forward_ops):
         data = g.node(n)
@@ -197,6 +219,9 @@ def training_graph(graph: Graph, losses: list[LossSpec], loss_scale: float | Non
                 grads.setdefault(r, []).append(next(it))
         for role in need_params:
             param_grads.setdefault(params[role], []).append(next(it))
+    scale = 1.0 if loss_scale is None else float(np.float32(loss_scale))
+    for p in _penalized_params(g):
+        param_grads.setdefault(p, []).append(_penalty_op(g, p, "regularization_vjp", {"scale": scale}))
     layout.trainable = [p for p in g.nodes("param") if p in param_grads]
     if not layout.trainable:
         raise GraphError("nothing to train: no trainable weight gets a gradient from the losses")

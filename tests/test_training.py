@@ -283,6 +283,25 @@ def test_model_optimizer_is_the_one_that_trains(backend):
 
 
 @pytest.mark.parametrize("backend", ["numpy", "c"])
+def test_freezing_a_layer_then_compiling_again_freezes_it(backend):
+    # the transfer-learning workflow: train, set layer.trainable = False, compile, train on
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(size=(8, 3)).astype(np.float32), rng.normal(size=(8, 1)).astype(np.float32)
+    inp = Input(shape=(3,), name="x")
+    base = layers.Dense(4, activation="tanh", name="base")
+    model = Model(inp, layers.Dense(1, name="head")(base(inp)))
+    model.compile(optimizer="adam", loss="mse")
+    model.train_on_batch(x, y, backend=backend)
+    base.trainable = False
+    model.compile(optimizer="adam", loss="mse")
+    frozen, head = base.get_weights(), model.get_layer("head").get_weights()
+    model.fit(x, y, epochs=2, verbose=0, backend=backend)
+    for before, after in zip(frozen, base.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    assert not np.array_equal(head[0], model.get_layer("head").get_weights()[0])
+
+
+@pytest.mark.parametrize("backend", ["numpy", "c"])
 @pytest.mark.parametrize("scale", [128.0, 0.3])
 def test_loss_scale_factor_scales_the_loss_that_the_optimizer_unscales(backend, scale):
     # Keras differentiates optimizer.scale_loss(loss) and the optimizer divides the gradients by the

@@ -26,7 +26,8 @@ C_OPS = ("dense", "embedding", "activation", "dropout", "flatten", "reshape", "c
          # optimized inference graphs
          "embedding_conv",
          # training graphs
-         "dropout_train", "lstm_train", "loss", "loss_vjp", "vjp", "add_n", "apply_gradients")
+         "dropout_train", "lstm_train", "loss", "loss_vjp", "vjp", "add_n", "apply_gradients", "regularization",
+         "regularization_vjp")
 # Kernel libraries copied beside the generated model (each a .h and a .c in templates/c/).
 KERNEL_SOURCES = ("gcomp_kernels", "gcomp_backward", "gcomp_backward_seq", "gcomp_train")
 KERNEL_HEADERS = ("gcomp_math.h",)  # internal to the kernel libraries
@@ -303,6 +304,7 @@ def _render_function(fn: CFunction, env, param_offset: dict[str, int], max_batch
         is_loss = producer["kind"] == "op" and producer["op"] == "loss"
         outputs.append({"name": name, "source": pointer(ref).replace("const ", ""), "dims": dims,
                         "is_loss": is_loss, "loss_weight": producer["attrs"]["weight"] if is_loss else None,
+                        "is_penalty": _is_penalty(producer),
                         "count": _prod(dims), "max_count": int(np.prod([largest(d, maxima) for d in t.shape])),
                         "shape_text": "[" + ", ".join(str(d) for d in t.shape) + "]"})
     return {"name": fn.name, "doc": fn.doc, "inputs": inputs, "outputs": outputs, "blocks": blocks,
@@ -310,6 +312,13 @@ def _render_function(fn: CFunction, env, param_offset: dict[str, int], max_batch
             "scratch": max([_scratch(graph, n, maxima) for n in ops] + [1]), "scratch_calls": scratch_calls,
             "dim_checks": _dim_checks(graph, ops, set(symbols)),
             "work_per_sample": _work_per_sample(graph, ops, maxima) if fn.name == "forward" else 0}
+
+
+def _is_penalty(producer: dict) -> bool:
+    """Whether a training graph's output is the weights' regularization penalty: one weight's
+    `regularization` node, or the add_n that gcomp.autodiff names after it summing several."""
+    return producer["kind"] == "op" and (producer["op"] == "regularization" or
+                                         (producer["op"] == "add_n" and producer["layer"] == "regularization"))
 
 
 def _work_per_sample(graph: Graph, ops: list[str], maxima: dict[str, int]) -> int:

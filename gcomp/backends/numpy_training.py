@@ -36,7 +36,8 @@ def render_training_module(model, compile_config: dict | None) -> str:
         test, test_layout = add_losses(graph, specs)
         config.update(losses=losses, metrics=compile_config["metrics"],
                       weighted_metrics=compile_config.get("weighted_metrics", {}), optimizer=compile_config["optimizer"],
-                      trainable=layout.trainable, train_inputs=list(train.inputs), test_inputs=list(test.inputs))
+                      trainable=layout.trainable, train_inputs=list(train.inputs), test_inputs=list(test.inputs),
+                      regularized=layout.regularization is not None)
         functions += [("test_step", test, TEST_DOC), ("train_step", train, TRAIN_DOC)]
     title = f'Program of model "{model.name}" ({"training and inference" if losses else "inference only"})'
     return render_module(title, functions, TRAINING_RUNTIME, config)

@@ -119,6 +119,14 @@ class Layer:
         except LayerConfigError as e:
             raise self._config_error(str(e)) from None
 
+    def _regularizer(self, identifier: Any, what: str):
+        """A weight regularizer (gcomp.regularizers), resolved at construction as Keras does."""
+        from gcomp import regularizers
+        try:
+            return regularizers.get(identifier)
+        except LayerConfigError as e:
+            raise self._config_error(f"{what}: {e}") from None
+
     def _int_tuple(self, value: Any, rank: int, what: str) -> tuple[int, ...]:
         if isinstance(value, (int, np.integer)):
             values = (value,) * rank
@@ -132,9 +140,10 @@ class Layer:
         return tuple(self._positive_int(v, what) for v in values)
 
     # ---- weights ------------------------------------------------------------------------------
-    def add_weight(self, role: str, shape: tuple[int, ...], initializer: Any, trainable: bool = True) -> Variable:
+    def add_weight(self, role: str, shape: tuple[int, ...], initializer: Any, trainable: bool = True,
+                   regularizer=None) -> Variable:
         value = initializers.get(initializer)(tuple(shape), "float32")
-        var = Variable(value, role, self, trainable)
+        var = Variable(value, role, self, trainable, regularizer)
         self._params[role] = var
         return var
 

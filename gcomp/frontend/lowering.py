@@ -25,8 +25,9 @@ class _Lowering:
     def param(self, var: Variable, prefix: str) -> ValueRef:
         if id(var) not in self._param_of:
             name = var.path if var.path not in self.variables else f"{prefix}{var.path}"
+            penalty = var.regularizer.factors if var.regularizer is not None else None
             self._param_of[id(var)] = self.graph.add_param(
-                name, var.value, role=var.name, layer=var._layer.name, trainable=var.trainable)
+                name, var.value, role=var.name, layer=var._layer.name, trainable=var.trainable, regularizer=penalty)
             self.variables[name] = var
         return self._param_of[id(var)]
 

@@ -253,12 +253,17 @@ class Model(TrainingMixin, Layer):
         return {name: var.value for name, var in self._compiled_cache["variables"].items()}
 
     def _current_graph(self):
-        """The inference graph holding the current weights (set_weights may have replaced them)."""
+        """The inference graph holding the current weights (set_weights may have replaced them)
+        and the weights' current trainable flags (a layer frozen after the graph was made)."""
         graph = self._inference_graph()
-        values = self._param_values()
-        if any(graph.params[k] is not v for k, v in values.items()):
+        variables = self._compiled_cache["variables"]
+        replaced = {k: var.value for k, var in variables.items() if graph.params[k] is not var.value}
+        flipped = [k for k, var in variables.items() if graph.node(k).get("trainable", True) != var.trainable]
+        if replaced or flipped:
             graph = graph.copy()
-            graph.params.update(values)
+            graph.params.update(replaced)
+            for k in flipped:
+                graph.node(k)["trainable"] = variables[k].trainable
             self._compiled_cache["graph"] = graph
         return graph
 

@@ -7,8 +7,10 @@ import numpy as np
 class Variable:
     """A named weight (``path`` is "<layer>/<name>", as in Keras) holding a NumPy array."""
 
-    def __init__(self, value: np.ndarray, name: str, layer, trainable: bool = True):
+    def __init__(self, value: np.ndarray, name: str, layer, trainable: bool = True, regularizer=None):
         self._value = np.ascontiguousarray(value)
+        self.regularizer = regularizer
+        """A gcomp.regularizers object or None: its penalty joins the training loss (as in Keras)."""
         self.version = 0
         """Incremented by assign(): compiled forms that baked the value in know to rebuild."""
         self.name = name

@@ -57,9 +57,11 @@ class Graph:
         return ValueRef(name)
 
     def add_param(self, name: str, value: np.ndarray, *, role: str, layer: str,
-                  trainable: bool = True) -> ValueRef:
+                  trainable: bool = True, regularizer: tuple[float, float] | None = None) -> ValueRef:
+        """A weight; ``regularizer`` (l1, l2) makes training add l1 sum|w| + l2 sum w^2 to the loss."""
+        extra = {"regularizer": tuple(regularizer)} if regularizer is not None else {}
         self._add_node(name, kind="param", role=role, layer=layer, trainable=trainable,
-                       outputs=[TensorType(tuple(value.shape), str(value.dtype))])
+                       outputs=[TensorType(tuple(value.shape), str(value.dtype))], **extra)
         self.params[name] = value
         return ValueRef(name)
 

@@ -31,7 +31,8 @@ def print_graph(graph: Graph) -> str:
         data = graph.node(n)
         if data["kind"] == "param":
             frozen = "" if data.get("trainable", True) else " frozen"
-            lines.append(f"  param {ValueRef(n)}: {_fmt_types(data['outputs'])}{frozen}")
+            penalty = " regularizer(l1={}, l2={})".format(*data["regularizer"]) if "regularizer" in data else ""
+            lines.append(f"  param {ValueRef(n)}: {_fmt_types(data['outputs'])}{frozen}{penalty}")
     for n in order:
         data = graph.node(n)
         if data["kind"] != "op":

@@ -42,6 +42,23 @@ def loss_vjp(attrs, inputs, params):
     return [inputs[0]]
 
 
+def _penalized(attrs) -> tuple[str, ...]:
+    return (attrs["role"],)
+
+
+@register("regularization", params=_penalized, min_inputs=0, max_inputs=0)
+def regularization(attrs, inputs, params):
+    """Keras's penalty of one weight (role attrs["role"]): l1 sum|w| + l2 sum w^2 for the attrs' l1
+    and l2. The training graphs add the penalties to the loss, as Keras adds model.losses."""
+    return [SCALAR]
+
+
+@register("regularization_vjp", params=_penalized, min_inputs=0, max_inputs=0)
+def regularization_vjp(attrs, inputs, params):
+    """d(scale * penalty)/d(weight) = scale (l1 sign(w) + 2 l2 w), for the attrs' l1, l2 and scale."""
+    return [params[attrs["role"]]]
+
+
 def _vjp_params(attrs) -> tuple[str, ...]:
     return tuple(attrs["param_roles"])
 

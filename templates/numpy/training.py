@@ -233,11 +233,14 @@ class Program:
         return self._results(step(self.params, self._feeds(inputs, targets, sws, order), self))
 
     def _results(self, outs):
-        """(total weighted loss, each loss, the predictions) from a step's outputs."""
-        k = len(self.config["losses"])
+        """(total loss, each loss, the predictions) from a step's outputs. The total is the losses
+        weighted plus the weights' penalties (an output after the predictions), as Keras's loss."""
+        k, n_out = len(self.config["losses"]), len(self.config["outputs"])
         losses = [float(v) for v in outs[:k]]
-        preds = outs[k:k + len(self.config["outputs"])]
+        preds = outs[k:k + n_out]
         total = sum(spec["weight"] * v for spec, v in zip(self.config["losses"], losses))
+        if self.config.get("regularized"):
+            total += float(outs[k + n_out])
         return total, losses, preds
 
     def _new_trackers(self):

@@ -148,6 +148,17 @@ class BufferGradient:
         self.array, self.rows = array, None
 
 
+def weight_penalty_grad(w, l1, l2, scale):
+    """d(scale * (l1 sum|w| + l2 sum w^2))/dw = (scale l1) sign(w) + (scale l2) 2w, the factors
+    multiplied in float32 as the backward of Keras's penalty meets them."""
+    g = np.zeros_like(w)
+    if l1:
+        g += (np.float32(scale) * np.float32(l1)) * np.sign(w)
+    if l2:
+        g += (np.float32(scale) * np.float32(l2)) * (w * np.float32(2))
+    return g
+
+
 def gradient_buffer(ctx, slot):
     """Where the step's context keeps weight gradient number `slot` for apply_gradients, as a
     BufferGradient, to compute a large gradient there in place; None for a context without one."""

@@ -34,8 +34,9 @@ class _Conv(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = self._initializer(kernel_initializer)
         self.bias_initializer = self._initializer(bias_initializer)
-        _no_extras(self, kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
-                   activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
+        self.kernel_regularizer = self._regularizer(kernel_regularizer, "kernel_regularizer")
+        self.bias_regularizer = self._regularizer(bias_regularizer, "bias_regularizer")
+        _no_extras(self, activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
                    bias_constraint=bias_constraint)
 
     def build(self, input_types):
@@ -46,9 +47,10 @@ class _Conv(Layer):
         channels = x.shape[-1]
         if not t.is_static(channels):
             raise ShapeError("the channel dimension of the inputs should be defined, found None")
-        self.kernel = self.add_weight("kernel", self.kernel_size + (channels, self.filters), self.kernel_initializer)
+        self.kernel = self.add_weight("kernel", self.kernel_size + (channels, self.filters), self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer)
         if self.use_bias:
-            self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer)
+            self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer, regularizer=self.bias_regularizer)
 
     def op_attrs(self):
         return {"rank": self.rank, "filters": self.filters, "kernel_size": self.kernel_size,

@@ -30,8 +30,9 @@ class Dense(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = self._initializer(kernel_initializer)
         self.bias_initializer = self._initializer(bias_initializer)
-        _no_extras(self, kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
-                   activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
+        self.kernel_regularizer = self._regularizer(kernel_regularizer, "kernel_regularizer")
+        self.bias_regularizer = self._regularizer(bias_regularizer, "bias_regularizer")
+        _no_extras(self, activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
                    bias_constraint=bias_constraint, lora_rank=lora_rank)
 
     def build(self, input_types):
@@ -41,9 +42,10 @@ class Dense(Layer):
         d = x.shape[-1]
         if not t.is_static(d):
             raise ShapeError(f"the last dimension of the inputs to a Dense layer should be defined, found {d}")
-        self.kernel = self.add_weight("kernel", (d, self.units), self.kernel_initializer)
+        self.kernel = self.add_weight("kernel", (d, self.units), self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer)
         if self.use_bias:
-            self.bias = self.add_weight("bias", (self.units,), self.bias_initializer)
+            self.bias = self.add_weight("bias", (self.units,), self.bias_initializer, regularizer=self.bias_regularizer)
 
     def op_attrs(self):
         return {"units": self.units, "activation": self.activation, "use_bias": self.use_bias}
@@ -65,13 +67,13 @@ class Embedding(Layer):
         self.embeddings_initializer = self._initializer(embeddings_initializer)
         if mask_zero:
             raise self._config_error("mask_zero=True (masking) is not supported by gcomp yet")
-        _no_extras(self, embeddings_regularizer=embeddings_regularizer,
-                   embeddings_constraint=embeddings_constraint, lora_rank=lora_rank)
+        self.embeddings_regularizer = self._regularizer(embeddings_regularizer, "embeddings_regularizer")
+        _no_extras(self, embeddings_constraint=embeddings_constraint, lora_rank=lora_rank)
         self._initial_weights = weights
 
     def build(self, input_types):
         self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim),
-                                          self.embeddings_initializer)
+                                          self.embeddings_initializer, regularizer=self.embeddings_regularizer)
         if self._initial_weights is not None:
             self.set_weights(self._initial_weights)
 

@@ -44,10 +44,11 @@ class LSTM(Layer):
         self.go_backwards = bool(go_backwards)
         if stateful:
             raise self._config_error("stateful=True is not supported by gcomp")
-        _no_extras(self, kernel_regularizer=kernel_regularizer, recurrent_regularizer=recurrent_regularizer,
-                   bias_regularizer=bias_regularizer, activity_regularizer=activity_regularizer,
-                   kernel_constraint=kernel_constraint, recurrent_constraint=recurrent_constraint,
-                   bias_constraint=bias_constraint)
+        self.kernel_regularizer = self._regularizer(kernel_regularizer, "kernel_regularizer")
+        self.recurrent_regularizer = self._regularizer(recurrent_regularizer, "recurrent_regularizer")
+        self.bias_regularizer = self._regularizer(bias_regularizer, "bias_regularizer")
+        _no_extras(self, activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
+                   recurrent_constraint=recurrent_constraint, bias_constraint=bias_constraint)
 
     def build(self, input_types):
         x = input_types[0]
@@ -57,8 +58,10 @@ class LSTM(Layer):
         if not t.is_static(features):
             raise ShapeError("the feature dimension of the inputs should be defined, found None")
         u = self.units
-        self.kernel = self.add_weight("kernel", (features, 4 * u), self.kernel_initializer)
-        self.recurrent_kernel = self.add_weight("recurrent_kernel", (u, 4 * u), self.recurrent_initializer)
+        self.kernel = self.add_weight("kernel", (features, 4 * u), self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer)
+        self.recurrent_kernel = self.add_weight("recurrent_kernel", (u, 4 * u), self.recurrent_initializer,
+                                                regularizer=self.recurrent_regularizer)
         if self.use_bias:
             init = self.bias_initializer
             if self.unit_forget_bias:
@@ -66,7 +69,7 @@ class LSTM(Layer):
 
                 def init(shape, dtype="float32"):  # noqa: E306 - Keras: [init(u), ones(u), init(2u)]
                     return np.concatenate([base((u,), dtype), np.ones((u,), dtype), base((2 * u,), dtype)])
-            self.bias = self.add_weight("bias", (4 * u,), init)
+            self.bias = self.add_weight("bias", (4 * u,), init, regularizer=self.bias_regularizer)
 
     def op_attrs(self):
         return {"units": self.units, "activation": self.activation,
