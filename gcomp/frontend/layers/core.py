@@ -112,6 +112,8 @@ class Dropout(Layer):
         super().__init__(**kwargs)
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
             raise self._config_error(f"rate must be a float in [0, 1], got {rate!r}")
+        if noise_shape is not None:  # a mask shared along some axes: the kernels draw one per element
+            raise self._config_error(f"noise_shape={noise_shape!r} is not supported by gcomp yet (only None)")
         self.rate, self.noise_shape, self.seed = float(rate), noise_shape, seed
 
     def op_attrs(self):

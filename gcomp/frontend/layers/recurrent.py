@@ -38,6 +38,10 @@ class LSTM(Layer):
         for what, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
             if not 0 <= rate <= 1:
                 raise self._config_error(f"{what} must be in [0, 1], got {rate!r}")
+            if rate > 0:  # refused rather than ignored: training would run without it
+                hint = "; a Dropout layer before the LSTM drops its inputs (a fresh mask per step)" \
+                    if what == "dropout" else ""
+                raise self._config_error(f"{what}={rate!r} is not supported by gcomp yet{hint}")
         self.dropout, self.recurrent_dropout, self.seed = float(dropout), float(recurrent_dropout), seed
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
