@@ -721,15 +721,39 @@ CASES += [
 ]
 
 
+
+
+def _constrained(K):
+    """Every constraint on every kind of weight, tight enough to act at every step."""
+    tokens = K.Input(shape=(9,), dtype="int32", name="tokens")
+    x = K.layers.Embedding(30, 6, embeddings_constraint=K.constraints.MaxNorm(0.05, axis=1))(tokens)
+    x = K.layers.Conv1D(5, 3, activation="relu", kernel_constraint=K.constraints.UnitNorm(axis=[0, 1]),
+                        bias_constraint="non_neg")(x)
+    x = K.layers.LSTM(4, recurrent_constraint=K.constraints.MinMaxNorm(0.5, 0.8, rate=0.6),
+                      kernel_constraint="max_norm")(x)
+    x = K.layers.Dense(6, activation="tanh", kernel_constraint=K.constraints.MaxNorm(0.3),
+                       bias_constraint=K.constraints.NonNeg())(x)
+    return K.Model(tokens, K.layers.Dense(2, activation="softmax", name="out")(x))
+
+
+CASES += [
+    Case("constraints", "17 constraints", _constrained,
+         lambda K: {"optimizer": K.optimizers.Adam(learning_rate=0.05), "loss": "categorical_crossentropy",
+                    "metrics": ["acc"]}, _regularized_data, {"batch_size": 8, "epochs": 3}, expect="tf-sparse"),
+    Case("constraints_sgd", "17 constraints", _constrained,
+         lambda K: {"optimizer": K.optimizers.SGD(learning_rate=0.3, momentum=0.5), "loss": "categorical_crossentropy",
+                    "metrics": ["acc"]}, _regularized_data, {"batch_size": 8, "epochs": 3, "validation_split": 0.25}),
+]
 CASE_BY_NAME = {c.name: c for c in CASES}
 
 
 def namespace(module) -> SimpleNamespace:
-    """Input, layers, Model, Sequential, losses, optimizers, callbacks, metrics, regularizers of
-    `keras` or `gcomp`."""
+    """Input, layers, Model, Sequential, losses, optimizers, callbacks, metrics, regularizers and
+    constraints of `keras` or `gcomp`."""
     return SimpleNamespace(Input=module.Input, layers=module.layers, Model=module.Model,
                            Sequential=module.Sequential, losses=module.losses, optimizers=module.optimizers,
-                           callbacks=module.callbacks, metrics=module.metrics, regularizers=module.regularizers)
+                           callbacks=module.callbacks, metrics=module.metrics, regularizers=module.regularizers,
+                           constraints=module.constraints)
 
 
 def case_data(case: Case) -> dict:

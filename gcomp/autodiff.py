@@ -226,7 +226,10 @@ def training_graph(graph: Graph, losses: list[LossSpec], loss_scale: float | Non
     if not layout.trainable:
         raise GraphError("nothing to train: no trainable weight gets a gradient from the losses")
     summed = [_sum(g, param_grads[p], p) for p in layout.trainable]
-    (step,) = g.add_op("apply_gradients", "apply_gradients", summed, {}, {"params": tuple(layout.trainable)},
-                       layer="optimizer")
+    attrs = {"params": tuple(layout.trainable)}
+    constrained = tuple((p, g.node(p)["constraint"]) for p in layout.trainable if "constraint" in g.node(p))
+    if constrained:  # projected after the update, as Keras's optimizer does (gcomp.constraints)
+        attrs["constraints"] = constrained
+    (step,) = g.add_op("apply_gradients", "apply_gradients", summed, {}, attrs, layer="optimizer")
     g.outputs.append(("step", step))
     return infer_shapes(g), layout

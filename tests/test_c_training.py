@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import gcomp
-from gcomp import Input, Model, layers, regularizers
+from gcomp import Input, Model, constraints, layers, regularizers
 from gcomp.backends.c_backend import KERNEL_SOURCES
 from gcomp.backends.c_training import c_program_class, render_training_c
 from gcomp.backends.numpy_backend import load_module
@@ -250,12 +250,14 @@ def _make(folder, *flags):
 
 @pytest.mark.parametrize("regularized", [False, True])
 def test_cli_trains_on_files_as_fit_does(tmp_path, regularized):
-    # with regularizers, the printed loss includes the weights' penalties, as fit's does
-    penalty = {"kernel_regularizer": "l2", "recurrent_regularizer": regularizers.L1(0.02)} if regularized else {}
+    # with regularizers, the printed loss includes the weights' penalties, as fit's does; with
+    # constraints, each update ends with their projections
+    extras = {"kernel_regularizer": "l2", "recurrent_regularizer": regularizers.L1(0.02),
+              "recurrent_constraint": constraints.MaxNorm(0.4)} if regularized else {}
     t = Input(shape=(7,), dtype="int32", name="tokens")
-    h = layers.LSTM(5, **penalty)(layers.Embedding(40, 6)(t))
-    model = Model(t, layers.Dense(4, activation="softmax", name="label",
-                                  bias_regularizer="l1" if regularized else None)(h), name="clf")
+    h = layers.LSTM(5, **extras)(layers.Embedding(40, 6)(t))
+    model = Model(t, layers.Dense(4, activation="softmax", name="label", bias_regularizer="l1" if regularized else None,
+                                  kernel_constraint="non_neg" if regularized else None)(h), name="clf")
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     rng = np.random.default_rng(8)
     x = rng.integers(0, 40, (21, 7)).astype(np.int32)

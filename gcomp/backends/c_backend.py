@@ -284,6 +284,8 @@ def _render_function(fn: CFunction, env, param_offset: dict[str, int], max_batch
         if kind in ("conv", "max_pool", "avg_pool"):
             context["pads"] = _pads(data["attrs"], window_dims[0][1:-1])
         context["winograd"] = inference_only and _winograd(graph, n)
+        if kind == "apply_gradients":  # where the constrained weights live in W
+            context["weight_of"] = {p: f"(W + {param_offset[p]}L)" for p in data["attrs"]["params"]}
         if kind == "concat":
             context["axis"] = data["attrs"]["axis"] % len(window_dims[0])
         code = env.get_template(template).render(**context).rstrip("\n")

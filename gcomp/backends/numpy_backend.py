@@ -22,7 +22,8 @@ from gcomp.ir.graph import Graph, ValueRef
 from gcomp.ops import get_op
 
 INFERENCE_RUNTIME = ("prelude.py",)
-TRAINING_RUNTIME = ("prelude.py", "vjp.py", "losses.py", "schedules.py", "optimizers.py", "training.py")
+TRAINING_RUNTIME = ("prelude.py", "vjp.py", "losses.py", "schedules.py", "optimizers.py", "constraints.py",
+                    "training.py")
 _RESERVED = {"np", "params", "inputs", "ctx", "forward", "test_step", "train_step", "CONFIG", "load"}
 
 

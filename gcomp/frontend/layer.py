@@ -122,8 +122,16 @@ class Layer:
     def _regularizer(self, identifier: Any, what: str):
         """A weight regularizer (gcomp.regularizers), resolved at construction as Keras does."""
         from gcomp import regularizers
+        return self._resolved(regularizers.get, identifier, what)
+
+    def _constraint(self, identifier: Any, what: str):
+        """A weight constraint (gcomp.constraints), resolved at construction as Keras does."""
+        from gcomp import constraints
+        return self._resolved(constraints.get, identifier, what)
+
+    def _resolved(self, get: Any, identifier: Any, what: str):
         try:
-            return regularizers.get(identifier)
+            return get(identifier)
         except LayerConfigError as e:
             raise self._config_error(f"{what}: {e}") from None
 
@@ -141,9 +149,14 @@ class Layer:
 
     # ---- weights ------------------------------------------------------------------------------
     def add_weight(self, role: str, shape: tuple[int, ...], initializer: Any, trainable: bool = True,
-                   regularizer=None) -> Variable:
+                   regularizer=None, constraint=None) -> Variable:
         value = initializers.get(initializer)(tuple(shape), "float32")
         var = Variable(value, role, self, trainable, regularizer)
+        if constraint is not None:  # its axes checked against this weight's shape now
+            try:
+                var.constraint = constraint.spec(tuple(shape))
+            except LayerConfigError as e:
+                raise self._config_error(f"the constraint of {role} {tuple(shape)}: {e}") from None
         self._params[role] = var
         return var
 

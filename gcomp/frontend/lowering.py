@@ -27,7 +27,8 @@ class _Lowering:
             name = var.path if var.path not in self.variables else f"{prefix}{var.path}"
             penalty = var.regularizer.factors if var.regularizer is not None else None
             self._param_of[id(var)] = self.graph.add_param(
-                name, var.value, role=var.name, layer=var._layer.name, trainable=var.trainable, regularizer=penalty)
+                name, var.value, role=var.name, layer=var._layer.name, trainable=var.trainable, regularizer=penalty,
+                constraint=var.constraint)
             self.variables[name] = var
         return self._param_of[id(var)]
 

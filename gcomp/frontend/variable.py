@@ -11,6 +11,8 @@ class Variable:
         self._value = np.ascontiguousarray(value)
         self.regularizer = regularizer
         """A gcomp.regularizers object or None: its penalty joins the training loss (as in Keras)."""
+        self.constraint: dict | None = None
+        """A gcomp.constraints spec or None: the projection after each optimizer update."""
         self.version = 0
         """Incremented by assign(): compiled forms that baked the value in know to rebuild."""
         self.name = name

@@ -57,9 +57,13 @@ class Graph:
         return ValueRef(name)
 
     def add_param(self, name: str, value: np.ndarray, *, role: str, layer: str,
-                  trainable: bool = True, regularizer: tuple[float, float] | None = None) -> ValueRef:
-        """A weight; ``regularizer`` (l1, l2) makes training add l1 sum|w| + l2 sum w^2 to the loss."""
+                  trainable: bool = True, regularizer: tuple[float, float] | None = None,
+                  constraint: dict | None = None) -> ValueRef:
+        """A weight; ``regularizer`` (l1, l2) makes training add l1 sum|w| + l2 sum w^2 to the loss,
+        ``constraint`` (a gcomp.constraints spec) projects it after each optimizer update."""
         extra = {"regularizer": tuple(regularizer)} if regularizer is not None else {}
+        if constraint is not None:
+            extra["constraint"] = dict(constraint)
         self._add_node(name, kind="param", role=role, layer=layer, trainable=trainable,
                        outputs=[TensorType(tuple(value.shape), str(value.dtype))], **extra)
         self.params[name] = value

@@ -32,7 +32,8 @@ def print_graph(graph: Graph) -> str:
         if data["kind"] == "param":
             frozen = "" if data.get("trainable", True) else " frozen"
             penalty = " regularizer(l1={}, l2={})".format(*data["regularizer"]) if "regularizer" in data else ""
-            lines.append(f"  param {ValueRef(n)}: {_fmt_types(data['outputs'])}{frozen}{penalty}")
+            projection = f" constraint({data['constraint']['kind']})" if "constraint" in data else ""
+            lines.append(f"  param {ValueRef(n)}: {_fmt_types(data['outputs'])}{frozen}{penalty}{projection}")
     for n in order:
         data = graph.node(n)
         if data["kind"] != "op":

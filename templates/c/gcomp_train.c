@@ -650,3 +650,36 @@ void gk_dropout(const float *x, float *y, float *mask, long n, double rate, uint
     }
     *counter += (uint64_t)(n > 0 ? n : 0);
 }
+
+void gk_constrain(int kind, float *w, long outer, long reduced, long inner, double min_value, double max_value,
+                  double rate)
+{
+    const float eps = 1e-7f, lo = (float)min_value, hi = (float)max_value, r = (float)rate;
+    long o, k, i;
+    if (kind == GK_CONSTRAINT_NON_NEG) {
+        for (i = 0; i < outer * reduced * inner; ++i)
+            w[i] = w[i] < 0.0f ? 0.0f : w[i];
+        return;
+    }
+    for (o = 0; o < outer; ++o) {
+        float *block = w + o * reduced * inner;
+        for (i = 0; i < inner; ++i) {
+            double acc = 0.0;
+            float norm, desired;
+            for (k = 0; k < reduced; ++k)
+                acc += (double)block[k * inner + i] * (double)block[k * inner + i];
+            norm = sqrtf((float)acc);
+            if (kind == GK_CONSTRAINT_UNIT_NORM) {
+                for (k = 0; k < reduced; ++k)
+                    block[k * inner + i] /= eps + norm;
+                continue;
+            }
+            desired = r * (norm < lo ? lo : norm > hi ? hi : norm);
+            if (rate != 1.0)
+                desired += (1.0f - r) * norm;
+            desired /= eps + norm;
+            for (k = 0; k < reduced; ++k)
+                block[k * inner + i] *= desired;
+        }
+    }
+}

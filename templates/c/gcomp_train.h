@@ -100,4 +100,12 @@ uint64_t gk_splitmix64(uint64_t z);
  * DropoutStream(key) at the same counter. mask may be NULL; y may be x (in place). */
 void gk_dropout(const float *x, float *y, float *mask, long n, double rate, uint64_t key, uint64_t *counter);
 
+/* Keras's weight constraints, in place after an optimizer update, on w seen as (outer, reduced,
+ * inner) blocks with the norms over `reduced`: NON_NEG w = max(w, 0); UNIT_NORM w / (eps + ||w||);
+ * MAX_NORM (MaxNorm and MinMaxNorm) w * (rate clamp(||w||, min, max) + (1 - rate) ||w||) / (eps + ||w||),
+ * eps = 1e-7, in float32 as the NumPy runtime's apply_constraint. */
+enum gk_constraint_kind { GK_CONSTRAINT_NON_NEG = 0, GK_CONSTRAINT_UNIT_NORM, GK_CONSTRAINT_MAX_NORM };
+void gk_constrain(int kind, float *w, long outer, long reduced, long inner, double min_value, double max_value,
+                  double rate);
+
 #endif

@@ -36,8 +36,9 @@ class _Conv(Layer):
         self.bias_initializer = self._initializer(bias_initializer)
         self.kernel_regularizer = self._regularizer(kernel_regularizer, "kernel_regularizer")
         self.bias_regularizer = self._regularizer(bias_regularizer, "bias_regularizer")
-        _no_extras(self, activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
-                   bias_constraint=bias_constraint)
+        self.kernel_constraint = self._constraint(kernel_constraint, "kernel_constraint")
+        self.bias_constraint = self._constraint(bias_constraint, "bias_constraint")
+        _no_extras(self, activity_regularizer=activity_regularizer)
 
     def build(self, input_types):
         x = input_types[0]
@@ -48,9 +49,10 @@ class _Conv(Layer):
         if not t.is_static(channels):
             raise ShapeError("the channel dimension of the inputs should be defined, found None")
         self.kernel = self.add_weight("kernel", self.kernel_size + (channels, self.filters), self.kernel_initializer,
-                                      regularizer=self.kernel_regularizer)
+                                      regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
         if self.use_bias:
-            self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer, regularizer=self.bias_regularizer)
+            self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer, regularizer=self.bias_regularizer,
+                                        constraint=self.bias_constraint)
 
     def op_attrs(self):
         return {"rank": self.rank, "filters": self.filters, "kernel_size": self.kernel_size,

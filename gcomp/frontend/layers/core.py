@@ -9,7 +9,8 @@ from gcomp.ir import types as t
 
 
 def _no_extras(layer: Layer, **extras) -> None:
-    """Regularizers, constraints and friends: accepted as None (Keras's default), refused otherwise."""
+    """Arguments gcomp cannot honour yet (activity regularizers, LoRA): accepted as None (Keras's
+    default), refused otherwise, so that training never silently differs from the model written."""
     given = {k: v for k, v in extras.items() if v is not None}
     if given:
         raise layer._config_error(f"{', '.join(sorted(given))} not supported by gcomp yet")
@@ -32,8 +33,9 @@ class Dense(Layer):
         self.bias_initializer = self._initializer(bias_initializer)
         self.kernel_regularizer = self._regularizer(kernel_regularizer, "kernel_regularizer")
         self.bias_regularizer = self._regularizer(bias_regularizer, "bias_regularizer")
-        _no_extras(self, activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
-                   bias_constraint=bias_constraint, lora_rank=lora_rank)
+        self.kernel_constraint = self._constraint(kernel_constraint, "kernel_constraint")
+        self.bias_constraint = self._constraint(bias_constraint, "bias_constraint")
+        _no_extras(self, activity_regularizer=activity_regularizer, lora_rank=lora_rank)
 
     def build(self, input_types):
         x = input_types[0]
@@ -43,9 +45,10 @@ class Dense(Layer):
         if not t.is_static(d):
             raise ShapeError(f"the last dimension of the inputs to a Dense layer should be defined, found {d}")
         self.kernel = self.add_weight("kernel", (d, self.units), self.kernel_initializer,
-                                      regularizer=self.kernel_regularizer)
+                                      regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
         if self.use_bias:
-            self.bias = self.add_weight("bias", (self.units,), self.bias_initializer, regularizer=self.bias_regularizer)
+            self.bias = self.add_weight("bias", (self.units,), self.bias_initializer, regularizer=self.bias_regularizer,
+                                        constraint=self.bias_constraint)
 
     def op_attrs(self):
         return {"units": self.units, "activation": self.activation, "use_bias": self.use_bias}
@@ -68,12 +71,14 @@ class Embedding(Layer):
         if mask_zero:
             raise self._config_error("mask_zero=True (masking) is not supported by gcomp yet")
         self.embeddings_regularizer = self._regularizer(embeddings_regularizer, "embeddings_regularizer")
-        _no_extras(self, embeddings_constraint=embeddings_constraint, lora_rank=lora_rank)
+        self.embeddings_constraint = self._constraint(embeddings_constraint, "embeddings_constraint")
+        _no_extras(self, lora_rank=lora_rank)
         self._initial_weights = weights
 
     def build(self, input_types):
         self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim),
-                                          self.embeddings_initializer, regularizer=self.embeddings_regularizer)
+                                          self.embeddings_initializer, regularizer=self.embeddings_regularizer,
+                                          constraint=self.embeddings_constraint)
         if self._initial_weights is not None:
             self.set_weights(self._initial_weights)
 

@@ -51,8 +51,10 @@ class LSTM(Layer):
         self.kernel_regularizer = self._regularizer(kernel_regularizer, "kernel_regularizer")
         self.recurrent_regularizer = self._regularizer(recurrent_regularizer, "recurrent_regularizer")
         self.bias_regularizer = self._regularizer(bias_regularizer, "bias_regularizer")
-        _no_extras(self, activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
-                   recurrent_constraint=recurrent_constraint, bias_constraint=bias_constraint)
+        self.kernel_constraint = self._constraint(kernel_constraint, "kernel_constraint")
+        self.recurrent_constraint = self._constraint(recurrent_constraint, "recurrent_constraint")
+        self.bias_constraint = self._constraint(bias_constraint, "bias_constraint")
+        _no_extras(self, activity_regularizer=activity_regularizer)
 
     def build(self, input_types):
         x = input_types[0]
@@ -63,9 +65,10 @@ class LSTM(Layer):
             raise ShapeError("the feature dimension of the inputs should be defined, found None")
         u = self.units
         self.kernel = self.add_weight("kernel", (features, 4 * u), self.kernel_initializer,
-                                      regularizer=self.kernel_regularizer)
+                                      regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
         self.recurrent_kernel = self.add_weight("recurrent_kernel", (u, 4 * u), self.recurrent_initializer,
-                                                regularizer=self.recurrent_regularizer)
+                                                regularizer=self.recurrent_regularizer,
+                                                constraint=self.recurrent_constraint)
         if self.use_bias:
             init = self.bias_initializer
             if self.unit_forget_bias:
@@ -73,7 +76,8 @@ class LSTM(Layer):
 
                 def init(shape, dtype="float32"):  # noqa: E306 - Keras: [init(u), ones(u), init(2u)]
                     return np.concatenate([base((u,), dtype), np.ones((u,), dtype), base((2 * u,), dtype)])
-            self.bias = self.add_weight("bias", (4 * u,), init, regularizer=self.bias_regularizer)
+            self.bias = self.add_weight("bias", (4 * u,), init, regularizer=self.bias_regularizer,
+                                        constraint=self.bias_constraint)
 
     def op_attrs(self):
         return {"units": self.units, "activation": self.activation,
