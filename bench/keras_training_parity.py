@@ -572,7 +572,7 @@ CASES += [
     Case("loss_reduction_sum", "13 compile forms", _regression,
          lambda K: {"optimizer": K.optimizers.SGD(learning_rate=0.002),
                     "loss": K.losses.MeanSquaredError(reduction="sum"), "metrics": ["mae"]},
-         _regression_data, {"batch_size": 16, "epochs": 3}, may_refuse=True),
+         _regression_data, {"batch_size": 16, "epochs": 3}),
     Case("multi_output_metric_lists", "13 compile forms", _multi_output,
          lambda K: {"optimizer": K.optimizers.Adam(learning_rate=0.005),
                     "loss": ["mae", K.losses.CategoricalCrossentropy(), "binary_crossentropy"],

@@ -31,11 +31,13 @@ class LossSpec:
     loss: str
     weight: float = 1.0
     from_logits: bool = False
+    reduction: str = "sum_over_batch_size"
 
 
 def compiled_losses(compile_config: dict) -> tuple[list[LossSpec], float | None]:
     """compile()'s losses as LossSpecs, and its optimizer's loss_scale_factor (None: none)."""
-    specs = [LossSpec(l["output"], l["loss"], l["weight"], l["from_logits"]) for l in compile_config["losses"]]
+    specs = [LossSpec(l["output"], l["loss"], l["weight"], l["from_logits"], l.get("reduction", "sum_over_batch_size"))
+             for l in compile_config["losses"]]
     optimizer = compile_config.get("optimizer") or {}
     return specs, optimizer.get("config", {}).get("loss_scale_factor")
 
@@ -136,8 +138,10 @@ def add_losses(graph: Graph, losses: list[LossSpec]) -> tuple[Graph, TrainingLay
         target = g.add_input(f"{spec.output}_target", (None,) + (ptype.keras_shape()[1:-1] if sparse else ptype.keras_shape()[1:]),
                              "int32" if sparse else "float32")
         weight = g.add_input(f"{spec.output}_sample_weight", (None,), "float32")
-        (value,) = g.add_op(g.unique_name(f"{spec.output}_loss"), "loss", [pred, target, weight], {},
-                            {"loss": spec.loss, "from_logits": spec.from_logits, "weight": spec.weight},
+        attrs = {"loss": spec.loss, "from_logits": spec.from_logits, "weight": spec.weight}
+        if spec.reduction != "sum_over_batch_size":  # (the default stays out of the printed IR)
+            attrs["reduction"] = spec.reduction
+        (value,) = g.add_op(g.unique_name(f"{spec.output}_loss"), "loss", [pred, target, weight], {}, attrs,
                             layer=spec.output)
         layout.targets.append(target.node)
         layout.sample_weights.append(weight.node)

@@ -22,23 +22,33 @@ class Loss:
 
     def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
                  reduction: str = "sum_over_batch_size", name: str | None = None, dtype=None):
-        if reduction != "sum_over_batch_size":
-            raise ValueError(f"gcomp supports Keras's default reduction 'sum_over_batch_size', got {reduction!r}")
+        if reduction not in _rt.REDUCTIONS:
+            raise ValueError(f"gcomp's losses reduce by {', '.join(repr(r) for r in _rt.REDUCTIONS)}, got "
+                             f"reduction={reduction!r}" + _UNSUPPORTED.get(reduction, ""))
         if axis != -1:
             raise ValueError(f"gcomp's losses reduce the last axis (axis=-1), got axis={axis!r}")
         if not 0 <= label_smoothing <= 1:
             raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
         self.from_logits, self.label_smoothing = bool(from_logits), float(label_smoothing)
+        self.reduction = reduction
         self.name, self.dtype = name or self.kind, dtype
 
     @property
-    def gcomp_loss(self) -> tuple[str, bool, float]:
-        return self.kind, self.from_logits, self.label_smoothing
+    def gcomp_loss(self) -> tuple[str, bool, float, str]:
+        return self.kind, self.from_logits, self.label_smoothing, self.reduction
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         y_true = _rt.smooth_labels(self.kind, y_true, self.label_smoothing)
         return _rt.loss_and_grad(self.kind, np.asarray(y_true), np.asarray(y_pred, np.float32), sample_weight,
-                                 self.from_logits)[0]
+                                 self.from_logits, reduction=self.reduction)[0]
+
+
+# Keras's other reductions, and why gcomp has none of them yet
+_UNSUPPORTED = {
+    None: " (Keras's unreduced per-sample losses: compile() needs a scalar)",
+    "none": " (Keras's unreduced per-sample losses: compile() needs a scalar)",
+    "mean_with_sample_weight": " (dividing by the sum of sample weights is not supported by gcomp yet)",
+}
 
 
 class MeanSquaredError(Loss):
@@ -84,7 +94,7 @@ class SparseCategoricalCrossentropy(Loss):
 def _named(function, name: str, loss: str):
     function.__name__ = function.__qualname__ = name
     function.__doc__ = f"Keras's {name}: per-sample values (the last axis reduced)."
-    function.gcomp_loss = (loss, False, 0.0)  # compile(loss=<this function>): Keras's defaults
+    function.gcomp_loss = (loss, False, 0.0, "sum_over_batch_size")  # compile(loss=<this function>): Keras's defaults
     return function
 
 

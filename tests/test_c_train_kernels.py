@@ -43,7 +43,7 @@ class GkOptimizer(ctypes.Structure):
 
 def _bind(lib):
     sigs = {
-        "gk_loss": (L, [I, I, P, P, P, L, L, L, D, P, P]),
+        "gk_loss": (L, [I, I, P, P, P, L, L, L, D, I, P, P]),
         "gk_optimizer_defaults": (None, [P, I]),
         "gk_optimizer_slot_count": (L, [P]),
         "gk_optimizer_init_slots": (None, [P, P, L]),
@@ -142,13 +142,13 @@ def loss_inputs(loss, from_logits, shape, seed):
     return p, t
 
 
-def c_loss(lib, loss, from_logits, p, t, sw, weight=1.0, want_grad=True):
+def c_loss(lib, loss, from_logits, p, t, sw, weight=1.0, want_grad=True, reduction="sum_over_batch_size"):
     shape = p.shape
     batch, inner, classes = shape[0], int(np.prod(shape[1:-1], dtype=np.int64)), shape[-1]
     out = np.full(2, np.nan, np.float32)
     grad = np.full(p.size + 8, np.nan, np.float32) if want_grad else None
     bad = lib.gk_loss(LOSSES.index(loss), int(from_logits), ptr(p), ptr(t), ptr(sw), batch, inner, classes,
-                      weight, ptr(out), ptr(grad))
+                      weight, int(reduction == "sum"), ptr(out), ptr(grad))
     if grad is not None:
         assert np.isnan(grad[p.size:]).all(), "gk_loss wrote past the gradient"
         grad = grad[:p.size].reshape(shape)
@@ -189,6 +189,24 @@ def test_loss_and_gradient_match_numpy(lib, ref, loss, from_logits, shape, weigh
     # loss alone, gradient alone: the same numbers
     _, only_loss, _ = c_loss(lib, loss, from_logits, p, t, sw, weight, want_grad=False)
     assert only_loss == got_loss
+
+
+@pytest.mark.parametrize("loss, from_logits, shape", [("mean_squared_error", False, (6, 5)),
+                                                      ("categorical_crossentropy", True, (4, 3, 5)),
+                                                      ("sparse_categorical_crossentropy", False, (6, 5))])
+def test_sum_reduction_is_the_mean_times_the_count(lib, ref, loss, from_logits, shape):
+    # Keras's reduction="sum": the weighted per-sample losses summed, not divided by their count
+    p, t = loss_inputs(loss, from_logits, shape, seed=4)
+    sw = np.random.default_rng(6).uniform(0, 2, shape[0]).astype(np.float32)
+    count = int(np.prod(shape[:-1]))
+    mean, mean_grad = ref["loss_and_grad"](loss, t, p, sw, from_logits=from_logits, weight=0.5)
+    total, total_grad = ref["loss_and_grad"](loss, t, p, sw, from_logits=from_logits, weight=0.5, reduction="sum")
+    assert ref["loss_value"](loss, t, p, sw, from_logits=from_logits, reduction="sum") == total
+    np.testing.assert_allclose(total, mean * count, rtol=1e-6)
+    np.testing.assert_allclose(total_grad, mean_grad * count, rtol=1e-5, atol=1e-7)
+    _, got, got_grad = c_loss(lib, loss, from_logits, p, t, sw, 0.5, reduction="sum")
+    np.testing.assert_allclose(got, total, rtol=1e-6)
+    np.testing.assert_allclose(got_grad, total_grad, rtol=2e-6, atol=1e-6 * np.abs(total_grad).max())
 
 
 @pytest.mark.parametrize("loss, from_logits", [("mean_squared_error", False), ("mean_absolute_error", False),
@@ -246,7 +264,7 @@ def test_sparse_labels_out_of_range(lib, ref):
         grad = np.full(p.size, 7.0, np.float32)
         out = np.full(1, 7.0, np.float32)
         bad = lib.gk_loss(LOSSES.index("sparse_categorical_crossentropy"), 1, ptr(p), ptr(t), None, 4, 3, 5,
-                          1.0, ptr(out), ptr(grad))
+                          1.0, 0, ptr(out), ptr(grad))
         assert bad == want_pos
         if want_pos < 0:
             continue
@@ -692,9 +710,9 @@ int main(void) {
             long i;
             for (i = 0; i < rows; ++i) labels[i] = (int32_t)(i % classes);
             gk_loss(kind, logits, p, kind == GK_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY ? (const void *)labels : (const void *)t,
-                    sw, batch, inner, classes, 0.5, &loss, g);
+                    sw, batch, inner, classes, 0.5, 0, &loss, g);
             gk_loss(kind, logits, p, kind == GK_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY ? (const void *)labels : (const void *)t,
-                    NULL, batch, inner, classes, 1.0, &loss, NULL);
+                    NULL, batch, inner, classes, 1.0, 1, &loss, NULL);
             free(p); free(t); free(sw); free(g); free(labels);
         }
     for (opt_kind = 0; opt_kind < 5; ++opt_kind)

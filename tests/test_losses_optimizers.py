@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import gcomp
+from gcomp import losses
+
 TEMPLATES = Path(__file__).parents[1] / "templates" / "numpy"
 
 
@@ -285,6 +288,33 @@ def test_reduction_is_sum_over_batch_size():
     np.testing.assert_allclose(loss_t, np.sum(ref_cce(ys, ps) * temporal) / 20, rtol=1e-12)
     with pytest.raises(ValueError, match="sample_weight"):
         L["loss_and_grad"]("mse", y, p, sample_weight=np.ones(7))
+
+
+def test_sum_and_mean_reductions_and_the_refused_ones():
+    y, p = RNG.standard_normal((6, 2)).astype(np.float32), RNG.standard_normal((6, 2)).astype(np.float32)
+    sw = np.linspace(0.5, 2.0, 6).astype(np.float32)
+    per = np.mean((y.astype(np.float64) - p) ** 2, axis=-1) * sw
+    assert float(losses.MeanSquaredError(reduction="sum")(y, p, sw)) == pytest.approx(per.sum(), rel=1e-6)
+    assert float(losses.MeanSquaredError(reduction="mean")(y, p, sw)) == pytest.approx(per.mean(), rel=1e-6)
+    for reduction, why in [("none", "unreduced"), (None, "unreduced"), ("mean_with_sample_weight", "sum of sample weights"),
+                           ("max", "reduction='max'")]:
+        with pytest.raises(ValueError, match=why):
+            losses.CategoricalCrossentropy(reduction=reduction)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+def test_training_with_a_sum_reduced_loss_steps_by_the_summed_gradient(backend):
+    rng = np.random.default_rng(7)
+    x, y = rng.normal(size=(8, 3)).astype(np.float32), rng.normal(size=(8, 1)).astype(np.float32)
+    inp = gcomp.Input(shape=(3,), name="x")
+    model = gcomp.Model(inp, gcomp.layers.Dense(1, name="d")(inp))
+    model.compile(optimizer=gcomp.optimizers.SGD(learning_rate=0.01), loss=losses.MeanSquaredError(reduction="sum"))
+    kernel, bias = (w.astype(np.float64) for w in model.get_weights())
+    err = x @ kernel + bias - y
+    assert model.train_on_batch(x, y, backend=backend) == pytest.approx(np.sum(err ** 2), rel=1e-5)
+    new_kernel, new_bias = model.get_weights()
+    np.testing.assert_allclose(new_kernel, kernel - 0.01 * 2 * x.T @ err, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(new_bias, bias - 0.01 * 2 * err.sum(0), rtol=1e-5, atol=1e-6)
 
 
 def test_gradient_is_zero_where_probabilities_are_clipped():

@@ -39,16 +39,16 @@ def _per_output(value: Any, outputs: list[str], what: str, single_ok: bool = Tru
     return {o: value for o in outputs}
 
 
-def resolve_loss(identifier: Any, output: str) -> tuple[str, bool, float] | None:
-    """(loss name, from_logits, label_smoothing) for a Keras loss string or gcomp.losses object or
-    function; None means no loss."""
+def resolve_loss(identifier: Any, output: str) -> tuple[str, bool, float, str] | None:
+    """(loss name, from_logits, label_smoothing, reduction) for a Keras loss string or gcomp.losses
+    object or function; None means no loss."""
     if identifier is None:
         return None
     if isinstance(identifier, str):
         name = LOSS_NAMES.get(identifier)
         if name is None:
             raise ValueError(f"unknown loss {identifier!r} for output {output!r}; known: {', '.join(LOSS_NAMES)}")
-        return name, False, 0.0
+        return name, False, 0.0, "sum_over_batch_size"
     config = getattr(identifier, "gcomp_loss", None)
     if config is None:
         raise ValueError(f"cannot compile loss {identifier!r} for output {output!r}: use a name such as "
@@ -124,7 +124,7 @@ class TrainingMixin:
         self._compile_config = {
             "optimizer": optimizers.serialize(opt),
             "losses": [{"output": o, "loss": losses[o][0], "from_logits": losses[o][1], "weight": weights[o],
-                        "label_smoothing": losses[o][2]} for o in outputs if o in losses],
+                        "label_smoothing": losses[o][2], "reduction": losses[o][3]} for o in outputs if o in losses],
             "metrics": resolve_metrics(metrics, outputs),
             "weighted_metrics": resolve_metrics(weighted_metrics, outputs, "weighted_metrics"),
         }

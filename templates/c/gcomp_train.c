@@ -296,7 +296,7 @@ static long gk_bad_label(const int32_t *labels, long n, long classes)
 }
 
 long gk_loss(int kind, int from_logits, const float *pred, const void *target, const float *sample_weight,
-             long batch, long inner, long classes, double loss_weight, float *loss, float *grad)
+             long batch, long inner, long classes, double loss_weight, int reduce_sum, float *loss, float *grad)
 {
     const int sparse = kind == GK_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY;
     const int32_t *labels = sparse ? (const int32_t *)target : NULL;
@@ -304,7 +304,7 @@ long gk_loss(int kind, int from_logits, const float *pred, const void *target, c
     const long rows = batch * inner;
     const long nblocks = rows < GK_TRAIN_BLOCKS ? rows : GK_TRAIN_BLOCKS;
     double part[GK_TRAIN_BLOCKS], total = 0.0;
-    float scale;
+    float scale, divisor;
     long b;
 
     if (sparse) {
@@ -317,8 +317,9 @@ long gk_loss(int kind, int from_logits, const float *pred, const void *target, c
             *loss = 0.0f;
         return -1;
     }
-    /* d loss / d per-sample value: float32(weight) / float32(n), times the sample's weight */
-    scale = (float)loss_weight / (float)rows;
+    /* d loss / d per-sample value: float32(weight) / float32(divisor), times the sample's weight */
+    divisor = reduce_sum ? 1.0f : (float)rows;
+    scale = (float)loss_weight / divisor;
     GK_PRAGMA(omp parallel for schedule(static) if (rows * classes > GK_TRAIN_PARALLEL_MIN))
     for (b = 0; b < nblocks; ++b) {
         const long lo = rows / nblocks * b + (b < rows % nblocks ? b : rows % nblocks);
@@ -339,7 +340,7 @@ long gk_loss(int kind, int from_logits, const float *pred, const void *target, c
     for (b = 0; b < nblocks; ++b)
         total += part[b];
     if (loss != NULL)
-        *loss = (float)total / (float)rows;
+        *loss = (float)total / divisor;
     return -1;
 }
 

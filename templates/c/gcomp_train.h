@@ -23,15 +23,16 @@ enum gk_loss_kind {
  * (batch), one weight per sample (over all its inner positions), or NULL for weights of 1.
  * from_logits: crossentropies take logits (ignored by mse / mae).
  * Writes, each when not NULL:
- *   *loss = the reduced loss, Keras's "sum_over_batch_size": the sum of the per-sample losses
- *           (the last axis reduced: batch * inner values) times their weights, divided by
- *           batch * inner (0 for an empty batch). Unweighted by loss_weight;
+ *   *loss = the reduced loss: the sum of the per-sample losses (the last axis reduced: batch *
+ *           inner values) times their weights, divided by batch * inner (Keras's default
+ *           "sum_over_batch_size") or, with reduce_sum, not divided (Keras's "sum"); 0 for an
+ *           empty batch. Unweighted by loss_weight;
  *   grad (batch, inner, classes) = d(loss_weight * loss) / d pred (loss_weight cast to float32).
  * Returns -1, or for out-of-range sparse labels the position (in the batch * inner labels) of the
  * label the NumPy runtime names (the smallest if one is negative, else the largest; its first
  * occurrence); nothing is written then. */
 long gk_loss(int kind, int from_logits, const float *pred, const void *target, const float *sample_weight,
-             long batch, long inner, long classes, double loss_weight, float *loss, float *grad);
+             long batch, long inner, long classes, double loss_weight, int reduce_sum, float *loss, float *grad);
 
 /* ---- optimizers --------------------------------------------------------------------------- */
 

@@ -304,10 +304,22 @@ def _weights_for(values, sample_weight, dt):
     return values, np.broadcast_to(sw, values.shape)
 
 
-def loss_and_grad(name, y_true, y_pred, sample_weight=None, from_logits=False, weight=1.0):
-    """(loss, grad): the UNWEIGHTED reduced loss ("sum_over_batch_size": sum(per-sample *
-    sample_weight) / number of per-sample elements, a scalar of y_pred's dtype) and the gradient
-    of weight * loss with respect to y_pred (y_pred's shape and dtype)."""
+REDUCTIONS = ("sum_over_batch_size", "mean", "sum")
+
+
+def reduction_divisor(reduction, n):
+    """Keras's reduce_values: the sum of the weighted per-sample losses is divided by their count n
+    for "sum_over_batch_size" (the default) and "mean", and not at all for "sum"."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    return 1 if reduction == "sum" else n
+
+
+def loss_and_grad(name, y_true, y_pred, sample_weight=None, from_logits=False, weight=1.0,
+                  reduction="sum_over_batch_size"):
+    """(loss, grad): the UNWEIGHTED reduced loss (sum(per-sample * sample_weight) divided as
+    `reduction` says, a scalar of y_pred's dtype) and the gradient of weight * loss with respect to
+    y_pred (y_pred's shape and dtype)."""
     y_pred = np.asarray(y_pred)
     dt = _float_dtype(y_pred)
     per, local = _loss_core(name, y_true, y_pred, from_logits, True)
@@ -317,8 +329,9 @@ def loss_and_grad(name, y_true, y_pred, sample_weight=None, from_logits=False, w
     n = weighted.size
     if n == 0:
         return dt.type(0), np.zeros(y_pred.shape, dt)
-    loss = dt.type(np.sum(weighted, dtype=dt) / dt.type(n))
-    scale = dt.type(weight) / dt.type(n)
+    divisor = dt.type(reduction_divisor(reduction, n))
+    loss = dt.type(np.sum(weighted, dtype=dt) / divisor)
+    scale = dt.type(weight) / divisor
     dvalues = np.full(per_shape, scale, dt) if sw is None else (sw * scale).reshape(per_shape)
     grad = (local * dvalues[..., None]).astype(dt, copy=False)
     return loss, grad.reshape(y_pred.shape)

@@ -34,12 +34,13 @@ def keep_freed_memory(libc=None):
     return _freed_memory_kept
 
 
-def loss_value(name, y_true, y_pred, sample_weight, from_logits=False):
-    """The reduced (sum over batch size) loss, without its gradient."""
+def loss_value(name, y_true, y_pred, sample_weight, from_logits=False, reduction="sum_over_batch_size"):
+    """The reduced loss (see loss_and_grad), without its gradient."""
     per = per_sample_loss(name, y_true, y_pred, from_logits)
     values, weights = _weights_for(per, sample_weight, per.dtype)
     weighted = values if weights is None else values * weights
-    return per.dtype.type(np.sum(weighted, dtype=per.dtype) / per.dtype.type(max(weighted.size, 1)))
+    divisor = reduction_divisor(reduction, max(weighted.size, 1))
+    return per.dtype.type(np.sum(weighted, dtype=per.dtype) / per.dtype.type(divisor))
 
 
 def _as_list(data, names, what):
