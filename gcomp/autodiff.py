@@ -124,7 +124,10 @@ def _sum(g: Graph, parts: list[ValueRef], hint: str, what: str = "grad_sum") -> 
 
 
 def add_losses(graph: Graph, losses: list[LossSpec]) -> tuple[Graph, TrainingLayout]:
-    """The inference graph plus target and sample-weight inputs and one loss node per LossSpec."""
+    """The inference graph plus target and sample-weight inputs and one loss node per LossSpec.
+
+    Outputs: each loss (unweighted), each prediction, then the trainable weights' summed
+    regularization penalties when any weight has a regularizer (layout.regularization)."""
     from gcomp.passes import infer_shapes
     g = infer_shapes(graph)
     layout = TrainingLayout(model_inputs=list(g.inputs))
@@ -176,7 +179,8 @@ def training_graph(graph: Graph, losses: list[LossSpec], loss_scale: float | Non
                    ) -> tuple[Graph, TrainingLayout]:
     """Forward (training mode) + losses + backward + one apply_gradients node.
 
-    Outputs: each loss (unweighted), each prediction, then the optimizer's step counter. With a
+    Outputs: add_losses' (losses, predictions, the penalties if any), then the optimizer's step
+    counter. Constrained weights are projected after the update (apply_gradients' attrs). With a
     loss_scale (the optimizer's loss_scale_factor) the backward starts from loss * loss_scale, as
     Keras's train step differentiates optimizer.scale_loss(loss); the optimizer divides it out."""
     from gcomp.passes import infer_shapes

@@ -55,9 +55,10 @@ def training_functions(graph: Graph, compile_config: dict | None) -> tuple[list[
     specs, loss_scale = compiled_losses(compile_config)
     train, layout = training_graph(graph, specs, loss_scale)
     test, _ = add_losses(graph, specs)
-    functions += [CFunction("test_step", test, "Evaluation: each loss, then the predictions."),
+    penalty = ", then the weights' regularization penalty" if layout.regularization else ""
+    functions += [CFunction("test_step", test, f"Evaluation: each loss, then the predictions{penalty}."),
                   CFunction("train_step", train, "One training step: forward, losses, backward and the optimizer "
-                                                 "update; returns each loss, then the predictions.")]
+                                                 f"update; returns each loss, then the predictions{penalty}.")]
     return functions, layout.trainable
 
 
