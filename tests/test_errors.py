@@ -395,7 +395,6 @@ def test_unknown_activation_lstm_recurrent():
 
 
 @pytest.mark.parametrize("make, match", [
-    (lambda: layers.LSTM(3, dropout=0.2, name="lstm_drop"), r'"lstm_drop": dropout=0.2 .*Dropout layer before'),
     (lambda: layers.LSTM(3, recurrent_dropout=0.1, name="lstm_rdrop"), r'"lstm_rdrop": recurrent_dropout=0.1'),
     (lambda: layers.Dropout(0.5, noise_shape=(None, 1, 4), name="drop_noise"), r'"drop_noise": noise_shape'),
 ])
@@ -403,7 +402,7 @@ def test_dropouts_training_would_ignore_are_refused(make, match):
     # accepted and ignored, these would train a different model than the user wrote
     with pytest.raises(LayerConfigError, match=match):
         make()
-    assert layers.LSTM(3, dropout=0.0, recurrent_dropout=0.0).dropout == 0.0  # Keras's defaults still pass
+    assert layers.LSTM(3, dropout=0.2, recurrent_dropout=0.0).dropout == 0.2  # input dropout is supported
 
 
 def test_python_function_activation_refused():

@@ -282,6 +282,24 @@ def test_model_optimizer_is_the_one_that_trains(backend):
     assert optimizer.iterations == 6
 
 
+def test_lstm_input_dropout_acts_in_training_only_and_the_c_backend_refuses_it():
+    from gcomp.backends.c_backend import CBackendError
+    rng = np.random.default_rng(9)
+    x, y = rng.normal(size=(6, 5, 3)).astype(np.float32), rng.normal(size=(6, 2)).astype(np.float32)
+
+    def model(rate):
+        inp = Input(shape=(5, 3), name="seq")
+        return Model(inp, layers.LSTM(2, dropout=rate, name="rnn")(inp))
+    dropped, plain = model(0.5), model(0.0)
+    plain.set_weights(dropped.get_weights())
+    np.testing.assert_array_equal(dropped.predict(x), plain.predict(x))  # inference: no dropout
+    for m in (dropped, plain):
+        m.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(CBackendError, match='LSTM "rnn": the C backend does not train with dropout'):
+        dropped.train_on_batch(x, y, backend="c")
+    assert dropped.train_on_batch(x, y) != pytest.approx(plain.train_on_batch(x, y), rel=1e-6)
+
+
 @pytest.mark.parametrize("backend", ["numpy", "c"])
 def test_freezing_a_layer_then_compiling_again_freezes_it(backend):
     # the transfer-learning workflow: train, set layer.trainable = False, compile, train on

@@ -589,6 +589,32 @@ def test_lstm_vjp(acts, return_sequences, go_backwards, with_states):
     assert all(g.dtype == np.float32 for g in rt.lstm_vjp(cache32, k32, r32, w32, *states32, True, True))
 
 
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_lstm_input_dropout_one_mask_for_every_step_and_its_gradient(go_backwards):
+    # Keras's LSTM(dropout=rate): one (batch, features) mask, cached for the whole sequence
+    rng = rng_for("lstm_dropout", go_backwards)
+    n, steps, d, u = 3, 4, 5, 2
+    x = normal(rng, n, steps, d)
+    k, r, b = lstm_weights(rng, d, u)
+    w_out = normal(rng, n, steps, u)
+    stream = rt.DropoutStream(7)
+    *_, cache = rt.lstm_train(x, k, r, b, "tanh", "sigmoid", True, go_backwards, dropout=0.4, rng=stream)
+    mask = cache["input_mask"]
+    assert mask.shape == (n, d) and stream.counter == n * d
+    np.testing.assert_array_equal(mask, rt.dropout_train(np.ones((n, d)), 0.4, rt.DropoutStream(7))[1])
+    assert set(np.unique(mask)) <= {0.0, 1 / 0.6} and 0 < np.count_nonzero(mask) < mask.size
+
+    def loss():
+        return [rt.lstm(x * mask[:, None, :], k, r, b, "tanh", "sigmoid", True, go_backwards)[0]]
+    gx, gk, gr, gb = rt.lstm_vjp(cache, k, r, w_out, None, None, True, True)
+    check(gx, numeric_grad(loss, [w_out], x))
+    check(gk, numeric_grad(loss, [w_out], k))
+    check(gr, numeric_grad(loss, [w_out], r))
+    # Keras applies it only for 0 < rate < 1: rate 1 keeps the inputs and draws nothing
+    *_, kept = rt.lstm_train(x, k, r, b, "tanh", "sigmoid", True, go_backwards, dropout=1.0, rng=stream)
+    assert kept["input_mask"] is None and stream.counter == n * d
+
+
 def test_lstm_vjp_states_only():
     """Only the returned states used (g_output None): h and c gradients still reach every weight."""
     rng = rng_for("lstm_states")

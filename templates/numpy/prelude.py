@@ -502,12 +502,19 @@ def dropout_train(x, rate, rng):
 
 
 def lstm_train(x, kernel, recurrent_kernel, bias, activation, recurrent_activation, return_sequences,
-               go_backwards):
+               go_backwards, dropout=0.0, rng=None):
     """`lstm` for training: the same arithmetic (the same output, h and c) and a cache for lstm_vjp.
     Returns (output, h, c, cache); the cache holds _lstm_core's (xs, s, ac, z), the hidden states
-    h (u, T + 1, N), and the layer's activation names and flags."""
+    h (u, T + 1, N), and the layer's activation names and flags. With 0 < dropout < 1 (Keras applies
+    it only there) the input is multiplied by one dropout mask (N, features) drawn from rng, a
+    DropoutStream, and the same mask serves every step, as Keras's LSTM cell caches its mask for
+    the sequence; the cache keeps it for the input gradient."""
+    mask = None
+    if 0.0 < dropout < 1.0:
+        mask = dropout_train(np.ones((x.shape[0], x.shape[2]), x.dtype), dropout, rng)[1]
+        x = x * mask[:, None, :]
     hs, c, cache = _lstm_core(x, kernel, recurrent_kernel, bias, activation, recurrent_activation, go_backwards, True)
     cache.update(h=hs, activation=activation, recurrent_activation=recurrent_activation,
-                 return_sequences=return_sequences, go_backwards=go_backwards)
+                 return_sequences=return_sequences, go_backwards=go_backwards, input_mask=mask)
     return (*_lstm_outputs(hs, return_sequences), c, cache)
 # ---- end of the gcomp NumPy runtime ------------------------------------------------------------

@@ -559,6 +559,8 @@ def _lstm_weight_grads(cache, kernel, dz, need_x, use_bias):
     gx = None
     if need_x:
         gx = (dz2.T @ kernel[:, order].T).reshape(steps, n, d)
+        if cache.get("input_mask") is not None:  # the input's dropout mask, the same at every step
+            gx *= cache["input_mask"]
         if cache["go_backwards"]:
             gx = gx[::-1]
         gx = gx.transpose(1, 0, 2)  # a view: an Embedding's backward reads it in this memory order

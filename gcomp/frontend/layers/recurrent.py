@@ -38,10 +38,8 @@ class LSTM(Layer):
         for what, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
             if not 0 <= rate <= 1:
                 raise self._config_error(f"{what} must be in [0, 1], got {rate!r}")
-            if rate > 0:  # refused rather than ignored: training would run without it
-                hint = "; a Dropout layer before the LSTM drops its inputs (a fresh mask per step)" \
-                    if what == "dropout" else ""
-                raise self._config_error(f"{what}={rate!r} is not supported by gcomp yet{hint}")
+        if recurrent_dropout > 0:  # refused rather than ignored: training would run without it
+            raise self._config_error(f"recurrent_dropout={recurrent_dropout!r} is not supported by gcomp yet")
         self.dropout, self.recurrent_dropout, self.seed = float(dropout), float(recurrent_dropout), seed
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
@@ -80,7 +78,10 @@ class LSTM(Layer):
                                         constraint=self.bias_constraint)
 
     def op_attrs(self):
-        return {"units": self.units, "activation": self.activation,
-                "recurrent_activation": self.recurrent_activation, "use_bias": self.use_bias,
-                "return_sequences": self.return_sequences, "return_state": self.return_state,
-                "go_backwards": self.go_backwards}
+        attrs = {"units": self.units, "activation": self.activation,
+                 "recurrent_activation": self.recurrent_activation, "use_bias": self.use_bias,
+                 "return_sequences": self.return_sequences, "return_state": self.return_state,
+                 "go_backwards": self.go_backwards}
+        if 0 < self.dropout < 1:  # Keras drops inputs only strictly between 0 and 1 (training only)
+            attrs["dropout"] = self.dropout
+        return attrs
