@@ -744,6 +744,25 @@ CASES += [
          lambda K: {"optimizer": K.optimizers.SGD(learning_rate=0.3, momentum=0.5), "loss": "categorical_crossentropy",
                     "metrics": ["acc"]}, _regularized_data, {"batch_size": 8, "epochs": 3, "validation_split": 0.25}),
 ]
+
+
+def _activity_regularized(K):
+    """Activity penalties: on a relu convolution read by a max pooling (the penalty sees the relu's
+    output, before the pooling), a tanh Dense and a linear output."""
+    seq = K.Input(shape=(12, 3), name="seq")
+    x = K.layers.Conv1D(4, 3, activation="relu", activity_regularizer=K.regularizers.L1(0.02))(seq)
+    x = K.layers.MaxPooling1D(2)(x)
+    x = K.layers.Flatten()(x)
+    x = K.layers.Dense(5, activation="tanh", activity_regularizer=K.regularizers.L1L2(l1=0.01, l2=0.05))(x)
+    return K.Model(seq, K.layers.Dense(2, name="out", activity_regularizer="l2")(x))
+
+
+CASES += [
+    Case("activity_regularizers", "16 regularizers", _activity_regularized,
+         lambda K: {"optimizer": K.optimizers.Adam(learning_rate=0.01), "loss": "mse", "metrics": ["mae"]},
+         _with(_image_data((12, 3), 2), y=lambda d, rng: d["y"] * 2 - 1, y_eval=lambda d, rng: d["y_eval"] * 2 - 1),
+         {"batch_size": 8, "epochs": 3, "validation_split": 0.2}),
+]
 CASE_BY_NAME = {c.name: c for c in CASES}
 
 

@@ -21,6 +21,7 @@ from gcomp.passes.manager import graph_pass
 _FUSED_ACTIVATION_OPS = ("dense", "conv")
 _TRAINING_KINDS = {"dropout": "dropout_train", "lstm": "lstm_train"}
 _MAX_POOLS = ("max_pool", "global_max_pool")
+_PENALTY_OPS = ("loss", "regularization", "activity_regularization")  # losses, not forward ops
 
 
 @dataclass
@@ -67,9 +68,12 @@ def split_activations(graph: Graph) -> Graph:
         if data["op"] not in _FUSED_ACTIVATION_OPS or act == "linear":
             continue
         data["attrs"] = {**data["attrs"], "activation": "linear"}
-        source = _relu_source(g, n) if act == "relu" else n
+        activity = data.pop("activity_regularizer", None)  # it penalizes the activation's output
+        source = _relu_source(g, n) if act == "relu" and activity is None else n
         name = g.unique_name(f"{n}/{act}")
         (y,) = g.add_op(name, "activation", [ValueRef(source)], {}, {"activation": act}, layer=data["layer"])
+        if activity is not None:
+            g.node(name)["activity_regularizer"] = activity
         g.replace_uses(ValueRef(source), y, keep=name)
         where = "" if source == n else f", after {source}"
         g.notes.append(f"{n}: activation {act} split out for the backward pass{where}")
@@ -126,8 +130,8 @@ def _sum(g: Graph, parts: list[ValueRef], hint: str, what: str = "grad_sum") -> 
 def add_losses(graph: Graph, losses: list[LossSpec]) -> tuple[Graph, TrainingLayout]:
     """The inference graph plus target and sample-weight inputs and one loss node per LossSpec.
 
-    Outputs: each loss (unweighted), each prediction, then the trainable weights' summed
-    regularization penalties when any weight has a regularizer (layout.regularization)."""
+    Outputs: each loss (unweighted), each prediction, then the summed regularization penalties of
+    the trainable weights and the layer outputs when any has a regularizer (layout.regularization)."""
     from gcomp.passes import infer_shapes
     g = infer_shapes(graph)
     layout = TrainingLayout(model_inputs=list(g.inputs))
@@ -154,7 +158,8 @@ def add_losses(graph: Graph, losses: list[LossSpec]) -> tuple[Graph, TrainingLay
     g.outputs += [(name, ref) for name, ref in prediction_refs]
     layout.predictions = [name for name, _ in prediction_refs]
     penalties = [_penalty_op(g, p, "regularization", {}) for p in _penalized_params(g)]
-    if penalties:  # Keras adds the trainable weights' penalties (model.losses) to the loss
+    penalties += [_activity_op(g, n, "activity_regularization", {}) for n in _penalized_outputs(g)]
+    if penalties:  # Keras adds the weights' and the activities' penalties (model.losses) to the loss
         total = _sum(g, penalties, "regularization", "sum")
         g.outputs.append(("regularization", total))
         layout.regularization = total.node
@@ -168,6 +173,19 @@ def _penalty_op(g: Graph, param: str, op: str, attrs: dict) -> ValueRef:
     (out,) = g.add_op(g.unique_name(f"{param}/{op}"), op, [], {data["role"]: ValueRef(param)},
                       {"role": data["role"], "l1": l1, "l2": l2, **attrs}, layer=data["layer"])
     return out
+
+
+def _activity_op(g: Graph, n: str, op: str, attrs: dict) -> ValueRef:
+    """An activity_regularization (or its vjp) node reading op n's output (a layer call's output)."""
+    l1, l2 = g.node(n)["activity_regularizer"]
+    (out,) = g.add_op(g.unique_name(f"{n}/{op}"), op, [ValueRef(n)], {}, {"l1": l1, "l2": l2, **attrs},
+                      layer=g.node(n)["layer"])
+    return out
+
+
+def _penalized_outputs(g: Graph) -> list[str]:
+    """The op nodes whose output carries an activity regularizer, in graph order."""
+    return [n for n in g.nodes("op") if "activity_regularizer" in g.node(n)]
 
 
 def _penalized_params(g: Graph) -> list[str]:
@@ -198,8 +216,11 @@ def training_graph(graph: Graph, losses: list[LossSpec], loss_scale: float | Non
             (gp,) = g.add_op(g.unique_name(f"{loss_node}/grad"), "loss_vjp", [pred, target, weight], {},
                              attrs, layer=spec.output)
             grads.setdefault(pred, []).append(gp)
-    forward_ops = [n for n in g.topological_order()
-                   if g.kind(n) == "op" and g.node(n)["op"] not in ("loss", "regularization")]
+    scale = 1.0 if loss_scale is None else float(np.float32(loss_scale))
+    for n in _penalized_outputs(g):
+        if ValueRef(n) in needs:
+            grads.setdefault(ValueRef(n), []).append(_activity_op(g, n, "activity_regularization_vjp", {"scale": scale}))
+    forward_ops = [n for n in g.topological_order() if g.kind(n) == "op" and g.node(n)["op"] not in _PENALTY_OPS]
     param_grads: dict[str, list[ValueRef]] = {}
     for n in reversed(forward_ops):
         data = g.node(n)
@@ -227,7 +248,6 @@ def training_graph(graph: Graph, losses: list[LossSpec], loss_scale: float | Non
                 grads.setdefault(r, []).append(next(it))
         for role in need_params:
             param_grads.setdefault(params[role], []).append(next(it))
-    scale = 1.0 if loss_scale is None else float(np.float32(loss_scale))
     for p in _penalized_params(g):
         param_grads.setdefault(p, []).append(_penalty_op(g, p, "regularization_vjp", {"scale": scale}))
     layout.trainable = [p for p in g.nodes("param") if p in param_grads]

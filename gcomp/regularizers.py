@@ -2,9 +2,11 @@
 
 A layer's `kernel_regularizer=` (and bias_, embeddings_, recurrent_) adds penalty(weight) to the
 training loss, as Keras adds `model.losses`: L1 is l1 * sum(|w|), L2 is l2 * sum(w^2), in float32.
+`activity_regularizer=` (Dense, Conv) adds penalty(output) / batch size for each call of the layer.
 The loss that fit(), evaluate() and the History report includes the penalties of the trainable
-weights (Keras's `loss`; the per-output `<output>_loss` values do not). The training graph holds
-them as a `regularization` node and one `regularization_vjp` node per weight (gcomp.autodiff).
+weights and the activities (Keras's `loss`; the per-output `<output>_loss` values do not). The
+training graph holds them as `regularization` and `activity_regularization` nodes with their
+`..._vjp` gradients (gcomp.autodiff).
 """
 from __future__ import annotations
 

@@ -58,7 +58,7 @@ def test_invalid_factors_and_activity_regularizers_are_refused():
     with pytest.raises(LayerConfigError, match="L1, L2 and L1L2 only"):
         layers.Conv1D(2, 3, bias_regularizer=Mine(), name="mine")
     with pytest.raises(LayerConfigError, match='"act_reg".*activity_regularizer'):
-        layers.Dense(2, activity_regularizer="l2", name="act_reg")
+        layers.LSTM(2, activity_regularizer="l2", name="act_reg")  # Dense and Conv take them
 
 
 def test_penalty_gradient_matches_finite_differences():
@@ -139,3 +139,41 @@ def test_the_ir_shows_penalties_and_the_training_graph_differentiates_them():
     assert ops.count("regularization") == 1 and ops.count("regularization_vjp") == 1
     assert [name for name, _ in train.outputs] == ["d_loss", "d", "regularization", "step"]
     assert layout.regularization is not None
+
+
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+def test_activity_penalties_divide_by_the_batch_and_reach_the_layer_output(backend):
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(8, 3)).astype(np.float32), rng.normal(size=(8, 1)).astype(np.float32)
+    inp = Input(shape=(3,), name="x")
+    hidden = layers.Dense(4, activation="relu", name="h", activity_regularizer=regularizers.L1L2(l1=0.05, l2=0.1))
+    model = Model(inp, layers.Dense(1, name="o")(hidden(inp)))
+    model.compile(optimizer=gcomp.optimizers.SGD(learning_rate=0.1), loss="mse")
+    k1, b1, k2, b2 = (w.astype(np.float64) for w in model.get_weights())
+    pre = x @ k1 + b1
+    h = np.maximum(pre, 0)  # Keras penalizes the layer's output: after its activation
+    err = h @ k2 + b2 - y
+    want_loss = np.mean(err ** 2) + (0.05 * np.abs(h).sum() + 0.1 * np.square(h).sum()) / 8
+    dh = (2 * err / 8) @ k2.T + (0.05 * np.sign(h) + 0.2 * h) / 8
+    assert model.train_on_batch(x, y, backend=backend) == pytest.approx(want_loss, rel=1e-5)
+    np.testing.assert_allclose(model.get_weights()[0], k1 - 0.1 * x.T @ (dh * (pre > 0)), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(model.get_weights()[2], k2 - 0.1 * h.T @ (2 * err / 8), rtol=1e-5, atol=1e-7)
+
+
+def test_an_activity_penalty_keeps_a_relu_before_its_max_pooling():
+    # the backward moves a relu read only by a max pooling after it; the penalty needs the relu's
+    # own output, so a penalized layer keeps its order
+    from gcomp.autodiff import LossSpec, training_graph
+    inp = Input(shape=(6, 2), name="s")
+    conv = layers.Conv1D(3, 2, activation="relu", name="c", activity_regularizer="l1")
+    model = Model(inp, layers.GlobalMaxPooling1D(name="g")(layers.MaxPooling1D(name="p")(conv(inp))))
+    train, _ = training_graph(model._current_graph(), [LossSpec("g", "mse")])
+    (penalty,) = [n for n in train.nodes("op") if train.node(n)["op"] == "activity_regularization"]
+    (source,) = train.op_inputs(penalty)
+    assert train.node(source.node)["op"] == "activation" and train.op_inputs(source.node)[0].node == "c"
+    # the runtime's penalty and gradient, against the formula (factors rounded to float32 as Keras's)
+    y = np.random.default_rng(4).normal(size=(5, 3, 2))
+    grad = rt.activity_penalty_grad(y, 0.3, 0.2, 2.0)
+    np.testing.assert_allclose(grad, 2.0 * (0.3 * np.sign(y) + 0.4 * y) / 5, rtol=1e-6)
+    assert rt.activity_penalty(y.astype(np.float32), 0.3, 0.2) == pytest.approx(
+        (0.3 * np.abs(y).sum() + 0.2 * np.square(y).sum()) / 5, rel=1e-6)

@@ -27,7 +27,7 @@ C_OPS = ("dense", "embedding", "activation", "dropout", "flatten", "reshape", "c
          "embedding_conv",
          # training graphs
          "dropout_train", "lstm_train", "loss", "loss_vjp", "vjp", "add_n", "apply_gradients", "regularization",
-         "regularization_vjp")
+         "regularization_vjp", "activity_regularization", "activity_regularization_vjp")
 # Kernel libraries copied beside the generated model (each a .h and a .c in templates/c/).
 KERNEL_SOURCES = ("gcomp_kernels", "gcomp_backward", "gcomp_backward_seq", "gcomp_train")
 KERNEL_HEADERS = ("gcomp_math.h",)  # internal to the kernel libraries
@@ -320,9 +320,9 @@ def _render_function(fn: CFunction, env, param_offset: dict[str, int], max_batch
 
 
 def _is_penalty(producer: dict) -> bool:
-    """Whether a training graph's output is the weights' regularization penalty: one weight's
-    `regularization` node, or the add_n that gcomp.autodiff names after it summing several."""
-    return producer["kind"] == "op" and (producer["op"] == "regularization" or
+    """Whether a training graph's output is the regularization penalty: one weight's or one
+    activity's penalty node, or the add_n that gcomp.autodiff names after it summing several."""
+    return producer["kind"] == "op" and (producer["op"] in ("regularization", "activity_regularization") or
                                          (producer["op"] == "add_n" and producer["layer"] == "regularization"))
 
 

@@ -49,6 +49,9 @@ class _Lowering:
                 refs = self.graph.add_op(name, layer.op, inputs, params, layer.op_attrs(),
                                          num_outputs=len(node.output_tensors), layer=prefix + layer.name,
                                          call_site=node.call_site)
+                activity = getattr(layer, "activity_regularizer", None)
+                if activity is not None:  # a penalty on this call's output, in the training losses
+                    self.graph.node(name)["activity_regularizer"] = activity.factors
             for t, ref in zip(node.output_tensors, refs):
                 scope[id(t)] = ref
 

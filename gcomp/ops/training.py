@@ -59,6 +59,20 @@ def regularization_vjp(attrs, inputs, params):
     return [params[attrs["role"]]]
 
 
+@register("activity_regularization")
+def activity_regularization(attrs, inputs, params):
+    """Keras's activity penalty of a layer call's output y: (l1 sum|y| + l2 sum y^2) / batch size."""
+    if inputs[0].rank < 1:
+        raise ShapeError(f"an activity regularizer needs a batch axis, got {inputs[0]}")
+    return [SCALAR]
+
+
+@register("activity_regularization_vjp")
+def activity_regularization_vjp(attrs, inputs, params):
+    """d(scale * activity penalty)/dy = scale (l1 sign(y) + 2 l2 y) / batch size."""
+    return [inputs[0]]
+
+
 def _vjp_params(attrs) -> tuple[str, ...]:
     return tuple(attrs["param_roles"])
 

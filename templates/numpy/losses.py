@@ -348,6 +348,13 @@ def weight_penalty(w, l1, l2):
     return total
 
 
+def activity_penalty(y, l1, l2):
+    """Keras's activity regularization loss: the penalty of a layer call's output (weight_penalty)
+    divided by its batch size (0 for an empty batch), in float32."""
+    batch = y.shape[0]
+    return np.float32(weight_penalty(y, l1, l2) / np.float32(batch)) if batch else np.float32(0)
+
+
 def validate_targets(name, y_true, y_pred, output_name):
     """Check that targets fit the loss `name` for the output `output_name`, before training starts;
     raise ValueError naming the output otherwise. y_pred is the prediction array or its shape as a

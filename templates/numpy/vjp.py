@@ -159,6 +159,14 @@ def weight_penalty_grad(w, l1, l2, scale):
     return g
 
 
+def activity_penalty_grad(y, l1, l2, scale):
+    """d(scale * activity_penalty)/dy = weight_penalty_grad / batch size."""
+    g = weight_penalty_grad(y, l1, l2, scale)
+    if y.shape[0]:
+        g /= y.dtype.type(y.shape[0])
+    return g
+
+
 def gradient_buffer(ctx, slot):
     """Where the step's context keeps weight gradient number `slot` for apply_gradients, as a
     BufferGradient, to compute a large gradient there in place; None for a context without one."""

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from gcomp.errors import ShapeError
 from gcomp.frontend.layer import Layer
-from gcomp.frontend.layers.core import _no_extras
 from gcomp.ir import types as t
 
 
@@ -38,7 +37,7 @@ class _Conv(Layer):
         self.bias_regularizer = self._regularizer(bias_regularizer, "bias_regularizer")
         self.kernel_constraint = self._constraint(kernel_constraint, "kernel_constraint")
         self.bias_constraint = self._constraint(bias_constraint, "bias_constraint")
-        _no_extras(self, activity_regularizer=activity_regularizer)
+        self.activity_regularizer = self._regularizer(activity_regularizer, "activity_regularizer")
 
     def build(self, input_types):
         x = input_types[0]

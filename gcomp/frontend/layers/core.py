@@ -35,7 +35,8 @@ class Dense(Layer):
         self.bias_regularizer = self._regularizer(bias_regularizer, "bias_regularizer")
         self.kernel_constraint = self._constraint(kernel_constraint, "kernel_constraint")
         self.bias_constraint = self._constraint(bias_constraint, "bias_constraint")
-        _no_extras(self, activity_regularizer=activity_regularizer, lora_rank=lora_rank)
+        self.activity_regularizer = self._regularizer(activity_regularizer, "activity_regularizer")
+        _no_extras(self, lora_rank=lora_rank)
 
     def build(self, input_types):
         x = input_types[0]
