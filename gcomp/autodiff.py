@@ -162,6 +162,7 @@ def add_losses(graph: Graph, losses: list[LossSpec]) -> tuple[Graph, TrainingLay
     if penalties:  # Keras adds the weights' and the activities' penalties (model.losses) to the loss
         total = _sum(g, penalties, "regularization", "sum")
         g.outputs.append(("regularization", total))
+        g.node(total.node)["penalty_total"] = True  # what backends add to the reported loss
         layout.regularization = total.node
     return infer_shapes(g), layout
 

@@ -22,6 +22,7 @@ apply_constraint = _rt.apply_constraint
 __all__ = ["Constraint", "MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm", "max_norm", "min_max_norm", "non_neg",
            "unit_norm", "get", "serialize"]
 
+
 class Constraint:
     """Base class; `kind` names the projection the generated programs run."""
 
@@ -61,16 +62,14 @@ class _Norm(Constraint):
         axes = [axis] if isinstance(axis, (int, np.integer)) else list(axis)
         if not axes or any(isinstance(a, bool) or not isinstance(a, (int, np.integer)) for a in axes):
             raise LayerConfigError(f"axis must be an int or a list of ints, got {axis!r}")
-        self.axis = axis
+        self.axis, self._axes = axis, [int(a) for a in axes]
 
     def spec(self, shape):
         rank = len(shape)
-        axes = sorted({a % rank if -rank <= a < rank else None for a in
-                       ([self.axis] if isinstance(self.axis, (int, np.integer)) else self.axis)},
-                      key=lambda a: -1 if a is None else a)
-        if None in axes:
+        if any(not -rank <= a < rank for a in self._axes):
             raise LayerConfigError(f"{type(self).__name__}: axis {self.axis!r} is out of range for a weight of "
                                    f"rank {rank} (shape {tuple(shape)})")
+        axes = sorted({a % rank for a in self._axes})
         if axes != list(range(axes[0], axes[-1] + 1)):
             raise LayerConfigError(f"{type(self).__name__}: gcomp computes norms over adjacent axes only, "
                                    f"got axis={self.axis!r}")

@@ -14,7 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from gcomp.codegen import runtime_file
 from gcomp.errors import LayerConfigError
+
+_rt = runtime_file("losses")
 
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "l1", "l2", "l1_l2", "get", "serialize"]
 
@@ -40,14 +43,8 @@ class Regularizer:
         return float(self.l1), float(self.l2)
 
     def __call__(self, x) -> np.float32:
-        """The penalty of x, in float32 as Keras computes it."""
-        x = np.asarray(x, np.float32)
-        total = np.float32(0.0)
-        if self.l1:
-            total += np.float32(self.l1) * np.sum(np.abs(x), dtype=np.float32)
-        if self.l2:
-            total += np.float32(self.l2) * np.sum(np.square(x), dtype=np.float32)
-        return np.float32(total)
+        """The penalty of x, in float32 as Keras computes it (the training programs' own code)."""
+        return _rt.weight_penalty(np.asarray(x, np.float32), *self.factors)
 
     def get_config(self) -> dict:
         return {"l1": self.l1, "l2": self.l2}

@@ -309,7 +309,7 @@ def _render_function(fn: CFunction, env, param_offset: dict[str, int], max_batch
         is_loss = producer["kind"] == "op" and producer["op"] == "loss"
         outputs.append({"name": name, "source": pointer(ref).replace("const ", ""), "dims": dims,
                         "is_loss": is_loss, "loss_weight": producer["attrs"]["weight"] if is_loss else None,
-                        "is_penalty": _is_penalty(producer),
+                        "is_penalty": bool(producer.get("penalty_total")),
                         "count": _prod(dims), "max_count": int(np.prod([largest(d, maxima) for d in t.shape])),
                         "shape_text": "[" + ", ".join(str(d) for d in t.shape) + "]"})
     return {"name": fn.name, "doc": fn.doc, "inputs": inputs, "outputs": outputs, "blocks": blocks,
@@ -317,13 +317,6 @@ def _render_function(fn: CFunction, env, param_offset: dict[str, int], max_batch
             "scratch": max([_scratch(graph, n, maxima) for n in ops] + [1]), "scratch_calls": scratch_calls,
             "dim_checks": _dim_checks(graph, ops, set(symbols)),
             "work_per_sample": _work_per_sample(graph, ops, maxima) if fn.name == "forward" else 0}
-
-
-def _is_penalty(producer: dict) -> bool:
-    """Whether a training graph's output is the regularization penalty: one weight's or one
-    activity's penalty node, or the add_n that gcomp.autodiff names after it summing several."""
-    return producer["kind"] == "op" and (producer["op"] in ("regularization", "activity_regularization") or
-                                         (producer["op"] == "add_n" and producer["layer"] == "regularization"))
 
 
 def _work_per_sample(graph: Graph, ops: list[str], maxima: dict[str, int]) -> int:

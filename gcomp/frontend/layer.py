@@ -119,21 +119,17 @@ class Layer:
         except LayerConfigError as e:
             raise self._config_error(str(e)) from None
 
-    def _regularizer(self, identifier: Any, what: str):
-        """A weight regularizer (gcomp.regularizers), resolved at construction as Keras does."""
-        from gcomp import regularizers
-        return self._resolved(regularizers.get, identifier, what)
-
-    def _constraint(self, identifier: Any, what: str):
-        """A weight constraint (gcomp.constraints), resolved at construction as Keras does."""
-        from gcomp import constraints
-        return self._resolved(constraints.get, identifier, what)
-
-    def _resolved(self, get: Any, identifier: Any, what: str):
-        try:
-            return get(identifier)
-        except LayerConfigError as e:
-            raise self._config_error(f"{what}: {e}") from None
+    def _weight_options(self, **options: Any) -> None:
+        """Resolve regularizers and constraints (gcomp.regularizers / gcomp.constraints) at
+        construction, as Keras does, and keep each as the attribute of its argument's name; an
+        unknown one is an error naming this layer and the argument."""
+        from gcomp import constraints, regularizers
+        for what, identifier in options.items():
+            get = regularizers.get if what.endswith("_regularizer") else constraints.get
+            try:
+                setattr(self, what, get(identifier))
+            except LayerConfigError as e:
+                raise self._config_error(f"{what}: {e}") from None
 
     def _int_tuple(self, value: Any, rank: int, what: str) -> tuple[int, ...]:
         if isinstance(value, (int, np.integer)):

@@ -652,6 +652,37 @@ void gk_dropout(const float *x, float *y, float *mask, long n, double rate, uint
     *counter += (uint64_t)(n > 0 ? n : 0);
 }
 
+float gk_penalty(const float *w, long n, double l1, double l2, double divisor)
+{
+    double absolute = 0.0, square = 0.0;
+    float total = 0.0f;
+    long i;
+    if (divisor <= 0.0)
+        return 0.0f;
+    for (i = 0; i < n; ++i) {
+        const double v = (double)w[i];
+        absolute += v < 0.0 ? -v : v;
+        square += v * v;
+    }
+    if (l1 != 0.0)
+        total += (float)l1 * (float)absolute;
+    if (l2 != 0.0)
+        total += (float)l2 * (float)square;
+    return divisor == 1.0 ? total : total / (float)divisor;
+}
+
+void gk_penalty_grad(const float *w, float *g, long n, double l1, double l2, double scale, double divisor)
+{
+    const float c1 = (float)scale * (float)l1, c2 = (float)scale * (float)l2;
+    long i;
+    for (i = 0; i < n; ++i) {
+        const float sign = (float)((w[i] > 0.0f) - (w[i] < 0.0f));
+        g[i] = c1 * sign + c2 * (w[i] * 2.0f);
+        if (divisor != 1.0)
+            g[i] /= (float)divisor;
+    }
+}
+
 void gk_constrain(int kind, float *w, long outer, long reduced, long inner, double min_value, double max_value,
                   double rate)
 {

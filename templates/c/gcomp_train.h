@@ -101,6 +101,13 @@ uint64_t gk_splitmix64(uint64_t z);
  * DropoutStream(key) at the same counter. mask may be NULL; y may be x (in place). */
 void gk_dropout(const float *x, float *y, float *mask, long n, double rate, uint64_t key, uint64_t *counter);
 
+/* Keras's regularization penalty of n values: (l1 sum|w| + l2 sum w^2) / divisor (a factor of 0
+ * adds nothing; divisor 1 for a weight, the batch size for an activity; 0 when divisor <= 0). */
+float gk_penalty(const float *w, long n, double l1, double l2, double divisor);
+
+/* g = d(scale * gk_penalty)/dw = ((scale l1) sign(w) + (scale l2) 2w) / divisor, for n values. */
+void gk_penalty_grad(const float *w, float *g, long n, double l1, double l2, double scale, double divisor);
+
 /* Keras's weight constraints, in place after an optimizer update, on w seen as (outer, reduced,
  * inner) blocks with the norms over `reduced`: NON_NEG w = max(w, 0); UNIT_NORM w / (eps + ||w||);
  * MAX_NORM (MaxNorm and MinMaxNorm) w * (rate clamp(||w||, min, max) + (1 - rate) ||w||) / (eps + ||w||),

@@ -33,11 +33,9 @@ class _Conv(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = self._initializer(kernel_initializer)
         self.bias_initializer = self._initializer(bias_initializer)
-        self.kernel_regularizer = self._regularizer(kernel_regularizer, "kernel_regularizer")
-        self.bias_regularizer = self._regularizer(bias_regularizer, "bias_regularizer")
-        self.kernel_constraint = self._constraint(kernel_constraint, "kernel_constraint")
-        self.bias_constraint = self._constraint(bias_constraint, "bias_constraint")
-        self.activity_regularizer = self._regularizer(activity_regularizer, "activity_regularizer")
+        self._weight_options(kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+                             kernel_constraint=kernel_constraint, bias_constraint=bias_constraint,
+                             activity_regularizer=activity_regularizer)
 
     def build(self, input_types):
         x = input_types[0]

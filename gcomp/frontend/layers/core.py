@@ -31,11 +31,9 @@ class Dense(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = self._initializer(kernel_initializer)
         self.bias_initializer = self._initializer(bias_initializer)
-        self.kernel_regularizer = self._regularizer(kernel_regularizer, "kernel_regularizer")
-        self.bias_regularizer = self._regularizer(bias_regularizer, "bias_regularizer")
-        self.kernel_constraint = self._constraint(kernel_constraint, "kernel_constraint")
-        self.bias_constraint = self._constraint(bias_constraint, "bias_constraint")
-        self.activity_regularizer = self._regularizer(activity_regularizer, "activity_regularizer")
+        self._weight_options(kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+                             kernel_constraint=kernel_constraint, bias_constraint=bias_constraint,
+                             activity_regularizer=activity_regularizer)
         _no_extras(self, lora_rank=lora_rank)
 
     def build(self, input_types):
@@ -71,8 +69,7 @@ class Embedding(Layer):
         self.embeddings_initializer = self._initializer(embeddings_initializer)
         if mask_zero:
             raise self._config_error("mask_zero=True (masking) is not supported by gcomp yet")
-        self.embeddings_regularizer = self._regularizer(embeddings_regularizer, "embeddings_regularizer")
-        self.embeddings_constraint = self._constraint(embeddings_constraint, "embeddings_constraint")
+        self._weight_options(embeddings_regularizer=embeddings_regularizer, embeddings_constraint=embeddings_constraint)
         _no_extras(self, lora_rank=lora_rank)
         self._initial_weights = weights
 

@@ -46,12 +46,9 @@ class LSTM(Layer):
         self.go_backwards = bool(go_backwards)
         if stateful:
             raise self._config_error("stateful=True is not supported by gcomp")
-        self.kernel_regularizer = self._regularizer(kernel_regularizer, "kernel_regularizer")
-        self.recurrent_regularizer = self._regularizer(recurrent_regularizer, "recurrent_regularizer")
-        self.bias_regularizer = self._regularizer(bias_regularizer, "bias_regularizer")
-        self.kernel_constraint = self._constraint(kernel_constraint, "kernel_constraint")
-        self.recurrent_constraint = self._constraint(recurrent_constraint, "recurrent_constraint")
-        self.bias_constraint = self._constraint(bias_constraint, "bias_constraint")
+        self._weight_options(kernel_regularizer=kernel_regularizer, recurrent_regularizer=recurrent_regularizer,
+                             bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
+                             recurrent_constraint=recurrent_constraint, bias_constraint=bias_constraint)
         _no_extras(self, activity_regularizer=activity_regularizer)
 
     def build(self, input_types):
