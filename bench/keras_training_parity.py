@@ -47,6 +47,12 @@ when all its problems are numeric ones (keys, forms and orders always FAIL):
   keeps its i, c and o parts at 0). JAX differentiates |w| at 0 as +1 (select(w >= 0, 1, -1)), TF as
   sign(0) = 0; gcomp takes TF's (and PyTorch's) subgradient 0, so such a weight is not pushed off 0.
 
+Seen once, not tagged: Keras on JAX reported evaluate() of `activity_regularizers` without part of
+its activity penalty (1.807 against 1.928; the History's val_loss and the weights agreed) when that
+case ran after regularizers, regularizers_multi_output and regularizers_loss_scale in one Keras
+process. Alone, after any two of those, in the full run and on TensorFlow, Keras gives 1.928,
+gcomp's value.
+
 Prints one row per case and backend. The exit status is 0 whatever the comparison says; it is
 non-zero only when something failed to run (the Keras side could not start, or a case raised on
 either side: those rows say ERROR, with the traceback after the table).
