@@ -44,7 +44,7 @@ def main() -> int:
     K = parity.namespace(keras)
     results = {}
     for name in names:
-        case = parity.CASE_BY_NAME[name]
+        case = parity.case_by_name(name)
         try:
             with open(workdir / f"{name}.data.pkl", "rb") as f:
                 data = pickle.load(f)

@@ -769,7 +769,48 @@ CASES += [
          _with(_image_data((12, 3), 2), y=lambda d, rng: d["y"] * 2 - 1, y_eval=lambda d, rng: d["y_eval"] * 2 - 1),
          {"batch_size": 8, "epochs": 3, "validation_split": 0.2}),
 ]
+# Keras's other names for losses and metrics (keras.losses.get / keras.metrics.get: aliases and class
+# names; a metric string is its History key) and 'crossentropy' / 'ce' picked by the targets' shape
+CASES += [
+    Case("names_bce_metrics", "17 names", _binary,
+         lambda K: {"optimizer": K.optimizers.Adam(learning_rate=0.01), "loss": "bce",
+                    "metrics": ["BinaryAccuracy", "ACC", "bce", "MSE", "binary_crossentropy"]},
+         _binary_data(), {"batch_size": 16, "epochs": 3, "validation_split": 0.2}),
+    Case("names_crossentropy_sparse", "17 names", _mlp,
+         lambda K: {"optimizer": K.optimizers.SGD(learning_rate=0.05), "loss": "crossentropy",
+                    "metrics": ["acc", "sparse_categorical_crossentropy", "SparseCategoricalAccuracy"]},
+         _sparse_data("n"), dict(MLP_FIT)),
+    Case("names_ce_categorical", "17 names", _mlp,
+         lambda K: {"optimizer": K.optimizers.RMSprop(), "loss": "CE",
+                    "metrics": ["Accuracy", "CategoricalCrossentropy", "categorical_accuracy"]},
+         _mlp_data(), dict(MLP_FIT)),
+    Case("names_regression", "17 names", _regression,
+         lambda K: {"optimizer": K.optimizers.SGD(learning_rate=0.02), "loss": "MeanAbsoluteError",
+                    "metrics": ["MSE", "MAE", "MeanSquaredError", "mean_absolute_error"]},
+         _regression_data, {"batch_size": 16, "epochs": 3}),
+    Case("names_multi_output", "17 names", _multi_output,
+         lambda K: {"optimizer": K.optimizers.SGD(learning_rate=0.01),
+                    "loss": {"age": "MSE", "income": "crossentropy", "gender": "ce"},
+                    "metrics": {"income": ["accuracy"], "gender": ["Accuracy", "BCE"]}},
+         lambda rng: _multi_output_data(rng, n_eval=16), {"batch_size": 8, "epochs": 2}),
+    Case("names_crossentropy_tob", "17 names", _mlp,
+         lambda K: {"optimizer": K.optimizers.Adam(learning_rate=0.01), "loss": "crossentropy", "metrics": ["acc"]},
+         _with(_sparse_data("n1"), batches=lambda d, rng: [(0, 16), (16, 40), (40, 70)]), mode="tob"),
+]
 CASE_BY_NAME = {c.name: c for c in CASES}
+RANDOM_PREFIX = "random_"
+
+
+def case_by_name(name: str) -> Case:
+    """A hand-written case, or `random_<seed>` drawn by bench/_random_cases.py (both sides draw it)."""
+    if name in CASE_BY_NAME:
+        return CASE_BY_NAME[name]
+    if name.startswith(RANDOM_PREFIX) and name[len(RANDOM_PREFIX):].isdigit():
+        sys.path.insert(0, str(HERE))
+        from _random_cases import random_case
+        CASE_BY_NAME[name] = random_case(int(name[len(RANDOM_PREFIX):]), Case)
+        return CASE_BY_NAME[name]
+    raise KeyError(name)
 
 
 def namespace(module) -> SimpleNamespace:
@@ -1007,12 +1048,23 @@ def main(argv=None) -> int:
     ap.add_argument("--verbose", action="store_true", help="print every problem of every row")
     ap.add_argument("--gcomp-backend", default="numpy", choices=["numpy", "c"],
                     help="where gcomp trains: the NumPy program or the generated C (fit(backend=...))")
+    ap.add_argument("--random", type=int, default=0, metavar="N",
+                    help="add N random cases random_<seed> (bench/_random_cases.py), seeds from --seed on")
+    ap.add_argument("--seed", type=int, default=1, help="the first random case's seed")
     args = ap.parse_args(argv)
 
-    names = [n for n in args.cases.split(",") if n] or [c.name for c in CASES]
-    unknown = [n for n in names if n not in CASE_BY_NAME]
+    names = [n for n in args.cases.split(",") if n]
+    if args.random:
+        names += [f"{RANDOM_PREFIX}{args.seed + i}" for i in range(args.random)]
+    names = names or [c.name for c in CASES]
+    unknown = []
+    for n in names:
+        try:
+            case_by_name(n)
+        except KeyError:
+            unknown.append(n)
     if unknown:
-        print(f"unknown case(s) {unknown}; known: {', '.join(CASE_BY_NAME)}", file=sys.stderr)
+        print(f"unknown case(s) {unknown}; known: {', '.join(CASE_BY_NAME)}, {RANDOM_PREFIX}<seed>", file=sys.stderr)
         return 2
     if not (args.venv / "bin" / "python").exists():
         print(f"no venv at {args.venv} (Keras 3 + TensorFlow): see bench/ort_vs_keras_export.py", file=sys.stderr)
@@ -1026,7 +1078,7 @@ def main(argv=None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     datas = {}
     for n in names:
-        datas[n] = case_data(CASE_BY_NAME[n])
+        datas[n] = case_data(case_by_name(n))
         with open(workdir / f"{n}.data.pkl", "wb") as f:
             pickle.dump(datas[n], f)
 
@@ -1042,7 +1094,7 @@ def main(argv=None) -> int:
             continue
         print(f"Keras ({backend}) side: {time.perf_counter() - t0:.1f}s")
         for n in names:
-            case = CASE_BY_NAME[n]
+            case = case_by_name(n)
             k = keras_results[n]
             if k.get("error"):
                 rows.append(Row(n, backend, notes=["Keras side raised"]))

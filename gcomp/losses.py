@@ -111,6 +111,32 @@ def _crossentropy(name: str):
     return _named(function, name, name)
 
 
+# The kinds compile() stores (and the code generators read) for Keras's long names
+_KIND_OF_CANONICAL = {"mean_squared_error": "mse", "mean_absolute_error": "mae"}
+SHAPE_RESOLVED = "crossentropy"
+"""The kind stored for 'crossentropy' / 'ce' until the targets' shape picks binary, categorical or
+sparse categorical crossentropy (Keras's compile_utils.get_loss)."""
+
+
+def kind_of(name: str) -> str | None:
+    """The loss kind a Keras loss string stands for ('mse', 'MSE', 'mean_squared_error',
+    'MeanSquaredError', 'bce', ...: what keras.losses.get takes), SHAPE_RESOLVED for 'crossentropy'
+    and 'ce' in any case, None for a name gcomp does not know."""
+    if name.lower() in _rt._SHAPE_RESOLVED_LOSSES:
+        return SHAPE_RESOLVED
+    canonical = _rt._LOSS_ALIASES.get(name)
+    return None if canonical is None else _KIND_OF_CANONICAL.get(canonical, canonical)
+
+
+def resolve_by_shapes(y_true_shape: tuple, y_pred_shape: tuple) -> str:
+    """The crossentropy 'crossentropy' stands for, by Keras's rule on the target's and the
+    prediction's shapes."""
+    binary, sparse = _rt._binary_or_sparse(tuple(y_true_shape), tuple(y_pred_shape))
+    if binary:
+        return "binary_crossentropy"
+    return "sparse_categorical_crossentropy" if sparse else "categorical_crossentropy"
+
+
 mean_squared_error = _regression_loss("mean_squared_error", "mse")
 mean_absolute_error = _regression_loss("mean_absolute_error", "mae")
 binary_crossentropy = _crossentropy("binary_crossentropy")

@@ -87,6 +87,13 @@ _FUNCTIONS = {f.__name__: f for f in (binary_accuracy, categorical_accuracy, spa
                                       mean_squared_error, mean_absolute_error)}
 
 
+def known_name(name: str) -> bool:
+    """Whether compile() can compute the metric Keras's string `name` stands for: 'acc' /
+    'accuracy' in any case (resolved by shapes), and what keras.metrics.get takes for the metrics
+    gcomp computes ('mse', 'MAE', 'binary_accuracy', 'BinaryAccuracy', 'bce', a loss name, ...)."""
+    return name.lower() in _rt._SHAPE_RESOLVED_METRICS or name in _rt._METRIC_ALIASES
+
+
 def compile_entry(metric: Any) -> str | dict | None:
     """What compile() stores for one metric: its string name (a metric object or function with its
     default name becomes that name), a {"name", "metric", "threshold"} dict for an object named or

@@ -338,7 +338,7 @@ VJP
                                                ("binary_crossentropy", False), ("mean_absolute_error", False)])
 def test_templates_render_compile_and_run(lib, tmp_path, loss, from_logits):
     from gcomp.backends.c_backend import _env
-    from gcomp.frontend.training import LOSS_NAMES
+    from gcomp.losses import kind_of
     env = _env()
     sparse = loss == "sparse_categorical_crossentropy"
     context = {
@@ -347,7 +347,7 @@ def test_templates_render_compile_and_run(lib, tmp_path, loss, from_logits):
               "((const float *)inputs[2].data)"],
         "xd": [["N_batch", "N_len", "5L"], ["N_batch", "N_len"] + ([] if sparse else ["5L"]), ["N_batch"]],
         "x_dtype": ["float32", "int32" if sparse else "float32", "float32"],
-        "y": ["(A + 0L)"], "a": {"loss": LOSS_NAMES[loss], "from_logits": from_logits, "weight": 0.25},  # the graph's name
+        "y": ["(A + 0L)"], "a": {"loss": kind_of(loss), "from_logits": from_logits, "weight": 0.25},  # the graph's name
         "layer": 'out"put', "yd": [[]], "op": "loss", "node": "n", "source": "", "p": {},
     }
     code = {op: env.get_template(f"c/ops/{op}.c.j2").render(**context) for op in ("loss", "loss_vjp")}

@@ -519,6 +519,71 @@ def test_compile_errors(kwargs, message):
     assert message in str(e.value)
 
 
+@pytest.mark.parametrize("alias, canonical", [("MSE", "mse"), ("mean_squared_error", "mse"), ("MeanSquaredError", "mse"),
+                                              ("MAE", "mae"), ("MeanAbsoluteError", "mae"),
+                                              ("bce", "binary_crossentropy"), ("BCE", "binary_crossentropy"),
+                                              ("BinaryCrossentropy", "binary_crossentropy"),
+                                              ("CategoricalCrossentropy", "categorical_crossentropy")])
+def test_keras_loss_names_train_as_the_loss_they_name(alias, canonical):
+    """keras.losses.get's aliases and class names: the same History and weights as the plain name."""
+    x, y = toy_data()
+    results = []
+    for loss in (alias, canonical):
+        gcomp.utils.set_random_seed(3)
+        model = mlp("a")
+        model.compile(optimizer="sgd", loss=loss)
+        history = model.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0).history
+        results.append((history["loss"], model.get_weights()))
+    assert results[0][0] == results[1][0]
+    assert all(np.array_equal(a, b) for a, b in zip(results[0][1], results[1][1]))
+
+
+def test_keras_metric_strings_are_their_history_keys():
+    """A metric string is its History key in Keras, whatever alias or class name it is."""
+    model = mlp("k")
+    model.compile(optimizer="sgd", loss="categorical_crossentropy",
+                  metrics=["Accuracy", "MSE", "CategoricalAccuracy", "categorical_crossentropy"])
+    x, y = toy_data()
+    p = model.predict(x, backend="numpy")  # one batch: the epoch's metrics are those of these predictions
+    history = model.fit(x, y, epochs=1, batch_size=48, shuffle=False, verbose=0).history
+    assert sorted(history) == ["Accuracy", "CategoricalAccuracy", "MSE", "categorical_crossentropy", "loss"]
+    accuracy = np.mean(p.argmax(1) == y.argmax(1))
+    assert history["Accuracy"] == history["CategoricalAccuracy"] == [pytest.approx(accuracy)]
+    assert history["MSE"] == [pytest.approx(np.mean((p - y) ** 2), rel=1e-5)]
+    crossentropy = -np.mean(np.log(np.clip(p[y == 1], 1e-7, 1 - 1e-7)))
+    assert history["categorical_crossentropy"] == history["loss"] == [pytest.approx(crossentropy, rel=1e-5)]
+
+
+@pytest.mark.parametrize("name, units, targets, picked", [
+    ("crossentropy", 3, "labels", "sparse_categorical_crossentropy"),
+    ("ce", 3, "labels_column", "sparse_categorical_crossentropy"),
+    ("CE", 3, "onehot", "categorical_crossentropy"),
+    ("Crossentropy", 1, "binary", "binary_crossentropy"),
+])
+def test_crossentropy_is_picked_by_the_shapes_of_targets_and_predictions(name, units, targets, picked):
+    """Keras's get_loss: binary when the prediction has one unit, sparse when the targets have a lower
+    rank or a last dim of 1, else categorical; decided by the first targets, then kept."""
+    x, y = toy_data()
+    labels = y.argmax(1)
+    y = {"labels": labels, "labels_column": labels[:, None], "onehot": y,
+         "binary": (labels > 0).astype("float32")[:, None]}[targets]
+    inp = Input(shape=(6,), name="x")
+    model = Model(inp, layers.Dense(units, activation="sigmoid" if units == 1 else "softmax", name="out")(inp))
+    model.compile(optimizer="sgd", loss=name)
+    if units == 1:  # decided at compile
+        assert model._compile_config["losses"][0]["loss"] == picked
+    model.train_on_batch(x, y)
+    assert model._compile_config["losses"][0]["loss"] == picked
+    assert f"'{picked}'" in model.training_source() or f'"{picked}"' in model.training_source()
+
+
+def test_an_undecided_crossentropy_cannot_be_built_without_targets():
+    model = mlp("u")
+    model.compile(optimizer="sgd", loss="crossentropy")
+    with pytest.raises(ValueError, match="loss 'crossentropy' for output 'u_out' is categorical or sparse"):
+        model.training_source()
+
+
 def test_fit_before_compile():
     x, y = toy_data()
     with pytest.raises(RuntimeError, match="You must call compile"):

@@ -12,15 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from gcomp.errors import InputDataError
-
-LOSS_NAMES = {"mse": "mse", "mean_squared_error": "mse", "mae": "mae", "mean_absolute_error": "mae",
-              "binary_crossentropy": "binary_crossentropy",
-              "categorical_crossentropy": "categorical_crossentropy",
-              "sparse_categorical_crossentropy": "sparse_categorical_crossentropy"}
-METRIC_NAMES = ("acc", "accuracy", "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
-                "mse", "mae", "mean_squared_error", "mean_absolute_error")  # what the runtime computes, by Keras's names
-
+from gcomp.errors import InputDataError, TargetError
+from gcomp.losses import SHAPE_RESOLVED, resolve_by_shapes
 
 def _per_output(value: Any, outputs: list[str], what: str, single_ok: bool = True) -> dict[str, Any]:
     """Keras's forms for per-output settings: one value (every output), a list in output order, or a
@@ -45,10 +38,14 @@ def resolve_loss(identifier: Any, output: str) -> tuple[str, bool, float, str] |
     if identifier is None:
         return None
     if isinstance(identifier, str):
-        name = LOSS_NAMES.get(identifier)
-        if name is None:
-            raise ValueError(f"unknown loss {identifier!r} for output {output!r}; known: {', '.join(LOSS_NAMES)}")
-        return name, False, 0.0, "sum_over_batch_size"
+        from gcomp.losses import kind_of
+        kind = kind_of(identifier)
+        if kind is None:
+            raise ValueError(f"unknown loss {identifier!r} for output {output!r}; known: mse, mae, "
+                             "binary_crossentropy, categorical_crossentropy, sparse_categorical_crossentropy, "
+                             "their Keras aliases and class names ('MSE', 'bce', 'MeanSquaredError', ...), and "
+                             "'crossentropy' (picked by the targets' shape)")
+        return kind, False, 0.0, "sum_over_batch_size"
     config = getattr(identifier, "gcomp_loss", None)
     if config is None:
         raise ValueError(f"cannot compile loss {identifier!r} for output {output!r}: use a name such as "
@@ -69,7 +66,7 @@ def resolve_metrics(metrics: Any, outputs: list[str], what: str = "metrics") -> 
         per = {o: list(metrics) for o in outputs}
     else:
         raise ValueError(f"{what} must be a list or a dict, got {metrics!r}")
-    from gcomp.metrics import compile_entry
+    from gcomp.metrics import compile_entry, known_name
     out = {}
     for output, names in per.items():
         if names is None:
@@ -78,9 +75,11 @@ def resolve_metrics(metrics: Any, outputs: list[str], what: str = "metrics") -> 
             names = [names]
         entries = [compile_entry(m) for m in names]
         for m, entry in zip(names, entries):
-            if entry is None or (isinstance(entry, str) and entry not in METRIC_NAMES):
-                raise ValueError(f"unknown metric {m!r} in {what} for output {output!r}; known: {', '.join(METRIC_NAMES)} "
-                                 f"and gcomp.metrics' objects and functions")
+            if entry is None or (isinstance(entry, str) and not known_name(entry)):
+                raise ValueError(f"unknown metric {m!r} in {what} for output {output!r}; known: accuracy/acc, "
+                                 "binary_accuracy, categorical_accuracy, sparse_categorical_accuracy, mse, mae, the "
+                                 "losses' names, their Keras aliases and class names ('MSE', 'BinaryAccuracy', ...), "
+                                 "and gcomp.metrics' objects and functions")
         out[output] = entries
     return out
 
@@ -121,6 +120,9 @@ class TrainingMixin:
                     raise ValueError(f"loss_weights for output {o!r} must be a number, got {w!r}")
                 weights[o] = float(w)
             weights = {o: weights.get(o, 1.0) for o in outputs}
+        for output, (kind, *rest) in list(losses.items()):
+            if kind == SHAPE_RESOLVED and self._output_shape(output)[-1] == 1:  # binary whatever the targets
+                losses[output] = ("binary_crossentropy", *rest)
         self._compile_config = {
             "optimizer": optimizers.serialize(opt),
             "losses": [{"output": o, "loss": losses[o][0], "from_logits": losses[o][1], "weight": weights[o],
@@ -150,11 +152,32 @@ class TrainingMixin:
         from gcomp import optimizers
         if self._compile_config is None:
             return None
+        for entry in self._compile_config["losses"]:
+            if entry["loss"] == SHAPE_RESOLVED:
+                raise TargetError(f"loss 'crossentropy' for output {entry['output']!r} is categorical or sparse "
+                                 "categorical crossentropy by the shape of targets not seen yet: train first, or "
+                                 "name the loss ('categorical_crossentropy' or 'sparse_categorical_crossentropy')")
         return dict(self._compile_config, optimizer=optimizers.serialize(self.optimizer))
 
-    def _training_program(self, backend: str = "numpy"):
+    def _output_shape(self, output: str) -> tuple:
+        return dict(zip(self.output_names, (t.shape for t in self.outputs)))[output]
+
+    def _resolve_losses_by_targets(self, y) -> None:
+        """'crossentropy' becomes binary, categorical or sparse categorical crossentropy by the shape
+        of the first targets given, as Keras picks it when it first sees data; it stays so."""
+        pending = [e for e in self._compile_config["losses"] if e["loss"] == SHAPE_RESOLVED]
+        if not pending or y is None:
+            return
+        targets = self._targets(y)
+        for entry in pending:
+            if entry["output"] in targets:
+                entry["loss"] = resolve_by_shapes(np.shape(targets[entry["output"]]),
+                                                  self._output_shape(entry["output"]))
+
+    def _training_program(self, backend: str = "numpy", y=None):
         """The program fit & co. run: the generated NumPy module's Program, or its subclass whose
-        steps run in generated C. Switching backends carries the weights and optimizer state over."""
+        steps run in generated C. Switching backends carries the weights and optimizer state over.
+        y: the call's targets, which settle a 'crossentropy' loss."""
         if backend not in ("numpy", "c"):
             raise ValueError(f"unknown training backend {backend!r}; available: 'numpy', 'c'")
         if self._compile_config is None:
@@ -162,6 +185,7 @@ class TrainingMixin:
                                "(fit, evaluate, train_on_batch, test_on_batch)")
         if not self._compile_config["losses"]:
             raise ValueError(f'model "{self.name}" was compiled without a loss: give compile(loss=...)')
+        self._resolve_losses_by_targets(y)
         old = self._program
         if old is None or self._program_backend != backend:
             self._claim_optimizer()
@@ -259,7 +283,7 @@ class TrainingMixin:
         if class_weight is not None and not isinstance(class_weight, dict):
             raise ValueError(f"class_weight must be a dict mapping class indices to weights, got {class_weight!r}")
         self._check_sample_weight(sample_weight)
-        program = self._training_program(backend)
+        program = self._training_program(backend, y)
         inputs = prepare_inputs(self, x)
         n = len(inputs[0]) if inputs and np.ndim(inputs[0]) else 0
         if validation_split and int(n * (1.0 - validation_split)) < 1:
@@ -290,7 +314,7 @@ class TrainingMixin:
         from gcomp.frontend.data import batch_size_or_default, prepare_inputs
         self._check_sample_weight(sample_weight)
         batch_size = batch_size_or_default("batch_size", batch_size)
-        program = self._training_program(backend)
+        program = self._training_program(backend, y)
         inputs = prepare_inputs(self, x)
         # on_test_begin/end and on_test_batch_begin/end, as in Keras
         callbacks = configure(callbacks, self, verbose, 1, -(-len(inputs[0]) // batch_size))
@@ -300,7 +324,7 @@ class TrainingMixin:
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False, backend="numpy"):
         from gcomp.frontend.data import prepare_inputs
         self._check_sample_weight(sample_weight)
-        program = self._training_program(backend)
+        program = self._training_program(backend, y)
         result = program.train_on_batch(prepare_inputs(self, x), self._targets(y), sample_weight=sample_weight,
                                         class_weight=class_weight, return_dict=return_dict)
         self._weights_changed()
@@ -308,7 +332,7 @@ class TrainingMixin:
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False, backend="numpy"):
         from gcomp.frontend.data import prepare_inputs
-        return self._training_program(backend).test_on_batch(prepare_inputs(self, x), self._targets(y),
+        return self._training_program(backend, y).test_on_batch(prepare_inputs(self, x), self._targets(y),
                                                       sample_weight=sample_weight, return_dict=return_dict)
 
     def save_weights(self, filepath) -> None:
