@@ -342,6 +342,11 @@ def random_case(seed: int, case_class):
         "left_dense" if desc.startswith("two inputs") else None  # a trunk layer with a name on both sides
     frozen = named if _chance(rng, 0.15) else None
     family, opt_kw = _optimizer_spec(rng)
+    if desc.startswith("text") and opt_kw.get("centered"):
+        # Keras on TensorFlow raised InvalidArgumentError (a GatherV2 index out of range in the
+        # centered RMSprop's sparse update) for two such cases in the parity runs; JAX trained them
+        # as gcomp does. Not drawn, so that a run's ERROR rows mean something.
+        opt_kw["centered"] = False
     n_train = int(rng.integers(24, 49))
     batch = int(rng.integers(4, 17))
     epochs = int(rng.integers(2, 4))

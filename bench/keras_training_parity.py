@@ -2,6 +2,11 @@
 
     python bench/keras_training_parity.py [--cases a,b,...] [--backends tensorflow,jax] [--venv DIR]
                                           [--workdir DIR] [--verbose] [--gcomp-backend numpy|c]
+                                          [--random N [--seed S]]
+
+--random N adds N random cases random_S ... random_<S+N-1> (bench/_random_cases.py): each crosses a
+random model with random heads, losses, metrics, optimizer options and fit() arguments, drawn from
+its seed on both sides, and is compared as the others are.
 
 For every case below, the same model source runs twice: once against Keras (in the throwaway venv,
 default /tmp/gcomp-bench-keras-venv, via bench/_keras_train_side.py; Keras 3 + TensorFlow, and JAX as
@@ -793,6 +798,11 @@ CASES += [
                     "loss": {"age": "MSE", "income": "crossentropy", "gender": "ce"},
                     "metrics": {"income": ["accuracy"], "gender": ["Accuracy", "BCE"]}},
          lambda rng: _multi_output_data(rng, n_eval=16), {"batch_size": 8, "epochs": 2}),
+    Case("names_weighted_metrics_repeat", "17 names", _binary,
+         lambda K: {"optimizer": K.optimizers.SGD(learning_rate=0.05), "loss": "bce", "metrics": ["acc", "mse"],
+                    "weighted_metrics": ["acc", "mae", "mse"]},
+         _with(_binary_data(), sample_weight=lambda d, rng: rng.uniform(0.2, 2.0, size=len(d["x"])).astype(np.float32)),
+         {"batch_size": 16, "epochs": 2}),
     Case("names_crossentropy_tob", "17 names", _mlp,
          lambda K: {"optimizer": K.optimizers.Adam(learning_rate=0.01), "loss": "crossentropy", "metrics": ["acc"]},
          _with(_sparse_data("n1"), batches=lambda d, rng: [(0, 16), (16, 40), (40, 70)]), mode="tob"),

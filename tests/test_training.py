@@ -87,6 +87,10 @@ def test_weighted_metrics_use_the_sample_weights_and_keras_names():
     assert logs["mse"] == pytest.approx((per_sample_mse * weights).sum() / weights.sum(), rel=1e-5)
     history = model.fit(x, y, sample_weight=weights, batch_size=20, epochs=1, verbose=0).history
     assert history["weighted_acc"][0] == pytest.approx(logs["weighted_acc"], rel=1e-6)
+    # Keras's list (_flatten_metrics_in_order): "loss", then the logs named by each metric's own name,
+    # metrics then weighted_metrics, repeats included: "acc" twice, then the rest by name
+    as_list = model.evaluate(x, y, sample_weight=weights, verbose=0)
+    assert as_list == [logs["loss"], logs["acc"], logs["acc"], logs["mse"], logs["weighted_acc"]]
 
 
 def test_epoch_loss_is_the_batch_size_weighted_mean_of_batch_losses():

@@ -250,6 +250,7 @@ class Program:
             for spec in self.config["losses"]:
                 trackers[spec["output"] + "_loss"] = Mean()
         self._metrics = []  # (History key, output index, (metric, threshold), weighted by sample weights)
+        self._metric_labels = []  # each metric's own name, in the same order (the list results' order)
         single = len(self.config["outputs"]) == 1
         for weighted, group in ((False, "metrics"), (True, "weighted_metrics")):
             for i, output in enumerate(self.config["outputs"]):
@@ -262,6 +263,7 @@ class Program:
                         key = f"weighted_{label}" if single else f"{output}_weighted_{label}"
                     trackers[key] = MeanAccumulator()
                     self._metrics.append((key, i, (metric, threshold), weighted))
+                    self._metric_labels.append(label)
         return trackers
 
     def _track(self, trackers, n, total, losses, preds, targets, sws):
@@ -315,15 +317,15 @@ class Program:
         return self._result(self._logs(trackers), return_dict)
 
     def _result(self, logs, return_dict):
-        """Keras's evaluate result: the loss alone, or [loss, per-output losses, metrics]."""
+        """Keras's evaluate result: the loss alone, or a list in the order of Keras's
+        _flatten_metrics_in_order: the logs named by "loss", each metric's own name (metrics, then
+        weighted_metrics; with several outputs these are prefixed in the logs, so they match none)
+        and each output's loss, repeats included (a weighted metric named like a metric gives that
+        metric twice), then the other logs by name."""
         if return_dict:
             return logs
-        metrics = [key for key, _, _, _ in self._metrics]
-        if len(self.config["outputs"]) > 1:
-            metrics.sort()  # Keras: per-output metric keys after the losses, by name
-        keys = ["loss"] + [s["output"] + "_loss" for s in self.config["losses"] if len(self.config["losses"]) > 1] \
-            + metrics
-        values = [logs[k] for k in keys]
+        names = ["loss"] + self._metric_labels + [s["output"] + "_loss" for s in self.config["losses"]]
+        values = [logs[k] for k in names if k in logs] + [logs[k] for k in sorted(logs) if k not in names]
         return values[0] if len(values) == 1 else values
 
     def _epoch(self, step, inputs, targets, sws, batch_size, order, callbacks, progbar, training, ctrl_c=None):
