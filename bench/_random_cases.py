@@ -206,7 +206,42 @@ def _trunk_two_inputs(rng):
     return [("left", (d1,), None), ("right", (d2,), None)], build, f"two inputs {merge}{' shared' if shared else ''}"
 
 
-TRUNKS = [_trunk_dense, _trunk_conv1d, _trunk_conv2d, _trunk_text, _trunk_sequence, _trunk_two_inputs]
+def _trunk_branches(rng):
+    """One input read by two branches (Dense, Activation and ReLU layers), concatenated."""
+    d, width = int(rng.integers(3, 8)), int(rng.integers(2, 7))
+    act = _pick(rng, HIDDEN_ACTIVATIONS[:-1])
+    relu_kw = _pick(rng, [{}, {"max_value": 6.0}])  # gcomp refuses other max_value, negative_slope, threshold
+
+    def build(K):
+        x = K.Input(shape=(d,), name="x")
+        a = K.layers.Activation(act)(K.layers.Dense(width, name="branch_a")(x))
+        b = K.layers.ReLU(**relu_kw)(K.layers.Dense(width + 1, name="branch_b")(x))
+        return [x], K.layers.concatenate([a, b, x])
+    return [("x", (d,), None)], build, f"branches {act} relu{relu_kw}"
+
+
+def _trunk_tokens_dense(rng):
+    """A Dense over an Embedding's last axis (a 3-D input), then a pooling or a Reshape + Flatten."""
+    steps, vocab, dim, units = int(rng.integers(3, 8)), int(rng.integers(10, 30)), int(rng.integers(2, 6)), int(rng.integers(2, 6))
+    act = _pick(rng, HIDDEN_ACTIVATIONS)
+    reduce = _pick(rng, ["GlobalMaxPooling1D", "GlobalAveragePooling1D", "Flatten", "Reshape"])
+    pool = _pick(rng, [None, ("MaxPooling1D", 2, 1), ("AveragePooling1D", 3, 2)]) if steps >= 4 else None
+
+    def build(K):
+        tokens = K.Input(shape=(steps,), dtype="int32", name="tokens")
+        x = K.layers.Dense(units, activation=act)(K.layers.Embedding(vocab, dim)(tokens))
+        length = steps
+        if pool:
+            x = getattr(K.layers, pool[0])(pool[1], strides=pool[2])(x)
+            length = (steps - pool[1]) // pool[2] + 1
+        if reduce == "Reshape":
+            return [tokens], K.layers.Reshape((length * units,))(x)
+        return [tokens], getattr(K.layers, reduce)()(x)
+    return [("tokens", (steps,), vocab)], build, f"text dense T{steps} {pool} {reduce}"
+
+
+TRUNKS = [_trunk_dense, _trunk_conv1d, _trunk_conv2d, _trunk_text, _trunk_sequence, _trunk_two_inputs,
+          _trunk_branches, _trunk_tokens_dense]
 
 
 # ---- heads: the output layer, its loss and metrics, its targets ---------------------------------
@@ -371,6 +406,12 @@ def random_case(seed: int, case_class):
                                                   "restore_best_weights": _chance(rng, 0.5)}),
                                ("ReduceLROnPlateau", {"monitor": "loss", "factor": 0.5, "patience": 0,
                                                       "min_delta": 0.01})])
+    if "validation_split" in fit_kw or extra == "validation_data":
+        if _chance(rng, 0.3):
+            fit_kw["validation_freq"] = 2
+        if _chance(rng, 0.3):
+            fit_kw["validation_batch_size"] = int(rng.integers(3, 9))
+    per_output_weights = n_heads > 1 and extra == "sample_weight" and _chance(rng, 0.5)
     if mode == "fit" and _chance(rng, 0.1):
         fit_kw["initial_epoch"] = 1
         fit_kw["epochs"] = epochs + 1
@@ -406,7 +447,8 @@ def random_case(seed: int, case_class):
         if loss_weights is not None:
             kw["loss_weights"] = loss_weights
         if weighted:
-            kw["weighted_metrics"] = [_object(K, "metrics", m) for m in heads[0]["metrics"]] or ["mae"]
+            kw["weighted_metrics"] = [_object(K, "metrics", m) for m in heads[0]["metrics"]] or \
+                ["mae" if heads[0]["task"] == "regression" else "acc"]  # mae of sparse labels: Keras raises
         return kw
 
     def draw_inputs(r, n):
@@ -427,6 +469,8 @@ def random_case(seed: int, case_class):
             d["validation_data"] = (d["x_eval"], d["y_eval"])
         elif extra == "sample_weight":
             d["sample_weight"] = r.uniform(0.2, 2.0, size=n_train).astype(np.float32)
+            if per_output_weights:  # one array per output, as a list
+                d["sample_weight"] = [r.uniform(0.2, 2.0, size=n_train).astype(np.float32) for _ in heads]
         elif extra == "class_weight":
             classes = 2 if heads[0]["task"] == "binary" else heads[0]["units"]
             d["class_weight"] = {c: float(w) for c, w in enumerate(r.uniform(0.3, 2.0, size=classes))}

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from gcomp import Input, Model, Sequential, layers
+from gcomp.errors import LayerConfigError
 from gcomp.utils import set_random_seed
 
 RTOL = ATOL = 1e-5
@@ -153,6 +154,25 @@ def test_relu_layer():
     x = rand(3, 5, seed=7)
     inp = Input((5,))
     close(run(inp, layers.ReLU()(inp), x), np.maximum(x, 0))
+
+
+def test_relu_layer_with_max_value_6_is_relu6():
+    x = rand(3, 5, seed=7) * 10
+    inp = Input((5,))
+    close(run(inp, layers.ReLU(max_value=6.0)(inp), x), np.clip(x, 0, 6))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(max_value=1.0), "ReLU(max_value=1.0, negative_slope=0.0, threshold=0.0) is not supported"),
+    (dict(negative_slope=0.1), "only ReLU() and ReLU(max_value=6)"),
+    (dict(max_value=6, threshold=0.5), "is not supported by gcomp yet"),
+    (dict(max_value=-1.0), "max_value of a ReLU layer cannot be a negative value"),
+    (dict(threshold=-0.5), "threshold of a ReLU layer cannot be a negative value"),
+])
+def test_relu_layer_arguments_gcomp_lacks_are_refused_naming_the_layer(kwargs, message):
+    with pytest.raises(LayerConfigError) as e:
+        layers.ReLU(name="clipped", **kwargs)
+    assert message in str(e.value) and "clipped" in str(e.value)
 
 
 # ---- Embedding --------------------------------------------------------------------------------

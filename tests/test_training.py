@@ -588,6 +588,17 @@ def test_an_undecided_crossentropy_cannot_be_built_without_targets():
         model.training_source()
 
 
+def test_a_metric_whose_shapes_do_not_fit_the_targets_is_a_clear_error():
+    """mae of sparse labels against class probabilities: Keras raises for (N,) labels; gcomp names the
+    metric, the output and both shapes (also for (N, 1) labels, where Keras broadcasts them)."""
+    model = mlp("s")
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["mae"])
+    x, y = toy_data(n=10)
+    with pytest.raises(InputDataError, match=r"metric 'mae' of output 's_out' cannot compare targets of shape "
+                                             r"\(5,\) with predictions of shape \(5, 3\)"):
+        model.fit(x, y.argmax(1)[:, None], batch_size=5, verbose=0)
+
+
 def test_fit_before_compile():
     x, y = toy_data()
     with pytest.raises(RuntimeError, match="You must call compile"):

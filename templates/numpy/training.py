@@ -273,8 +273,14 @@ class Program:
                 trackers[spec["output"] + "_loss"].update(value, n)
         target_of = {spec["output"]: (t, w) for spec, t, w in zip(self.config["losses"], targets, sws)}
         for key, i, (metric, threshold), weighted in self._metrics:  # only weighted_metrics see the sample weights
-            t, w = target_of[self.config["outputs"][i]]
-            trackers[key].update(metric_values(metric, t, preds[i], threshold=threshold), w if weighted else None)
+            output = self.config["outputs"][i]
+            t, w = target_of[output]
+            try:
+                values = metric_values(metric, t, preds[i], threshold=threshold)
+            except ValueError as exc:  # e.g. mae against sparse labels: the shapes do not broadcast
+                raise InputDataError(f"metric {key!r} of output {output!r} cannot compare targets of shape "
+                                     f"{np.shape(t)} with predictions of shape {np.shape(preds[i])}: {exc}") from None
+            trackers[key].update(values, w if weighted else None)
 
     @staticmethod
     def _logs(trackers, prefix=""):

@@ -98,12 +98,20 @@ class Activation(Layer):
 
 
 class ReLU(Activation):
-    """Rectified linear unit as a layer (default arguments only)."""
+    """Rectified linear unit as a layer: ReLU() is relu, ReLU(max_value=6) is relu6 (MobileNet's; Keras
+    computes it with nn.relu6 too). Other max_value, negative_slope or threshold are refused."""
 
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
-        super().__init__("relu", **kwargs)
-        if max_value is not None or negative_slope or threshold:
-            raise self._config_error("only ReLU() with default arguments is supported")
+        six = max_value is not None and max_value == 6 and not negative_slope and not threshold
+        super().__init__("relu6" if six else "relu", **kwargs)
+        for name, value in (("max_value", max_value), ("negative_slope", negative_slope), ("threshold", threshold)):
+            if value is not None and value < 0:  # Keras's checks (negative_slope and threshold not None)
+                raise self._config_error(f"{name} of a ReLU layer cannot be a negative value, got {name}={value}")
+        if not six and (max_value is not None or negative_slope or threshold):
+            raise self._config_error(f"ReLU(max_value={max_value}, negative_slope={negative_slope}, "
+                                     f"threshold={threshold}) is not supported by gcomp yet: only ReLU() and "
+                                     "ReLU(max_value=6)")
+        self.max_value, self.negative_slope, self.threshold = max_value, negative_slope, threshold
 
 
 class Dropout(Layer):
