@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from gcomp.errors import InputDataError, TargetError
-from gcomp.losses import SHAPE_RESOLVED, resolve_by_shapes
+from gcomp.losses import SHAPE_RESOLVED, kind_of, resolve_by_shapes
+
 
 def _per_output(value: Any, outputs: list[str], what: str, single_ok: bool = True) -> dict[str, Any]:
     """Keras's forms for per-output settings: one value (every output), a list in output order, or a
@@ -38,7 +39,6 @@ def resolve_loss(identifier: Any, output: str) -> tuple[str, bool, float, str] |
     if identifier is None:
         return None
     if isinstance(identifier, str):
-        from gcomp.losses import kind_of
         kind = kind_of(identifier)
         if kind is None:
             raise ValueError(f"unknown loss {identifier!r} for output {output!r}; known: mse, mae, "
