@@ -122,9 +122,11 @@ def _trunk_conv2d(rng):
     h, w, c = int(rng.integers(5, 10)), int(rng.integers(5, 10)), int(rng.integers(1, 4))
     kernel, strides = int(rng.integers(1, 4)), int(rng.integers(1, 3))
     padding = _pick(rng, ["valid", "same"])
+    dilation = int(rng.integers(1, 3)) if strides == 1 and kernel > 1 and min(h, w) >= 7 else 1
     conv = dict(filters=int(rng.integers(2, 6)), kernel_size=kernel, strides=strides, padding=padding,
-                activation=_pick(rng, HIDDEN_ACTIVATIONS), use_bias=_chance(rng, 0.8))
-    side = min(-(-h // strides), -(-w // strides)) if padding == "same" else (min(h, w) - kernel) // strides + 1
+                dilation_rate=dilation, activation=_pick(rng, HIDDEN_ACTIVATIONS), use_bias=_chance(rng, 0.8))
+    span = (kernel - 1) * dilation + 1
+    side = -(-min(h, w) // strides) if padding == "same" else (min(h, w) - span) // strides + 1
     pool = _pick(rng, [None, "MaxPooling2D", "AveragePooling2D"])
     pool_padding = _pick(rng, ["valid", "same"]) if side >= 2 else "same"
     reduce = _pick(rng, ["Flatten", "GlobalMaxPooling2D", "GlobalAveragePooling2D"])
@@ -240,7 +242,25 @@ def _trunk_tokens_dense(rng):
     return [("tokens", (steps,), vocab)], build, f"text dense T{steps} {pool} {reduce}"
 
 
-TRUNKS = [_trunk_dense, _trunk_conv1d, _trunk_conv2d, _trunk_text, _trunk_sequence, _trunk_two_inputs,
+def _trunk_per_step(rng):
+    """Per-step features (batch, steps, units): the heads then predict at every step (a tagger)."""
+    steps, vocab = int(rng.integers(3, 8)), int(rng.integers(10, 30))
+    body = _pick(rng, ["lstm", "conv", "lstm_conv"])
+    units, filters = int(rng.integers(2, 7)), int(rng.integers(2, 6))
+
+    def build(K):
+        tokens = K.Input(shape=(steps,), dtype="int32", name="tokens")
+        x = K.layers.Embedding(vocab, 4)(tokens)
+        if body in ("conv", "lstm_conv"):
+            x = K.layers.Conv1D(filters, 3, padding="same", activation="relu")(x)
+        if body in ("lstm", "lstm_conv"):
+            x = K.layers.LSTM(units, return_sequences=True)(x)
+        return [tokens], x
+    build.steps = steps
+    return [("tokens", (steps,), vocab)], build, f"text per-step T{steps} {body}"
+
+
+TRUNKS = [_trunk_per_step, _trunk_dense, _trunk_conv1d, _trunk_conv2d, _trunk_text, _trunk_sequence, _trunk_two_inputs,
           _trunk_branches, _trunk_tokens_dense]
 
 
@@ -254,7 +274,8 @@ def _head(rng, name):
     if task == "regression":
         head.update(units=int(rng.integers(1, 4)), activation=_pick(rng, [None, "linear", "tanh"]),
                     loss=_pick(rng, ["mse", "mae", "mean_squared_error", "MSE", ("MeanSquaredError", {}),
-                                     ("MeanAbsoluteError", {})]),
+                                     ("MeanAbsoluteError", {}), ("MeanSquaredError", {"reduction": "sum"}),
+                                     ("MeanAbsoluteError", {"reduction": "mean"})]),
                     metrics=_pick(rng, [[], ["mae"], ["mse", "mae"], [("MeanSquaredError", {"name": "m2"})]]))
     elif task == "binary":
         smoothing = _pick(rng, [0.0, 0.0, 0.1])
@@ -296,16 +317,18 @@ def _layer_kw(K, spec):
     return kw
 
 
-def _targets(rng, head, n):
+def _targets(rng, head, n, steps=None):
+    """Targets for n samples (at each of `steps` steps for a per-step trunk)."""
     task = head["task"]
+    lead = (n,) if steps is None else (n, steps)
     if task == "regression":
-        return rng.normal(0.5, 1.0, size=(n, head["units"])).astype(np.float32)
+        return rng.normal(0.5, 1.0, size=lead + (head["units"],)).astype(np.float32)
     if task == "binary":
-        return rng.integers(0, 2, size=(n, 1)).astype(np.float32)
-    labels = rng.integers(0, head["units"], size=n)
+        return rng.integers(0, 2, size=lead + (1,)).astype(np.float32)
+    labels = rng.integers(0, head["units"], size=lead)
     if task == "categorical":
         return np.eye(head["units"], dtype=np.float32)[labels]
-    return labels.reshape((-1, 1) if head["label_rank"] == 2 else (-1,)).astype(np.int32)
+    return labels.reshape(lead + ((1,) if head["label_rank"] == 2 else ())).astype(np.int32)
 
 
 def _object(K, module, spec):
@@ -394,9 +417,12 @@ def random_case(seed: int, case_class):
     if n_heads > 1 and _chance(rng, 0.5):
         weights = [float(_pick(rng, [0.25, 0.5, 1.0, 2.0])) for _ in heads]
         loss_weights = weights if _chance(rng, 0.5) else {h["name"]: w for h, w in zip(heads, weights)}
+    elif n_heads == 1 and _chance(rng, 0.1):
+        loss_weights = 0.5
     fit_kw: dict[str, Any] = {"batch_size": batch, "epochs": epochs}
     extra = _pick(rng, ["none", "none", "validation_split", "validation_data", "sample_weight", "class_weight"])
-    if extra == "class_weight" and (n_heads > 1 or heads[0]["task"] == "regression"):
+    steps = getattr(trunk, "steps", None)
+    if extra == "class_weight" and (n_heads > 1 or heads[0]["task"] == "regression" or steps):
         extra = "sample_weight"
     if extra == "validation_split":
         fit_kw["validation_split"] = float(_pick(rng, [0.2, 0.25]))
@@ -462,8 +488,8 @@ def random_case(seed: int, case_class):
     def data(_unused_rng):
         r = np.random.default_rng(data_seed)
         d = {"x": draw_inputs(r, n_train), "x_eval": draw_inputs(r, EVAL_SAMPLES)}
-        ys = [_targets(r, h, n_train) for h in heads]
-        ys_eval = [_targets(r, h, EVAL_SAMPLES) for h in heads]
+        ys = [_targets(r, h, n_train, steps) for h in heads]
+        ys_eval = [_targets(r, h, EVAL_SAMPLES, steps) for h in heads]
         d["y"], d["y_eval"] = (ys, ys_eval) if n_heads > 1 else (ys[0], ys_eval[0])
         if extra == "validation_data":
             d["validation_data"] = (d["x_eval"], d["y_eval"])
