@@ -599,6 +599,23 @@ def test_a_metric_whose_shapes_do_not_fit_the_targets_is_a_clear_error():
         model.fit(x, y.argmax(1)[:, None], batch_size=5, verbose=0)
 
 
+def test_a_sample_weight_weighs_every_step_of_a_per_step_output():
+    """(N,) sample weights against an (N, T, d) output: sample n's weight on each of its steps, the sum
+    divided by N T (sum over batch size). Keras 3 raises here (it cannot broadcast (N,) against the
+    (N, T) losses); per-step (N, T) weights are refused with a clear error."""
+    rng = np.random.default_rng(0)
+    seq = Input(shape=(5, 3), name="seq")
+    model = Model(seq, layers.Dense(2, name="per_step")(seq))
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = rng.normal(size=(4, 5, 3)).astype("float32"), rng.normal(size=(4, 5, 2)).astype("float32")
+    weights = np.array([0.5, 1.0, 2.0, 0.0], "float32")
+    per_step = ((model.predict(x, backend="numpy") - y) ** 2).mean(-1)
+    expected = (per_step * weights[:, None]).sum() / per_step.size
+    assert model.evaluate(x, y, sample_weight=weights, verbose=0) == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(InputDataError, match=r"sample_weight for 'per_step' has shape \(4, 5\): per-step"):
+        model.evaluate(x, y, sample_weight=np.ones((4, 5), "float32"), verbose=0)
+
+
 def test_fit_before_compile():
     x, y = toy_data()
     with pytest.raises(RuntimeError, match="You must call compile"):

@@ -209,7 +209,12 @@ class Program:
             pred_shape = self.config["output_shapes"][spec["output"]]
             t = validate_targets(spec["loss"], t, pred_shape, spec["output"])
             sw = weights.get(spec["output"])
-            sw = np.ones(len(t), np.float32) if sw is None else np.asarray(sw, np.float32).reshape(-1)
+            sw = np.ones(len(t), np.float32) if sw is None else np.asarray(sw, np.float32)
+            if sw.ndim > 1 and sw[0].size > 1:
+                raise InputDataError(f"sample_weight for {spec['output']!r} has shape {sw.shape}: per-step (temporal) "
+                                     "sample weights are not supported by gcomp yet; give one weight per sample, "
+                                     "which weighs each of its steps")
+            sw = sw.reshape(-1)
             if len(sw) != len(t):
                 raise InputDataError(f"sample_weight for {spec['output']!r} has {len(sw)} values for {len(t)} samples")
             if class_weight:
