@@ -10,8 +10,9 @@ batch sizes, sample or class weights, validation splits or data, or a train_on_b
 
 Known backend differences are tagged as the hand-written cases are (see the parity module's doc):
 tf-sparse when an Embedding trains under an optimizer or clipping that is not linear in the
-gradient, tf-output-loss when a multi-output run has a short batch. Nothing here needs more than
-NumPy at import time.
+gradient, tf-output-loss when a multi-output run has a short batch, jax-l1-zero when an L1 penalty
+meets a NonNeg constraint (which leaves weights at exactly 0). Nothing here needs more than NumPy
+at import time.
 """
 from __future__ import annotations
 
@@ -513,7 +514,10 @@ def random_case(seed: int, case_class):
     if desc.startswith("text") and _nonlinear_in_gradient(family, opt_kw):
         expect.append("tf-sparse")
     if n_heads > 1:
-        expect.append("tf-output-loss")  # partial batches (training, validation) are common here
+        expect.append("tf-output-loss")
+    if any(h["layer_kw"].get("kernel_regularizer", ("",))[0] in ("L1", "L1L2")
+           and h["layer_kw"].get("kernel_constraint", ("",))[0] == "NonNeg" for h in heads):
+        expect.append("jax-l1-zero")  # NonNeg clips weights to exactly 0, where JAX's |w|' is +1  # partial batches (training, validation) are common here
     desc += " (Sequential)" if sequential else ""
     desc += f" frozen {frozen}" if frozen else ""
     group = f"random: {desc}; heads {[h['task'] + ('/logits' if h['logits'] else '') for h in heads]}; " \
