@@ -16,6 +16,7 @@ at import time.
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -390,141 +391,157 @@ def _nonlinear_in_gradient(family, kw):
 
 # ---- the case -----------------------------------------------------------------------------------
 
-def random_case(seed: int, case_class):
-    """The case `random_<seed>`; case_class is keras_training_parity.Case."""
+def _draw(seed: int) -> SimpleNamespace:
+    """Every random choice of case `random_<seed>` (the order of the draws fixes what a seed means)."""
     rng = np.random.default_rng(seed)
-    inputs, trunk, desc = _pick(rng, TRUNKS)(rng)
-    n_heads = 1 if _chance(rng, 0.65) else int(rng.integers(2, 4))
-    heads = [_head(rng, f"out{i}") for i in range(n_heads)]
-    sequential = n_heads == 1 and getattr(trunk, "sequential", None) is not None and _chance(rng, 0.4)
-    named = "h0" if desc.startswith("dense") else "shared" if "shared" in desc else \
-        "left_dense" if desc.startswith("two inputs") else None  # a trunk layer with a name on both sides
-    frozen = named if _chance(rng, 0.15) else None
-    family, opt_kw = _optimizer_spec(rng)
-    if desc.startswith("text") and opt_kw.get("centered"):
+    c = SimpleNamespace()
+    c.inputs, c.trunk, c.desc = _pick(rng, TRUNKS)(rng)
+    c.n_heads = 1 if _chance(rng, 0.65) else int(rng.integers(2, 4))
+    c.heads = [_head(rng, f"out{i}") for i in range(c.n_heads)]
+    c.sequential = c.n_heads == 1 and getattr(c.trunk, "sequential", None) is not None and _chance(rng, 0.4)
+    named = "h0" if c.desc.startswith("dense") else "shared" if "shared" in c.desc else \
+        "left_dense" if c.desc.startswith("two inputs") else None  # a trunk layer with a name on both sides
+    c.frozen = named if _chance(rng, 0.15) else None
+    c.family, c.opt_kw = _optimizer_spec(rng)
+    if c.desc.startswith("text") and c.opt_kw.get("centered"):
         # Keras on TensorFlow raised InvalidArgumentError (a GatherV2 index out of range in the
         # centered RMSprop's sparse update) for two such cases in the parity runs; JAX trained them
         # as gcomp does. Not drawn, so that a run's ERROR rows mean something.
-        opt_kw["centered"] = False
-    n_train = int(rng.integers(24, 49))
+        c.opt_kw["centered"] = False
+    c.n_train = int(rng.integers(24, 49))
     batch = int(rng.integers(4, 17))
     epochs = int(rng.integers(2, 4))
-    mode = "tob" if _chance(rng, 0.12) else "fit"
-    if len(inputs) > 1 or n_heads > 1:
-        mode = "fit"  # the train_on_batch runs slice x and y as single arrays
-    loss_form = _pick(rng, ["list", "dict"]) if n_heads > 1 else _pick(rng, ["single", "single", "list"])
-    metric_form = _pick(rng, ["per_output", "dict"]) if n_heads > 1 else _pick(rng, ["single", "dict"])
-    loss_weights = None
-    if n_heads > 1 and _chance(rng, 0.5):
-        weights = [float(_pick(rng, [0.25, 0.5, 1.0, 2.0])) for _ in heads]
-        loss_weights = weights if _chance(rng, 0.5) else {h["name"]: w for h, w in zip(heads, weights)}
-    elif n_heads == 1 and _chance(rng, 0.1):
-        loss_weights = 0.5
-    fit_kw: dict[str, Any] = {"batch_size": batch, "epochs": epochs}
-    extra = _pick(rng, ["none", "none", "validation_split", "validation_data", "sample_weight", "class_weight"])
-    steps = getattr(trunk, "steps", None)
-    if extra == "class_weight" and (n_heads > 1 or heads[0]["task"] == "regression" or steps):
-        extra = "sample_weight"
-    if extra == "sample_weight" and steps:
-        extra = "validation_data"  # Keras 3 cannot weigh per-step losses by sample (see the README)
-    if extra == "validation_split":
-        fit_kw["validation_split"] = float(_pick(rng, [0.2, 0.25]))
-    callback = None
-    if mode == "fit" and _chance(rng, 0.15):
-        callback = _pick(rng, [("EarlyStopping", {"monitor": "loss", "patience": 0, "min_delta": 0.01,
-                                                  "restore_best_weights": _chance(rng, 0.5)}),
-                               ("ReduceLROnPlateau", {"monitor": "loss", "factor": 0.5, "patience": 0,
-                                                      "min_delta": 0.01})])
-    if "validation_split" in fit_kw or extra == "validation_data":
+    c.mode = "tob" if _chance(rng, 0.12) else "fit"
+    if len(c.inputs) > 1 or c.n_heads > 1:
+        c.mode = "fit"  # the train_on_batch runs slice x and y as single arrays
+    c.loss_form = _pick(rng, ["list", "dict"]) if c.n_heads > 1 else _pick(rng, ["single", "single", "list"])
+    c.metric_form = _pick(rng, ["per_output", "dict"]) if c.n_heads > 1 else _pick(rng, ["single", "dict"])
+    c.loss_weights = None
+    if c.n_heads > 1 and _chance(rng, 0.5):
+        weights = [float(_pick(rng, [0.25, 0.5, 1.0, 2.0])) for _ in c.heads]
+        c.loss_weights = weights if _chance(rng, 0.5) else {h["name"]: w for h, w in zip(c.heads, weights)}
+    elif c.n_heads == 1 and _chance(rng, 0.1):
+        c.loss_weights = 0.5
+    c.fit_kw = {"batch_size": batch, "epochs": epochs}
+    c.extra = _pick(rng, ["none", "none", "validation_split", "validation_data", "sample_weight", "class_weight"])
+    c.steps = getattr(c.trunk, "steps", None)
+    if c.extra == "class_weight" and (c.n_heads > 1 or c.heads[0]["task"] == "regression" or c.steps):
+        c.extra = "sample_weight"
+    if c.extra == "sample_weight" and c.steps:
+        c.extra = "validation_data"  # Keras 3 cannot weigh per-step losses by sample (see the README)
+    if c.extra == "validation_split":
+        c.fit_kw["validation_split"] = float(_pick(rng, [0.2, 0.25]))
+    c.callback = None
+    if c.mode == "fit" and _chance(rng, 0.15):
+        c.callback = _pick(rng, [("EarlyStopping", {"monitor": "loss", "patience": 0, "min_delta": 0.01,
+                                                    "restore_best_weights": _chance(rng, 0.5)}),
+                                 ("ReduceLROnPlateau", {"monitor": "loss", "factor": 0.5, "patience": 0,
+                                                        "min_delta": 0.01})])
+    if "validation_split" in c.fit_kw or c.extra == "validation_data":
         if _chance(rng, 0.3):
-            fit_kw["validation_freq"] = 2
+            c.fit_kw["validation_freq"] = 2
         if _chance(rng, 0.3):
-            fit_kw["validation_batch_size"] = int(rng.integers(3, 9))
-    per_output_weights = n_heads > 1 and extra == "sample_weight" and _chance(rng, 0.5)
-    if callback is not None and callback[0] == "ReduceLROnPlateau" and isinstance(opt_kw.get("learning_rate"), tuple):
-        callback = None  # a schedule's rate is not settable: Keras and gcomp raise the same TypeError
-    if mode == "fit" and _chance(rng, 0.1):
-        fit_kw["initial_epoch"] = 1
-        fit_kw["epochs"] = epochs + 1
-    weighted = n_heads == 1 and extra in ("sample_weight", "class_weight") and _chance(rng, 0.5)
-    data_seed = int(rng.integers(1 << 31))
+            c.fit_kw["validation_batch_size"] = int(rng.integers(3, 9))
+    c.per_output_weights = c.n_heads > 1 and c.extra == "sample_weight" and _chance(rng, 0.5)
+    if c.callback is not None and c.callback[0] == "ReduceLROnPlateau" and \
+            isinstance(c.opt_kw.get("learning_rate"), tuple):
+        c.callback = None  # a schedule's rate is not settable: Keras and gcomp raise the same TypeError
+    if c.mode == "fit" and _chance(rng, 0.1):
+        c.fit_kw["initial_epoch"] = 1
+        c.fit_kw["epochs"] = epochs + 1
+    c.weighted = c.n_heads == 1 and c.extra in ("sample_weight", "class_weight") and _chance(rng, 0.5)
+    c.data_seed = int(rng.integers(1 << 31))
+    return c
 
-    def head_layer(K, h):
+
+def _model(K, c: SimpleNamespace):
+    def head_layer(h):
         return K.layers.Dense(h["units"], activation=h["activation"], name=h["name"], **_layer_kw(K, h["layer_kw"]))
 
-    def build(K):
-        if sequential:
-            model = K.Sequential(trunk.sequential(K) + [head_layer(K, heads[0])])
-        else:
-            tensors, features = trunk(K)
-            outputs = [head_layer(K, h)(features) for h in heads]
-            model = K.Model(tensors if len(tensors) > 1 else tensors[0], outputs if n_heads > 1 else outputs[0])
-        if frozen is not None:
-            model.get_layer(frozen).trainable = False
-        return model
+    if c.sequential:
+        model = K.Sequential(c.trunk.sequential(K) + [head_layer(c.heads[0])])
+    else:
+        tensors, features = c.trunk(K)
+        outputs = [head_layer(h)(features) for h in c.heads]
+        model = K.Model(tensors if len(tensors) > 1 else tensors[0], outputs if c.n_heads > 1 else outputs[0])
+    if c.frozen is not None:
+        model.get_layer(c.frozen).trainable = False
+    return model
 
-    def compile_kw(K):
-        losses = [_object(K, "losses", h["loss"]) for h in heads]
-        metrics = [[_object(K, "metrics", m) for m in h["metrics"]] for h in heads]
-        names = [h["name"] for h in heads]
-        kw: dict[str, Any] = {"optimizer": _optimizer(K, family, opt_kw)}
-        kw["loss"] = {"single": losses[0], "list": losses, "dict": dict(zip(names, losses))}[loss_form]
-        if metric_form == "single":
-            kw["metrics"] = metrics[0]
-        elif metric_form == "per_output":
-            kw["metrics"] = metrics
-        else:
-            kw["metrics"] = {n: m for n, m in zip(names, metrics) if m}
-        if loss_weights is not None:
-            kw["loss_weights"] = loss_weights
-        if weighted:
-            kw["weighted_metrics"] = [_object(K, "metrics", m) for m in heads[0]["metrics"]] or \
-                ["mae" if heads[0]["task"] == "regression" else "acc"]  # mae of sparse labels: Keras raises
-        return kw
 
-    def draw_inputs(r, n):
-        arrays = {}
-        for name, shape, vocab in inputs:
-            arrays[name] = (r.integers(0, vocab, size=(n,) + shape).astype(np.int32) if vocab
-                            else r.normal(size=(n,) + shape).astype(np.float32))
-        return arrays if len(arrays) > 1 and _chance(r, 0.5) else (
-            list(arrays.values()) if len(arrays) > 1 else next(iter(arrays.values())))
+def _compile_kw(K, c: SimpleNamespace) -> dict:
+    losses = [_object(K, "losses", h["loss"]) for h in c.heads]
+    metrics = [[_object(K, "metrics", m) for m in h["metrics"]] for h in c.heads]
+    names = [h["name"] for h in c.heads]
+    kw: dict[str, Any] = {"optimizer": _optimizer(K, c.family, c.opt_kw)}
+    kw["loss"] = {"single": losses[0], "list": losses, "dict": dict(zip(names, losses))}[c.loss_form]
+    if c.metric_form == "single":
+        kw["metrics"] = metrics[0]
+    elif c.metric_form == "per_output":
+        kw["metrics"] = metrics
+    else:
+        kw["metrics"] = {n: m for n, m in zip(names, metrics) if m}
+    if c.loss_weights is not None:
+        kw["loss_weights"] = c.loss_weights
+    if c.weighted:
+        kw["weighted_metrics"] = [_object(K, "metrics", m) for m in c.heads[0]["metrics"]] or \
+            ["mae" if c.heads[0]["task"] == "regression" else "acc"]  # mae of sparse labels: Keras raises
+    return kw
 
-    def data(_unused_rng):
-        r = np.random.default_rng(data_seed)
-        d = {"x": draw_inputs(r, n_train), "x_eval": draw_inputs(r, EVAL_SAMPLES)}
-        ys = [_targets(r, h, n_train, steps) for h in heads]
-        ys_eval = [_targets(r, h, EVAL_SAMPLES, steps) for h in heads]
-        d["y"], d["y_eval"] = (ys, ys_eval) if n_heads > 1 else (ys[0], ys_eval[0])
-        if extra == "validation_data":
-            d["validation_data"] = (d["x_eval"], d["y_eval"])
-        elif extra == "sample_weight":
-            d["sample_weight"] = r.uniform(0.2, 2.0, size=n_train).astype(np.float32)
-            if per_output_weights:  # one array per output, as a list
-                d["sample_weight"] = [r.uniform(0.2, 2.0, size=n_train).astype(np.float32) for _ in heads]
-        elif extra == "class_weight":
-            classes = 2 if heads[0]["task"] == "binary" else heads[0]["units"]
-            d["class_weight"] = {c: float(w) for c, w in enumerate(r.uniform(0.3, 2.0, size=classes))}
-        if mode == "tob":
-            edges = sorted({0, n_train, *r.integers(1, n_train, size=3).tolist()})
-            d["batches"] = list(zip(edges[:-1], edges[1:]))
-        return d
 
+def _inputs_data(r, c: SimpleNamespace, n):
+    arrays = {}
+    for name, shape, vocab in c.inputs:
+        arrays[name] = (r.integers(0, vocab, size=(n,) + shape).astype(np.int32) if vocab
+                        else r.normal(size=(n,) + shape).astype(np.float32))
+    return arrays if len(arrays) > 1 and _chance(r, 0.5) else (
+        list(arrays.values()) if len(arrays) > 1 else next(iter(arrays.values())))
+
+
+def _data(c: SimpleNamespace) -> dict:
+    r = np.random.default_rng(c.data_seed)
+    d = {"x": _inputs_data(r, c, c.n_train), "x_eval": _inputs_data(r, c, EVAL_SAMPLES)}
+    ys = [_targets(r, h, c.n_train, c.steps) for h in c.heads]
+    ys_eval = [_targets(r, h, EVAL_SAMPLES, c.steps) for h in c.heads]
+    d["y"], d["y_eval"] = (ys, ys_eval) if c.n_heads > 1 else (ys[0], ys_eval[0])
+    if c.extra == "validation_data":
+        d["validation_data"] = (d["x_eval"], d["y_eval"])
+    elif c.extra == "sample_weight":
+        d["sample_weight"] = r.uniform(0.2, 2.0, size=c.n_train).astype(np.float32)
+        if c.per_output_weights:  # one array per output, as a list
+            d["sample_weight"] = [r.uniform(0.2, 2.0, size=c.n_train).astype(np.float32) for _ in c.heads]
+    elif c.extra == "class_weight":
+        classes = 2 if c.heads[0]["task"] == "binary" else c.heads[0]["units"]
+        d["class_weight"] = {k: float(w) for k, w in enumerate(r.uniform(0.3, 2.0, size=classes))}
+    if c.mode == "tob":
+        edges = sorted({0, c.n_train, *r.integers(1, c.n_train, size=3).tolist()})
+        d["batches"] = list(zip(edges[:-1], edges[1:]))
+    return d
+
+
+def _expected_differences(c: SimpleNamespace) -> list[str]:
     expect = []
-    if desc.startswith("text") and _nonlinear_in_gradient(family, opt_kw):
+    if c.desc.startswith("text") and _nonlinear_in_gradient(c.family, c.opt_kw):
         expect.append("tf-sparse")
-    if n_heads > 1:
-        expect.append("tf-output-loss")
+    if c.n_heads > 1:
+        expect.append("tf-output-loss")  # partial batches (training, validation) are common here
     if any(h["layer_kw"].get("kernel_regularizer", ("",))[0] in ("L1", "L1L2")
-           and h["layer_kw"].get("kernel_constraint", ("",))[0] == "NonNeg" for h in heads):
-        expect.append("jax-l1-zero")  # NonNeg clips weights to exactly 0, where JAX's |w|' is +1  # partial batches (training, validation) are common here
-    desc += " (Sequential)" if sequential else ""
-    desc += f" frozen {frozen}" if frozen else ""
-    group = f"random: {desc}; heads {[h['task'] + ('/logits' if h['logits'] else '') for h in heads]}; " \
-            f"{family} {opt_kw}; {mode} {fit_kw} {extra}"
+           and h["layer_kw"].get("kernel_constraint", ("",))[0] == "NonNeg" for h in c.heads):
+        expect.append("jax-l1-zero")  # NonNeg clips weights to exactly 0, where JAX's |w|' is +1
+    return expect
+
+
+def random_case(seed: int, case_class):
+    """The case `random_<seed>`; case_class is keras_training_parity.Case."""
+    c = _draw(seed)
+    desc = c.desc + (" (Sequential)" if c.sequential else "") + (f" frozen {c.frozen}" if c.frozen else "")
+    group = f"random: {desc}; heads {[h['task'] + ('/logits' if h['logits'] else '') for h in c.heads]}; " \
+            f"{c.family} {c.opt_kw}; {c.mode} {c.fit_kw} {c.extra}"
     callbacks = None
-    if callback is not None:
-        callbacks = lambda K: [getattr(K.callbacks, callback[0])(**callback[1])]  # noqa: E731
-        group += f" {callback[0]}"
-    return case_class(f"random_{seed}", group, build, compile_kw, data, fit_kw, mode=mode,
-                      expect=",".join(expect), may_refuse=True, callbacks=callbacks)
+    if c.callback is not None:
+        name, kwargs = c.callback
+        callbacks = lambda K: [getattr(K.callbacks, name)(**kwargs)]  # noqa: E731
+        group += f" {name}"
+    return case_class(f"random_{seed}", group, lambda K: _model(K, c), lambda K: _compile_kw(K, c),
+                      lambda _rng: _data(c), c.fit_kw, mode=c.mode, expect=",".join(_expected_differences(c)),
+                      may_refuse=True, callbacks=callbacks)
