@@ -37,7 +37,7 @@ def _chance(rng, p):
 
 # ---- trunks: (inputs [(name, shape, vocabulary or None)], build(K) -> (input tensors, features)) ----
 
-def _dense_stack(rng, width_in):
+def _dense_stack(rng):
     layers = [(int(rng.integers(3, 13)), _pick(rng, HIDDEN_ACTIVATIONS), _chance(rng, 0.8))
               for _ in range(int(rng.integers(1, 4)))]
     residual = len(layers) >= 2 and _chance(rng, 0.4)
@@ -62,7 +62,7 @@ def _dense_stack(rng, width_in):
 
 def _trunk_dense(rng):
     d = int(rng.integers(3, 9))
-    stack, desc = _dense_stack(rng, d)
+    stack, desc = _dense_stack(rng)
 
     def build(K):
         x = K.Input(shape=(d,), name="x")

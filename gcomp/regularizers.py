@@ -93,7 +93,7 @@ l1, l2, l1_l2 = L1, L2, L1L2
 
 
 def get(identifier: Any) -> Regularizer | None:
-    """A regularizer from None, a name ('l1', 'l2', 'l1_l2', 'L1L2'), a {"class_name", "config"}
+    """A regularizer from None, a name ('l1', 'l2', 'l1l2', 'L1', 'L2', 'L1L2'), a {"class_name", "config"}
     dict or an instance; anything else (a callable of your own, say) is a LayerConfigError."""
     if identifier is None:
         return None

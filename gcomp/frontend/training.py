@@ -160,7 +160,7 @@ class TrainingMixin:
         return dict(self._compile_config, optimizer=optimizers.serialize(self.optimizer))
 
     def _output_shape(self, output: str) -> tuple:
-        return dict(zip(self.output_names, (t.shape for t in self.outputs)))[output]
+        return self.outputs[self.output_names.index(output)].shape
 
     def _resolve_losses_by_targets(self, y) -> None:
         """'crossentropy' becomes binary, categorical or sparse categorical crossentropy by the shape

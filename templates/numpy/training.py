@@ -210,7 +210,7 @@ class Program:
             t = validate_targets(spec["loss"], t, pred_shape, spec["output"])
             sw = weights.get(spec["output"])
             sw = np.ones(len(t), np.float32) if sw is None else np.asarray(sw, np.float32)
-            if sw.ndim > 1 and sw[0].size > 1:
+            if sw.ndim > 1 and int(np.prod(sw.shape[1:])) > 1:
                 raise InputDataError(f"sample_weight for {spec['output']!r} has shape {sw.shape}: per-step (temporal) "
                                      "sample weights are not supported by gcomp yet; give one weight per sample, "
                                      "which weighs each of its steps")
