@@ -643,6 +643,18 @@ def _activations(K):
     return K.Model(inp, K.layers.Dense(2, name="out")(K.layers.concatenate(branches)))
 
 
+def _relu_layers(K):
+    """ReLU's options, LeakyReLU (its own default slope and a given one) and Softmax as layers, each
+    on a Dense branch (pre-activations on both sides of every threshold and clip)."""
+    inp = K.Input(shape=(5,), name="x")
+    relus = [K.layers.ReLU(max_value=1.0), K.layers.ReLU(negative_slope=0.2), K.layers.ReLU(threshold=0.3),
+             K.layers.ReLU(max_value=2.0, negative_slope=0.1, threshold=0.5),
+             K.layers.ReLU(max_value=6.0, negative_slope=0.05), K.layers.LeakyReLU(), K.layers.LeakyReLU(0.01),
+             K.layers.Softmax()]
+    branches = [layer(K.layers.Dense(4, name=f"pre_{k}")(inp)) for k, layer in enumerate(relus)]
+    return K.Model(inp, K.layers.Dense(2, name="out")(K.layers.concatenate(branches)))
+
+
 def _bag_of_embeddings(K):
     """fastText-style text classification: the average of a text's embeddings into a Dense."""
     text = K.Input(shape=(10,), dtype="int32", name="text")
@@ -666,6 +678,9 @@ CASES += [
          _with(_regression_data, x=lambda d, rng: np.concatenate([d["x"], d["x"][:, :1]], 1),
                x_eval=lambda d, rng: np.concatenate([d["x_eval"], d["x_eval"][:, :1]], 1)),
          {"batch_size": 16, "epochs": 3}),
+    Case("relu_layers", "15 more models", _relu_layers,
+         lambda K: {"optimizer": K.optimizers.Adam(learning_rate=0.01), "loss": "mse", "metrics": ["mae"]},
+         _regression_data, {"batch_size": 16, "epochs": 3}),
     Case("bag_of_embeddings", "15 more models", _bag_of_embeddings,
          lambda K: {"optimizer": K.optimizers.SGD(learning_rate=0.5), "loss": "binary_crossentropy",
                     "metrics": ["accuracy"]}, _bag_data, {"batch_size": 10, "epochs": 3}),

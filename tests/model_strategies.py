@@ -42,6 +42,8 @@ LSTM_GATE_ACTIVATIONS = ["sigmoid", "tanh", "softsign"]
 BOUNDED = {"sigmoid", "tanh", "softsign", "hard_sigmoid", "softmax"}
 
 # Layer kinds, simplest first (hypothesis shrinks sampled_from towards the front).
+RELU_OPTIONS = [{}, {"max_value": 6.0}, {"negative_slope": 0.3}, {"max_value": 1.5},
+                {"max_value": 2.0, "negative_slope": 0.1, "threshold": 0.25}]
 UNARY_KINDS = ["Dense", "Activation", "ReLU", "Dropout", "Flatten", "Reshape", "Conv1D", "Conv2D", "MaxPooling1D",
                "AveragePooling1D", "MaxPooling2D", "AveragePooling2D", "GlobalMaxPooling1D",
                "GlobalAveragePooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling2D", "LSTM"]
@@ -317,8 +319,10 @@ class _Gen:
             if probe:
                 return {}
             return {"activation": self.pick([a for a in ACTIVATIONS if a != "exponential" or x.mag <= 2])}
-        if kind in ("ReLU", "Flatten"):
-            return {} if kind == "ReLU" or rank >= 1 else None
+        if kind == "ReLU":  # plain (an activation), relu6, leaky, clipped, every option (the relu op)
+            return {} if probe else self.pick(RELU_OPTIONS)
+        if kind == "Flatten":
+            return {} if rank >= 1 else None
         if kind == "Dropout":
             return {"rate": 0.0} if probe else {"rate": self.pick([0.5, 0.0, 0.25])}
         if kind == "Reshape":
@@ -478,7 +482,7 @@ class _Gen:
         if kind == "Activation":
             return f"layers.Activation({cfg['activation']!r})"
         if kind in ("ReLU", "Flatten"):
-            return f"layers.{kind}()"
+            return f"layers.{kind}({', '.join(f'{k}={v!r}' for k, v in cfg.items())})"
         if kind == "Dropout":
             return f"layers.Dropout({cfg['rate']})"
         if kind == "Reshape":

@@ -91,6 +91,8 @@ LAYERS = {
     "activation_gelu": (lambda: layers.Activation("gelu"), (6,)),
     "activation_elu": (lambda: layers.Activation("elu"), (6,)),
     "relu": (lambda: layers.ReLU(), (6,)),
+    "relu_every_option": (lambda: layers.ReLU(max_value=1.0, negative_slope=0.1, threshold=0.2), (6,)),
+    "leaky_relu": (lambda: layers.LeakyReLU(), (6,)),
     "reshape": (lambda: layers.Reshape((2, 3)), (6,)),
     "dropout": (lambda: layers.Dropout(0.4), (8,)),
 }

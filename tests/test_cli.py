@@ -58,6 +58,10 @@ MISTAKES = {
                       "y = layers.concatenate([i, layers.Reshape((3, 1))(i)])\n",
                       "model.py:3: Layer \"concatenate\" (Concatenate)"),
     "exit in file": ("raise SystemExit(3)\n", "model.py:1: SystemExit: 3"),
+    "misspelt layer": ("from gcomp import layers\nc = layers.Conv2d(8, 3)\n",
+                       "model.py:2: AttributeError: gcomp.layers has no 'Conv2d' (did you mean Conv2D"),
+    "keras layer gcomp lacks": ("from gcomp import layers\nb = layers.BatchNormalization()\n",
+                                "gcomp.layers has no 'BatchNormalization' (not every Keras layer is in gcomp yet)"),
 }
 
 

@@ -1433,3 +1433,11 @@ def test_cli_failing_model_file_keeps_an_existing_numpy_build(tmp_path):
     run = run_cli("build", "bad.py", "-o", "program", "--target", "numpy", cwd=tmp_path)
     assert_one_line_error(run, "bad.py:4: RuntimeError: half way")
     assert {p.name: p.read_bytes() for p in (tmp_path / "program").iterdir()} == before
+
+
+def test_a_layer_gcomp_lacks_is_an_attribute_error_listing_its_layers():
+    from gcomp import layers
+    assert not hasattr(layers, "BatchNormalization") and hasattr(layers, "LeakyReLU")
+    with pytest.raises(AttributeError) as e:
+        layers.Lstm(4)
+    assert "gcomp.layers has no 'Lstm' (did you mean LSTM?" in str(e.value) and "Conv2D" in str(e.value)

@@ -162,16 +162,49 @@ def test_relu_layer_with_max_value_6_is_relu6():
     close(run(inp, layers.ReLU(max_value=6.0)(inp), x), np.clip(x, 0, 6))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(max_value=1.0), "ReLU(max_value=1.0, negative_slope=0.0, threshold=0.0) is not supported"),
-    (dict(negative_slope=0.1), "only ReLU() and ReLU(max_value=6)"),
-    (dict(max_value=6, threshold=0.5), "is not supported by gcomp yet"),
-    (dict(max_value=-1.0), "max_value of a ReLU layer cannot be a negative value"),
-    (dict(threshold=-0.5), "threshold of a ReLU layer cannot be a negative value"),
+def _keras_relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
+    """Keras's ReLU layer piecewise (float64), as its code computes it: its docstring says x for
+    threshold <= x, but the code keeps x only where x > threshold (0 at the threshold itself)."""
+    x = x.astype(np.float64)
+    top = np.inf if max_value is None else max_value
+    return np.where(x >= top, top, np.where(x > threshold, x, negative_slope * (x - threshold)))
+
+
+@pytest.mark.parametrize("kwargs", [dict(max_value=1.0), dict(negative_slope=0.1), dict(threshold=0.5),
+                                    dict(max_value=2.0, negative_slope=0.2, threshold=0.5),
+                                    dict(max_value=6.0, negative_slope=0.05)])
+def test_relu_layer_options_follow_kerass_formula(kwargs):
+    x = rand(4, 25, seed=11) * 3
+    x[0, :4] = [0.0, 0.5, 1.0, 2.0]  # on the threshold and max_value themselves
+    inp = Input((25,))
+    close(run(inp, layers.ReLU(**kwargs)(inp), x), _keras_relu(x, **kwargs))
+
+
+def test_leaky_relu_layer_default_slope_is_kerass_0_3_and_alpha_names_it_too():
+    x = rand(3, 8, seed=12)
+    inp = Input((8,))
+    close(run(inp, layers.LeakyReLU()(inp), x), np.where(x >= 0, x, 0.3 * x))
+    close(run(inp, layers.LeakyReLU(alpha=0.01)(inp), x), np.where(x >= 0, x, 0.01 * x))
+    assert layers.LeakyReLU(0.05).get_config()["negative_slope"] == 0.05
+
+
+def test_softmax_layer_normalizes_the_last_axis():
+    x = rand(2, 3, 5, seed=13)
+    inp = Input((3, 5))
+    e = np.exp(x - x.max(-1, keepdims=True))
+    close(run(inp, layers.Softmax()(inp), x), e / e.sum(-1, keepdims=True))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: layers.ReLU(max_value=-1.0, name="clipped"), "max_value of a ReLU layer cannot be a negative value"),
+    (lambda: layers.ReLU(threshold=-0.5, name="clipped"), "threshold of a ReLU layer cannot be None or a negative"),
+    (lambda: layers.ReLU(negative_slope=None, name="clipped"), "negative_slope of a ReLU layer cannot be None"),
+    (lambda: layers.LeakyReLU(-0.1, name="clipped"), "negative_slope of a LeakyReLU layer cannot be None or a"),
+    (lambda: layers.Softmax(axis=1, name="clipped"), "Softmax(axis=1) is not supported by gcomp yet"),
 ])
-def test_relu_layer_arguments_gcomp_lacks_are_refused_naming_the_layer(kwargs, message):
+def test_relu_and_softmax_arguments_keras_refuses_or_gcomp_lacks_name_the_layer(make, message):
     with pytest.raises(LayerConfigError) as e:
-        layers.ReLU(name="clipped", **kwargs)
+        make()
     assert message in str(e.value) and "clipped" in str(e.value)
 
 

@@ -104,6 +104,11 @@ LAYER_CASES = {
     "reshape": (lambda: layers.Reshape((-1, 6)), (5, 4, 3)),
     "dropout": (lambda: layers.Dropout(0.5), (5,)),
     "activation_softmax": (lambda: layers.Activation("softmax"), (4, 5)),
+    "softmax_layer": (lambda: layers.Softmax(), (4, 5)),
+    "leaky_relu_layer": (lambda: layers.LeakyReLU(), (4, 5)),
+    "relu_clipped": (lambda: layers.ReLU(max_value=1.5), (4, 5)),
+    "relu_threshold": (lambda: layers.ReLU(threshold=0.25), (4, 5)),
+    "relu_every_option": (lambda: layers.ReLU(max_value=2.0, negative_slope=0.1, threshold=0.25), (4, 5)),
     "lstm_last": (lambda: layers.LSTM(4), (None, 3)),
     "lstm_sequences": (lambda: layers.LSTM(4, return_sequences=True), (None, 3)),
     "lstm_state": (lambda: layers.LSTM(4, return_state=True), (None, 3)),
@@ -120,6 +125,17 @@ def test_layer_onnx_equals_numpy(case, batch, length):
     make, shape = LAYER_CASES[case]
     model = one_layer(make(), shape)
     assert_onnx_matches_numpy(model, random_inputs(model, batch, length))
+
+
+def test_relu_options_between_convolutions_stay_channels_first():
+    """The relu op is elementwise: between two convolutions it runs in their NCHW layout, so the
+    file has layout changes only at the graph's edges."""
+    x = Input(shape=(6, 6, 3), name="x")
+    h = layers.ReLU(max_value=2.0, negative_slope=0.1, threshold=0.25)(layers.Conv2D(4, 3, padding="same")(x))
+    model = Model(x, layers.Conv2D(2, 3)(layers.LeakyReLU(0.2)(h)))
+    assert_onnx_matches_numpy(model, random_inputs(model, 3, 0))
+    ops = [node.op_type for node in model.to_onnx().graph.node]
+    assert ops.count("Transpose") == 2 and ops.count("LeakyRelu") == 1
 
 
 def test_embedding_with_int32_and_int64_indices():

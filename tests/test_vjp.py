@@ -141,6 +141,22 @@ def test_activation_derivative_at_kinks(name, at, expected):
     np.testing.assert_allclose(g, [expected], rtol=1e-12)
 
 
+RELU_OPTIONS = [(0.3, None, 0.0), (0.0, 1.5, 0.0), (0.0, None, 0.5), (0.1, 2.0, 0.5), (0.05, 6.0, 0.0)]
+
+
+@pytest.mark.parametrize("negative_slope, max_value, threshold", RELU_OPTIONS)
+def test_keras_relu_vjp(negative_slope, max_value, threshold):
+    rng = rng_for("keras_relu", negative_slope, max_value, threshold)
+    x = normal(rng, 4, 9, scale=2.0)
+    for k in (0.0, threshold, max_value or 0.0):  # none within the finite difference's reach of a kink
+        x[np.abs(x - k) < 1e-2] = k + 0.05
+    w = normal(rng, *x.shape)
+    fn = lambda: [rt.keras_relu(x, negative_slope, max_value, threshold)]  # noqa: E731
+    check(rt.keras_relu_vjp(x, w, negative_slope, max_value, threshold), numeric_grad(fn, [w], x))
+    x32, w32 = f32(x, w)
+    assert rt.keras_relu_vjp(x32, w32, negative_slope, max_value, threshold).dtype == np.float32
+
+
 # ---- dense, embedding -----------------------------------------------------------------------------
 @pytest.mark.parametrize("shape", [(5, 4), (2, 3, 4)])
 @pytest.mark.parametrize("use_bias", [True, False])

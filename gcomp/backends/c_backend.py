@@ -20,7 +20,7 @@ from gcomp.ir.graph import Graph, ValueRef
 
 ALIAS_OPS = ("dropout", "flatten", "reshape")  # the output is the input's buffer
 ALIGN = 16  # floats: 64-byte alignment of every buffer in the arena
-C_OPS = ("dense", "embedding", "activation", "dropout", "flatten", "reshape", "conv", "max_pool", "avg_pool",
+C_OPS = ("dense", "embedding", "activation", "relu", "dropout", "flatten", "reshape", "conv", "max_pool", "avg_pool",
          "global_max_pool", "global_avg_pool", "concat", "add", "subtract", "multiply", "average", "maximum",
          "minimum", "lstm",
          # optimized inference graphs

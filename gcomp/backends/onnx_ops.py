@@ -84,7 +84,7 @@ def _is_first(em, ref) -> bool:
 
 
 _CHANNELS_FIRST_OPS = ("conv", "max_pool", "avg_pool")
-_LAYOUT_AGNOSTIC_OPS = ("activation", "dropout", "split", "add", "subtract", "multiply", "average", "maximum",
+_LAYOUT_AGNOSTIC_OPS = ("activation", "relu", "dropout", "split", "add", "subtract", "multiply", "average", "maximum",
                         "minimum", "concat")
 
 
@@ -200,6 +200,31 @@ def activation_op(em, n, a):
     layout = em.layout_of(ref)
     x = em.value(ref, layout)
     em.bind(ValueRef(n), activation(em, a["activation"], x, n, _channel_axis(layout)), layout)
+
+
+@lowering("relu")
+def relu_op(em, n, a):
+    """Keras's relu with options in ONNX ops: LeakyRelu where only the slope is set, else Relu (or
+    Where(x > threshold, x, 0)), Clip to [0, max_value], minus slope * Relu(threshold - x)."""
+    (ref,) = _inputs(em, n)
+    layout = em.layout_of(ref)
+    x = _float_input(em, n, ref, layout)
+    slope, top, threshold = a["negative_slope"], a["max_value"], a["threshold"]
+    if slope and top is None and not threshold:
+        em.bind(ValueRef(n), em.node("LeakyRelu", [x], n, alpha=slope)[0], layout)
+        return
+    if threshold:
+        above = em.node("Greater", [x, em.const_f32(threshold)], f"{n}/above")[0]
+        y = em.node("Where", [above, x, em.const_f32(0.0)], f"{n}/kept")[0]
+    else:
+        y = em.node("Relu", [x], f"{n}/kept")[0]
+    if top is not None:
+        y = em.node("Clip", [y, em.const_f32(0.0), em.const_f32(top)], f"{n}/clipped")[0]
+    if slope:
+        under = em.node("Sub", [em.const_f32(threshold), x], f"{n}/under")[0]
+        leak = em.node("Mul", [em.node("Relu", [under], f"{n}/below")[0], em.const_f32(slope)], f"{n}/leak")[0]
+        y = em.node("Sub", [y, leak], n)[0]
+    em.bind(ValueRef(n), y, layout)
 
 
 @lowering("dropout")

@@ -1,4 +1,4 @@
-"""Shape rules of the core ops: dense, embedding, activation, dropout, flatten, reshape."""
+"""Shape rules of the core ops: dense, embedding, activation, relu, dropout, flatten, reshape."""
 from __future__ import annotations
 
 from gcomp.errors import ShapeError
@@ -40,6 +40,15 @@ def embedding(attrs, inputs, params):
 @register("activation")
 def activation(attrs, inputs, params):
     """y = activation(x), elementwise (softmax over the last axis)."""
+    (x,) = inputs
+    return [TensorType(x.shape, x.dtype if x.dtype in t.FLOAT_DTYPES else "float32")]
+
+
+@register("relu", float_inputs=True)
+def relu(attrs, inputs, params):
+    """y = Keras's relu(x, negative_slope, max_value, threshold), elementwise: x above the threshold
+    (clipped to [0, max_value] where one is given), negative_slope (x - threshold) below it. The
+    LeakyReLU layer and ReLU layers with options lower to it; a plain ReLU() is activation relu."""
     (x,) = inputs
     return [TensorType(x.shape, x.dtype if x.dtype in t.FLOAT_DTYPES else "float32")]
 

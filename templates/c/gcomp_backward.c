@@ -174,6 +174,23 @@ static void gk_softmax_row_backward(const float *y, const float *gy, float *gx, 
         for (j = 0; j < n; ++j) gx[j] = gy[j] * y[j] - y[j] * s;
 }
 
+void gk_keras_relu_backward(const float *x, const float *gy, float *gx, long n, float negative_slope, float max_value,
+                            float threshold)
+{
+    long i;
+    if (negative_slope != 0.0f && max_value < 0.0f && threshold == 0.0f) { /* leaky_relu */
+        for (i = 0; i < n; ++i) gx[i] = gk_select_b(x[i] >= 0.0f, gy[i], gy[i] * negative_slope);
+        return;
+    }
+    for (i = 0; i < n; ++i) {
+        const float v = x[i], g = gy[i];
+        const int passes = v > threshold && (max_value < 0.0f || v < max_value);
+        float d = passes ? g : 0.0f;
+        if (negative_slope != 0.0f && v < threshold) d += g * negative_slope;
+        gx[i] = d;
+    }
+}
+
 void gk_activation_backward(int act, const float *x, const float *y, const float *gy, float *gx, long rows,
                             long row_len)
 {

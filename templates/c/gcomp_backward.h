@@ -22,6 +22,10 @@
  * = 0 at +-3; leaky_relu, elu and selu take the linear side at 0. gx may be gy (in place). */
 void gk_activation_backward(int act, const float *x, const float *y, const float *gy, float *gx, long rows,
                             long row_len);
+/* gx = gy * d/dx gk_keras_relu(x) on n values: 1 strictly between the threshold and max_value,
+ * negative_slope below the threshold (leaky_relu: 1 at 0). gx may be gy. */
+void gk_keras_relu_backward(const float *x, const float *gy, float *gx, long n, float negative_slope, float max_value,
+                            float threshold);
 
 /* Dense y (rows, units) = x (rows, in_dim) @ kernel (in_dim, units) [+ bias]: writes
  * gx (rows, in_dim) = gy @ kernel^T, gkernel (in_dim, units) = x^T @ gy and gbias (units) = the

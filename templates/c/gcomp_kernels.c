@@ -1073,6 +1073,22 @@ struct gk_act_job {
     int act;
 };
 
+void gk_keras_relu(const float *x, float *y, long n, float negative_slope, float max_value, float threshold)
+{
+    long i;
+    if (negative_slope != 0.0f && max_value < 0.0f && threshold == 0.0f) { /* leaky_relu */
+        for (i = 0; i < n; ++i) y[i] = x[i] >= 0.0f ? x[i] : x[i] * negative_slope;
+        return;
+    }
+    for (i = 0; i < n; ++i) {
+        const float v = x[i], under = threshold - v;
+        float r = v > threshold ? v : 0.0f;
+        if (max_value >= 0.0f && r > max_value) r = max_value;
+        if (negative_slope != 0.0f) r -= negative_slope * (under > 0.0f ? under : 0.0f);
+        y[i] = r;
+    }
+}
+
 static void gk_act_item(void *ctx, long item, int thread)
 {
     const struct gk_act_job *j = (const struct gk_act_job *)ctx;

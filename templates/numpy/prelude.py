@@ -36,6 +36,23 @@ def leaky_relu(x, negative_slope=0.2):
     return np.where(x >= 0, x, x * negative_slope)
 
 
+def keras_relu(x, negative_slope, max_value, threshold):
+    """Keras's relu(x, negative_slope, max_value, threshold), step by step as its ReLU.static_call
+    computes it (leaky_relu when only the slope is set), so float32 results agree bit for bit."""
+    if negative_slope and max_value is None and not threshold:
+        return leaky_relu(x, negative_slope)
+    dt = x.dtype.type
+    if threshold:
+        y = np.where(x > dt(threshold), x, dt(0))
+    else:
+        y = relu6(x) if max_value == 6 else relu(x)
+    if max_value is not None and (threshold or max_value != 6):
+        y = np.clip(y, dt(0), dt(max_value))
+    if negative_slope:
+        y = y - dt(negative_slope) * relu(dt(threshold) - x)
+    return y
+
+
 def sigmoid(x):
     with np.errstate(over="ignore"):
         return (_F32(1) / (_F32(1) + np.exp(-x))).astype(x.dtype, copy=False)

@@ -24,8 +24,8 @@ def _relu6_vjp(x, y, gy):
     return gy * ((x > 0) & (x < 6))
 
 
-def _leaky_relu_vjp(x, y, gy):
-    return np.where(x >= 0, gy, gy * 0.2)
+def _leaky_relu_vjp(x, y, gy, negative_slope=0.2):
+    return np.where(x >= 0, gy, gy * negative_slope)
 
 
 def _sigmoid_vjp(x, y, gy):
@@ -109,6 +109,21 @@ ACTIVATION_VJPS = {
     "silu": _silu_vjp, "gelu": _gelu_vjp, "hard_sigmoid": _hard_sigmoid_vjp, "hard_silu": _hard_silu_vjp,
     "mish": _mish_vjp, "exponential": lambda x, y, gy: gy * y,
 }
+
+
+def keras_relu_vjp(x, gy, negative_slope, max_value, threshold):
+    """Gradient of keras_relu at x: 1 between the threshold and max_value (both ends excluded, as
+    relu at 0 and relu6 at 6), negative_slope below the threshold; leaky_relu's is 1 at 0 (the
+    branch its forward takes there)."""
+    if negative_slope and max_value is None and not threshold:
+        return _leaky_relu_vjp(x, None, gy, negative_slope)
+    passes = x > threshold
+    if max_value is not None:
+        passes &= x < max_value
+    g = gy * passes
+    if negative_slope:
+        g += gy * (x < threshold) * gy.dtype.type(negative_slope)
+    return g
 
 
 def activation_vjp(name, x, y, gy):

@@ -1,7 +1,8 @@
 """The layer zoo, with Keras's class names."""
 from gcomp.frontend.layer import Layer
 from gcomp.frontend.layers.conv import Conv1D, Conv2D, Convolution1D, Convolution2D
-from gcomp.frontend.layers.core import Activation, Dense, Dropout, Embedding, Flatten, ReLU, Reshape
+from gcomp.frontend.layers.core import (Activation, Dense, Dropout, Embedding, Flatten, LeakyReLU, ReLU, Reshape,
+                                        Softmax)
 from gcomp.frontend.layers.input_layer import Input, InputLayer
 from gcomp.frontend.layers.merge import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add,
                                          average, concatenate, maximum, minimum, multiply, subtract)
@@ -12,7 +13,7 @@ from gcomp.frontend.layers.pooling import (AveragePooling1D, AveragePooling2D, A
 from gcomp.frontend.layers.recurrent import LSTM
 
 __all__ = [
-    "Layer", "Input", "InputLayer", "Dense", "Embedding", "Activation", "ReLU", "Dropout", "Flatten", "Reshape",
+    "Layer", "Input", "InputLayer", "Dense", "Embedding", "Activation", "ReLU", "LeakyReLU", "Softmax", "Dropout", "Flatten", "Reshape",
     "Conv1D", "Conv2D", "Convolution1D", "Convolution2D",
     "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D", "MaxPool1D", "MaxPool2D",
     "AvgPool1D", "AvgPool2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling1D",

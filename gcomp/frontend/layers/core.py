@@ -1,6 +1,7 @@
-"""Core layers: Dense, Embedding, Activation, Dropout, Flatten, Reshape."""
+"""Core layers: Dense, Embedding, Activation, ReLU, LeakyReLU, Softmax, Dropout, Flatten, Reshape."""
 from __future__ import annotations
 
+import math
 import warnings
 
 from gcomp.errors import ShapeError
@@ -97,21 +98,62 @@ class Activation(Layer):
         return {"activation": self.activation}
 
 
-class ReLU(Activation):
-    """Rectified linear unit as a layer: ReLU() is relu, ReLU(max_value=6) is relu6 (MobileNet's; Keras
-    computes it with nn.relu6 too). Other max_value, negative_slope or threshold are refused."""
+class ReLU(Layer):
+    """Keras's ReLU layer: relu(x, negative_slope, max_value, threshold). ReLU() and ReLU(max_value=6)
+    are the activations relu and relu6 (one Relu or Clip node in ONNX); other options give the relu
+    op, which computes Keras's formula step by step as Keras's code does."""
 
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
-        six = max_value is not None and max_value == 6 and not negative_slope and not threshold
-        super().__init__("relu6" if six else "relu", **kwargs)
-        for name, value in (("max_value", max_value), ("negative_slope", negative_slope), ("threshold", threshold)):
-            if value is not None and value < 0:  # Keras's checks (negative_slope and threshold not None)
-                raise self._config_error(f"{name} of a ReLU layer cannot be a negative value, got {name}={value}")
-        if not six and (max_value is not None or negative_slope or threshold):
-            raise self._config_error(f"ReLU(max_value={max_value}, negative_slope={negative_slope}, "
-                                     f"threshold={threshold}) is not supported by gcomp yet: only ReLU() and "
-                                     "ReLU(max_value=6)")
-        self.max_value, self.negative_slope, self.threshold = max_value, negative_slope, threshold
+        super().__init__(**kwargs)
+        # Keras's checks, in its order
+        if max_value is not None and max_value < 0.0:
+            raise self._config_error(f"max_value of a {type(self).__name__} layer cannot be a negative value, "
+                                     f"got max_value={max_value}")
+        for name, value in (("negative_slope", negative_slope), ("threshold", threshold)):
+            if value is None or value < 0.0:
+                raise self._config_error(f"{name} of a {type(self).__name__} layer cannot be None or a negative "
+                                         f"value, got {name}={value}")
+        # an infinite max_value clips nothing (and has no literal in the generated C)
+        self.max_value = None if max_value is None or math.isinf(max_value) else float(max_value)
+        self.negative_slope, self.threshold = float(negative_slope), float(threshold)
+        plain = not self.negative_slope and not self.threshold and self.max_value in (None, 6.0)
+        self.op = "activation" if plain else "relu"
+
+    def op_attrs(self):
+        if self.op == "activation":
+            return {"activation": "relu" if self.max_value is None else "relu6"}
+        return {"negative_slope": self.negative_slope, "max_value": self.max_value, "threshold": self.threshold}
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "trainable": self.trainable, "max_value": self.max_value,
+                "negative_slope": self.negative_slope, "threshold": self.threshold}
+
+
+class LeakyReLU(ReLU):
+    """Keras's LeakyReLU layer: x where x >= 0, negative_slope x below (default 0.3, Keras's; the
+    leaky_relu activation string uses 0.2). `alpha` is Keras 2's name for negative_slope."""
+
+    def __init__(self, negative_slope=0.3, **kwargs):
+        if "alpha" in kwargs:  # Keras 3 takes it, with a deprecation warning
+            negative_slope = kwargs.pop("alpha")
+        super().__init__(negative_slope=negative_slope, **kwargs)
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "trainable": self.trainable, "negative_slope": self.negative_slope}
+
+
+class Softmax(Activation):
+    """Keras's Softmax layer over the last axis (axis=-1, Keras's default); other axes are refused."""
+
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__("softmax", **kwargs)
+        if axis != -1:
+            raise self._config_error(f"Softmax(axis={axis!r}) is not supported by gcomp yet: only axis=-1, the "
+                                     "last axis")
+        self.axis = axis
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "trainable": self.trainable, "axis": self.axis}
 
 
 class Dropout(Layer):
