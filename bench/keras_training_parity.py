@@ -611,6 +611,29 @@ def _tagger(K):
     return K.Model(tokens, K.layers.Dense(4, activation="softmax", name="tags")(x))
 
 
+def _bidirectional_tagger(K):
+    """Bidirectional LSTMs returning sequences (the backward copy's flipped back into input order):
+    a summed pair, then a concatenated pair with a backward layer of its own (other options; Keras's
+    output shape assumes equal units), per-step softmax tags."""
+    tokens = K.Input(shape=(9,), dtype="int32", name="tokens")
+    x = K.layers.Embedding(30, 6)(tokens)
+    x = K.layers.Bidirectional(K.layers.LSTM(5, return_sequences=True), merge_mode="sum")(x)
+    x = K.layers.Bidirectional(K.layers.LSTM(4, return_sequences=True),
+                               backward_layer=K.layers.LSTM(4, return_sequences=True, go_backwards=True,
+                                                                            unit_forget_bias=False))(x)
+    return K.Model(tokens, K.layers.Dense(4, activation="softmax", name="tags")(x))
+
+
+def _bidirectional_states(K):
+    """A Bidirectional LSTM's states as outputs' inputs: merge_mode "ave" for the output, the four
+    states (forward h, c, backward h, c) concatenated beside it."""
+    tokens = K.Input(shape=(9,), dtype="int32", name="tokens")
+    out, fh, fc, bh, bc = K.layers.Bidirectional(K.layers.LSTM(5, return_state=True), merge_mode="ave")(
+        K.layers.Embedding(30, 6)(tokens))
+    x = K.layers.concatenate([out, fh, fc, bh, bc])
+    return K.Model(tokens, K.layers.Dense(1, activation="sigmoid", name="out")(x))
+
+
 def _tagger_data(rng):
     def draw(n):
         tokens = rng.integers(0, 30, size=(n, 9)).astype(np.int32)
@@ -627,6 +650,16 @@ CASES += [
                     "loss": [None, "categorical_crossentropy", "binary_crossentropy"],
                     "loss_weights": [1.0, 2.0, 0.5], "metrics": [[], [], ["acc"]]},
          lambda rng: _multi_output_data(rng, n_eval=16), {"batch_size": 8, "epochs": 3}),
+    Case("bidirectional_tagging", "14 outputs", _bidirectional_tagger,
+         lambda K: {"optimizer": K.optimizers.Adam(learning_rate=0.01),
+                    "loss": "sparse_categorical_crossentropy", "metrics": ["acc"]},
+         _tagger_data, {"batch_size": 8, "epochs": 3}, expect="tf-sparse"),
+    Case("bidirectional_states", "14 outputs", _bidirectional_states,
+         lambda K: {"optimizer": K.optimizers.SGD(learning_rate=0.1, momentum=0.9), "loss": "binary_crossentropy",
+                    "metrics": ["acc"]},
+         _with(_tagger_data, y=lambda d, rng: (d["y"][:, :1] % 2).astype(np.float32),
+               y_eval=lambda d, rng: (d["y_eval"][:, :1] % 2).astype(np.float32)),
+         {"batch_size": 8, "epochs": 3}),
     Case("sequence_tagging", "14 outputs", _tagger,
          lambda K: {"optimizer": K.optimizers.SGD(learning_rate=0.1, momentum=0.9),
                     "loss": "sparse_categorical_crossentropy", "metrics": ["acc"]},

@@ -85,6 +85,8 @@ LAYERS = {
     "global_max": (lambda: layers.GlobalMaxPooling1D(), (6, 3)),
     "global_avg2d": (lambda: layers.GlobalAveragePooling2D(), (4, 5, 3)),
     "lstm_seq": (lambda: layers.LSTM(4, return_sequences=True), (5, 3)),
+    "bidirectional_seq": (lambda: layers.Bidirectional(layers.LSTM(3, return_sequences=True)), (5, 2)),
+    "bidirectional_ave": (lambda: layers.Bidirectional(layers.LSTM(3), merge_mode="ave"), (5, 2)),
     "lstm_last_backwards": (lambda: layers.LSTM(4, go_backwards=True), (6, 3)),
     "lstm_no_bias": (lambda: layers.LSTM(3, use_bias=False, activation="relu"), (4, 2)),
     "activation_softmax": (lambda: layers.Activation("softmax"), (6,)),

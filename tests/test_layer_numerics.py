@@ -282,6 +282,62 @@ def test_lstm(return_sequences, return_state, go_backwards, use_bias):
     close(y, y_ref)
 
 
+MERGES = {"concat": lambda f, b: [np.concatenate([f, b], -1)], "sum": lambda f, b: [f + b],
+          "mul": lambda f, b: [f * b], "ave": lambda f, b: [(f + b) / 2], None: lambda f, b: [f, b]}
+
+
+@pytest.mark.parametrize("merge_mode", sorted(MERGES, key=str))
+@pytest.mark.parametrize("return_sequences, return_state", [(False, False), (True, False), (True, True)])
+def test_bidirectional_lstm(merge_mode, return_sequences, return_state):
+    """A forward LSTM and one reading from the end (its sequence flipped back into input order),
+    merged; the states follow: forward h, c, then backward h, c. Weights: forward's, then backward's."""
+    n, steps, d, u = 3, 5, 4, 3
+    x = rand(n, steps, d, seed=20)
+    weights = [rand(d, 4 * u, seed=21, scale=0.6), rand(u, 4 * u, seed=22, scale=0.6), rand(4 * u, seed=23, scale=0.4),
+               rand(d, 4 * u, seed=24, scale=0.6), rand(u, 4 * u, seed=25, scale=0.6), rand(4 * u, seed=26, scale=0.4)]
+    inp = Input((None, d))
+    layer = layers.Bidirectional(layers.LSTM(u, return_sequences=return_sequences, return_state=return_state),
+                                 merge_mode=merge_mode)
+    model = Model(inp, layer(inp))
+    layer.set_weights(weights)
+    seq_f, h_f, c_f = lstm_ref(x, *weights[:3])
+    seq_b, h_b, c_b = lstm_ref(x, *weights[3:], go_backwards=True)
+    y_f, y_b = (seq_f, seq_b[:, ::-1]) if return_sequences else (h_f, h_b)
+    expected = MERGES[merge_mode](y_f, y_b) + ([h_f, c_f, h_b, c_b] if return_state else [])
+    got = model.predict(x)
+    got = got if isinstance(got, list) else [got]
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        close(g, e)
+    assert [w.path for w in layer.weights] == [f"{layer.name}/{part}_{layer.forward_layer.name[8:]}/{role}"
+                                               for part in ("forward", "backward")
+                                               for role in ("kernel", "recurrent_kernel", "bias")]
+
+
+def test_bidirectional_layer_gcomp_and_keras_refuse():
+    with pytest.raises(LayerConfigError, match='Bidirectional "bi": wraps an LSTM'):
+        layers.Bidirectional(layers.Dense(3), name="bi")
+    with pytest.raises(LayerConfigError, match="merge_mode must be one of"):
+        layers.Bidirectional(layers.LSTM(3), merge_mode="max", name="bi")
+    with pytest.raises(LayerConfigError, match="different go_backwards values, got go_backwards=True for both"):
+        layers.Bidirectional(layers.LSTM(3, go_backwards=True), name="bi")
+    with pytest.raises(LayerConfigError, match="the same return_sequences"):
+        layers.Bidirectional(layers.LSTM(3), backward_layer=layers.LSTM(3, go_backwards=True, return_sequences=True),
+                             name="bi")
+
+
+def test_bidirectional_frozen_and_eager():
+    """trainable=False on the wrapper freezes both copies; calling it on an array runs it once."""
+    layer = layers.Bidirectional(layers.LSTM(2), merge_mode="sum")
+    x = rand(2, 3, 4, seed=27)
+    y = layer(x)
+    w = layer.get_weights()
+    expected = lstm_ref(x, *w[:3])[1] + lstm_ref(x, *w[3:], go_backwards=True)[1]
+    close(y, expected)
+    layer.trainable = False
+    assert not layer.trainable_weights and len(layer.non_trainable_weights) == 6
+
+
 def test_lstm_go_backwards_sequence_is_reversed_processing_order():
     """The last element of the returned sequence (processing order) is the final state, and it
     differs from running forwards: the input is really read from the end."""

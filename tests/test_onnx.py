@@ -110,6 +110,9 @@ LAYER_CASES = {
     "relu_threshold": (lambda: layers.ReLU(threshold=0.25), (4, 5)),
     "relu_every_option": (lambda: layers.ReLU(max_value=2.0, negative_slope=0.1, threshold=0.25), (4, 5)),
     "lstm_last": (lambda: layers.LSTM(4), (None, 3)),
+    "bidirectional_sequences": (lambda: layers.Bidirectional(layers.LSTM(4, return_sequences=True)), (None, 3)),
+    "bidirectional_states_sum": (lambda: layers.Bidirectional(layers.LSTM(4, return_state=True), merge_mode="sum"),
+                                 (None, 3)),
     "lstm_sequences": (lambda: layers.LSTM(4, return_sequences=True), (None, 3)),
     "lstm_state": (lambda: layers.LSTM(4, return_state=True), (None, 3)),
     "lstm_sequences_state_backwards": (lambda: layers.LSTM(4, return_sequences=True, return_state=True,
@@ -136,6 +139,19 @@ def test_relu_options_between_convolutions_stay_channels_first():
     assert_onnx_matches_numpy(model, random_inputs(model, 3, 0))
     ops = [node.op_type for node in model.to_onnx().graph.node]
     assert ops.count("Transpose") == 2 and ops.count("LeakyRelu") == 1
+
+
+def test_stacked_bidirectional_lstms_stay_time_major():
+    """Between LSTMs, a Bidirectional's flip and merge run on the time-major sequences: the only
+    transpose moves the token indices; the LSTMs return no state nobody reads."""
+    tokens = Input(shape=(None,), dtype="int32", name="tokens")
+    x = layers.Embedding(50, 4)(tokens)
+    x = layers.Bidirectional(layers.LSTM(3, return_sequences=True))(x)
+    x = layers.Bidirectional(layers.LSTM(3, return_sequences=True), merge_mode="ave")(x)
+    model = Model(tokens, layers.Bidirectional(layers.LSTM(2))(x))
+    assert_onnx_matches_numpy(model, random_inputs(model, 3, 7))
+    ops = [node.op_type for node in model.to_onnx().graph.node]
+    assert ops.count("Transpose") == 1 and ops.count("LSTM") == 6 and ops.count("Squeeze") == 6
 
 
 def test_embedding_with_int32_and_int64_indices():

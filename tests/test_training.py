@@ -939,3 +939,16 @@ def test_batch_sizes_take_numpy_integers_and_unknown_monitor_modes_fall_back_to_
     with pytest.warns(UserWarning, match="EarlyStopping mode 'upward' is unknown, fallback to auto mode"):
         stopper = callbacks.EarlyStopping(monitor="val_acc", mode="upward")
     assert stopper.mode == "max"  # auto: an accuracy goes up
+
+
+def test_bidirectional_gradients_match_finite_differences_in_every_backend():
+    """Both directions' weights, the flip of the backward sequence and the merge, differentiated:
+    float64 gradients against central differences, then one SGD step of each training backend."""
+    from differential import HAVE_CC, check_gradients
+    tokens = Input(shape=(6,), dtype="int32", name="tokens")
+    x = layers.Embedding(12, 3)(tokens)
+    x = layers.Bidirectional(layers.LSTM(3, return_sequences=True), merge_mode="mul")(x)
+    out, *states = layers.Bidirectional(layers.LSTM(2, return_state=True))(x)
+    model = Model(tokens, layers.Dense(2)(layers.concatenate([out, *states])))
+    data = np.random.default_rng(5).integers(0, 12, size=(4, 6)).astype(np.int32)
+    check_gradients(model, [data], seed=3, train_backends=("numpy", "c") if HAVE_CC else ("numpy",))

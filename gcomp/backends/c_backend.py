@@ -22,7 +22,7 @@ ALIAS_OPS = ("dropout", "flatten", "reshape")  # the output is the input's buffe
 ALIGN = 16  # floats: 64-byte alignment of every buffer in the arena
 C_OPS = ("dense", "embedding", "activation", "relu", "dropout", "flatten", "reshape", "conv", "max_pool", "avg_pool",
          "global_max_pool", "global_avg_pool", "concat", "add", "subtract", "multiply", "average", "maximum",
-         "minimum", "lstm",
+         "minimum", "lstm", "reverse_steps",
          # optimized inference graphs
          "embedding_conv",
          # training graphs

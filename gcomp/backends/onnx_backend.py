@@ -69,6 +69,8 @@ def onnx_axis(layout: str, rank: int, axis: int) -> int:
         return axis
     if layout == CHANNELS_FIRST:
         return _to_first(rank).index(axis)
+    if layout == TIME_MAJOR:  # (batch, steps, features) -> (steps, batch, features)
+        return {0: 1, 1: 0, 2: 2}[axis]
     return {0: 0, 1: 3, 2: 1}[axis]  # (batch, steps, channels) -> (batch, channels, 1, steps)
 
 

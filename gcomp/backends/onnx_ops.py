@@ -129,12 +129,27 @@ def dense(em, n, a):
     em.bind(ValueRef(n), activation(em, a["activation"], y, f"{n}/{a['activation']}"))
 
 
+# Ops that can run on time-major (steps, batch, features) values as they are: a value read only by
+# LSTMs, or by these ops whose outputs are read only by LSTMs (a Bidirectional's flip and merge
+# between two LSTMs), stays time-major, with no transposes around it.
+_TIME_MAJOR_OPS = ("reverse_steps", "concat", "add", "subtract", "multiply", "average", "maximum", "minimum")
+
+
 def _read_by_lstms_only(em, ref: ValueRef) -> bool:
-    """Whether LSTMs are the only ops reading the (batch, steps, features) value: it is then held
-    time-major (were it also a graph output, that output alone takes a transpose)."""
+    """Whether the (batch, steps, features) value reaches nothing but LSTMs, directly or through
+    _TIME_MAJOR_OPS on rank-3 values: it is then held time-major (were it also a graph output, that
+    output alone takes a transpose)."""
     readers = em.graph.consumers(ref)
-    return (em.graph.value_type(ref).rank == 3 and bool(readers)
-            and all(em.graph.node(c)["op"] == "lstm" for c, _ in readers))
+    if em.graph.value_type(ref).rank != 3 or not readers:
+        return False
+    for c, _ in readers:
+        op = em.graph.node(c)["op"]
+        if op == "lstm":
+            continue
+        if op not in _TIME_MAJOR_OPS or any(em.graph.value_type(r).rank != 3 for r in em.graph.op_inputs(c)) \
+                or not _read_by_lstms_only(em, ValueRef(c)):
+            return False
+    return True
 
 
 @lowering("embedding")
@@ -380,10 +395,12 @@ def global_pool(em, n, a):
 
 def _common_layout(em, refs) -> str:
     """The layout most inputs already have (ties go to channels-first, which the convolutions that
-    usually follow want); the others are transposed, once each."""
+    usually follow want; time-major only when all are); the others are transposed, once each."""
     ranks = {em.graph.value_type(r).rank for r in refs}
     if len(ranks) > 1 or min(ranks) < 3:
         return CHANNELS_LAST
+    if all(em.layout_of(r) == TIME_MAJOR for r in refs):  # between LSTMs (_read_by_lstms_only)
+        return TIME_MAJOR
     first = sum(_is_first(em, r) for r in refs)
     return first_layout(ranks.pop()) if 2 * first >= len(refs) else CHANNELS_LAST
 
@@ -422,6 +439,18 @@ _LSTM_ACTIVATIONS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "soft
                      "softplus": "Softplus"}
 
 
+@lowering("reverse_steps")
+def reverse_steps(em, n, a):
+    """A Slice with step -1 over the time axis, in the layout the value already has (an LSTM's
+    sequence is time-major: no transposes around the flip)."""
+    (ref,) = _inputs(em, n)
+    layout = TIME_MAJOR if em.layout_of(ref) == TIME_MAJOR else CHANNELS_LAST
+    axis = 0 if layout == TIME_MAJOR else 1
+    x = em.node("Slice", [em.value(ref, layout), em.const_i64("minus_one", [-1]), em.const_i64("int64_min", [-2 ** 63]),
+                          em.const_i64(f"i64_{axis}", [axis]), em.const_i64("minus_one", [-1])], n)[0]
+    em.bind(ValueRef(n), x, layout)
+
+
 @lowering("lstm")
 def lstm(em, n, a):
     (ref,) = _inputs(em, n)
@@ -449,11 +478,14 @@ def lstm(em, n, a):
         em.initializer(f"{key}_B", b)
     n_out = len(em.graph.node(n)["outputs"])
     want_seq = a["return_sequences"]
-    outs = [em.fresh(f"{n}/Y") if want_seq else "", em.fresh(f"{n}/Y_h"), em.fresh(f"{n}/Y_c") if n_out == 3 else ""]
+    want_h = not want_seq or n_out == 3  # a returned sequence alone needs no Y_h
+    outs = [em.fresh(f"{n}/Y") if want_seq else "", em.fresh(f"{n}/Y_h") if want_h else "",
+            em.fresh(f"{n}/Y_c") if n_out == 3 else ""]
     em.node("LSTM", [x, f"{key}_W", f"{key}_R", f"{key}_B"], n, outputs=outs, hidden_size=a["units"],
             activations=acts, direction="forward")
     axis0 = em.const_i64("zero", [0])
-    h = em.node("Squeeze", [outs[1], axis0], f"{n}/h" if want_seq or n_out == 3 else n)[0]
+    if want_h:
+        h = em.node("Squeeze", [outs[1], axis0], f"{n}/h" if want_seq or n_out == 3 else n)[0]
     if want_seq:
         seq = em.node("Squeeze", [outs[0], em.const_i64("one", [1])], f"{n}/Y_squeezed")[0]
         if _read_by_lstms_only(em, ValueRef(n)):

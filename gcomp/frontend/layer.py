@@ -71,6 +71,8 @@ class Layer:
     """The IR op kind one call of this layer lowers to."""
     takes_list = False
     """Merge layers take a list of tensors; the others take one tensor."""
+    _parent: "Layer | None" = None
+    """The wrapper this layer is a part of (Bidirectional's copies), or None."""
 
     def __init__(self, *, name: str | None = None, dtype: Any = None, trainable: bool = True,
                  input_shape: Sequence[int | None] | None = None, input_dim: int | None = None,

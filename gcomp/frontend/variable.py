@@ -21,7 +21,10 @@ class Variable:
 
     @property
     def path(self) -> str:
-        return f"{self._layer.name}/{self.name}"
+        """"<layer>/<name>"; a wrapped layer's weights have the wrapper's name in front, as in Keras
+        ("bidirectional/forward_lstm/kernel"), so two wrappers of one layer do not clash."""
+        parent = self._layer._parent
+        return f"{parent.name + '/' if parent is not None else ''}{self._layer.name}/{self.name}"
 
     @property
     def trainable(self) -> bool:

@@ -1,4 +1,4 @@
-"""Shape rule of the LSTM op."""
+"""Shape rules of the recurrent ops: lstm, and reverse_steps (Bidirectional's time flip)."""
 from __future__ import annotations
 
 from gcomp.errors import ShapeError
@@ -28,3 +28,13 @@ def lstm(attrs, inputs, params):
         state = TensorType((batch, units), "float32")
         return [y, state, state]
     return [y]
+
+
+@register("reverse_steps")
+def reverse_steps(attrs, inputs, params):
+    """y[:, t] = x[:, T - 1 - t]: the time axis read backwards (Bidirectional turns its backward
+    layer's sequence, which comes out in processing order, back into input order)."""
+    (x,) = inputs
+    if x.rank < 2:
+        raise ShapeError(f"expects an input of rank >= 2 (batch, timesteps, ...), got shape {shape_str(x.shape)}")
+    return [x]

@@ -1073,6 +1073,14 @@ struct gk_act_job {
     int act;
 };
 
+void gk_reverse_steps(const float *x, float *y, long batch, long steps, long inner)
+{
+    long n, t;
+    for (n = 0; n < batch; ++n)
+        for (t = 0; t < steps; ++t)
+            memcpy(y + (n * steps + t) * inner, x + (n * steps + steps - 1 - t) * inner, (size_t)inner * sizeof *y);
+}
+
 void gk_keras_relu(const float *x, float *y, long n, float negative_slope, float max_value, float threshold)
 {
     long i;

@@ -42,6 +42,9 @@ void gk_transpose(const float *x, float *y, long rows, long cols);
 
 /* y = act(x) over `rows` rows of `row_len` values (in place allowed: y == x). */
 void gk_activation(int act, const float *x, float *y, long rows, long row_len);
+/* y[n, t] = x[n, steps - 1 - t] for x (batch, steps, inner), y a separate buffer: the time axis
+ * read backwards. Its own gradient too (gx from gy). */
+void gk_reverse_steps(const float *x, float *y, long batch, long steps, long inner);
 /* y = Keras's relu(x, negative_slope, max_value, threshold) on n values (max_value < 0: none),
  * step by step as the NumPy runtime's keras_relu; y may be x. */
 void gk_keras_relu(const float *x, float *y, long n, float negative_slope, float max_value, float threshold);

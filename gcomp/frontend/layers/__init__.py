@@ -10,7 +10,7 @@ from gcomp.frontend.layers.pooling import (AveragePooling1D, AveragePooling2D, A
                                            GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAvgPool1D,
                                            GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPooling1D,
                                            GlobalMaxPooling2D, MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D)
-from gcomp.frontend.layers.recurrent import LSTM
+from gcomp.frontend.layers.recurrent import LSTM, Bidirectional
 
 __all__ = [
     "Layer", "Input", "InputLayer", "Dense", "Embedding", "Activation", "ReLU", "LeakyReLU", "Softmax", "Dropout", "Flatten", "Reshape",
@@ -19,5 +19,5 @@ __all__ = [
     "AvgPool1D", "AvgPool2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling1D",
     "GlobalAveragePooling2D", "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalAvgPool1D", "GlobalAvgPool2D",
     "Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
-    "concatenate", "add", "subtract", "multiply", "average", "maximum", "minimum", "LSTM",
+    "concatenate", "add", "subtract", "multiply", "average", "maximum", "minimum", "LSTM", "Bidirectional",
 ]

@@ -1,4 +1,4 @@
-"""LSTM with Keras's gate order (i, f, c, o), initializers and outputs."""
+"""LSTM with Keras's gate order (i, f, c, o), initializers and outputs, and the Bidirectional wrapper."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,6 +7,7 @@ from gcomp.errors import ShapeError
 from gcomp.frontend.layer import Layer
 from gcomp.frontend.layers.core import _no_extras
 from gcomp.ir import types as t
+from gcomp.ops import infer_op
 
 
 class LSTM(Layer):
@@ -26,6 +27,8 @@ class LSTM(Layer):
                  kernel_constraint=None, recurrent_constraint=None, bias_constraint=None, dropout=0.0,
                  recurrent_dropout=0.0, seed=None, return_sequences=False, return_state=False,
                  go_backwards=False, stateful=False, unroll=False, use_cudnn="auto", **kwargs):
+        # the arguments as given, for clone() (Bidirectional's copies)
+        self._arguments = {k: v for k, v in locals().items() if k not in ("self", "kwargs", "__class__")} | kwargs
         super().__init__(**kwargs)
         self.units = self._positive_int(units, "units")
         self.activation = self._activation(activation)
@@ -50,6 +53,10 @@ class LSTM(Layer):
                              bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
                              recurrent_constraint=recurrent_constraint, bias_constraint=bias_constraint)
         _no_extras(self, activity_regularizer=activity_regularizer)
+
+    def clone(self, **changes) -> "LSTM":
+        """A new, unbuilt LSTM with this one's arguments, some changed (e.g. name, go_backwards)."""
+        return LSTM(**(self._arguments | changes))
 
     def build(self, input_types):
         x = input_types[0]
@@ -82,3 +89,108 @@ class LSTM(Layer):
         if 0 < self.dropout < 1:  # Keras drops inputs only strictly between 0 and 1 (training only)
             attrs["dropout"] = self.dropout
         return attrs
+
+
+_MERGE_OPS = {"concat": "concat", "sum": "add", "mul": "multiply", "ave": "average", None: None}
+
+
+class Bidirectional(Layer):
+    """Keras's Bidirectional wrapper of an LSTM: a forward copy reads the sequence as given and a
+    backward copy (go_backwards=True, or backward_layer) reads it from the end; merge_mode joins their outputs
+    (concat, sum, mul, ave; None returns both). A returned sequence of the backward copy is put back
+    into input order first, as Keras does. Weights: the forward copy's, then the backward copy's.
+    One call lowers to its parts: two lstm ops, a reverse_steps op and the merge op."""
+
+    def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None, **kwargs):
+        self._parts: tuple[LSTM, ...] = ()
+        super().__init__(**kwargs)
+        if not isinstance(layer, LSTM):
+            raise self._config_error(f"wraps an LSTM (gcomp's recurrent layer), got {type(layer).__name__}")
+        if merge_mode not in _MERGE_OPS:
+            raise self._config_error(f"merge_mode must be one of 'concat', 'sum', 'mul', 'ave' or None, got "
+                                     f"{merge_mode!r}")
+        # Keras builds the forward copy anew from the layer's arguments (the layer itself stays unused)
+        self.forward_layer = layer.clone(name="forward_" + layer.name.removeprefix("forward_"))
+        if backward_layer is None:
+            backward_layer = layer.clone(name="backward_" + layer.name.removeprefix("backward_"), go_backwards=True)
+        elif not isinstance(backward_layer, LSTM):
+            raise self._config_error(f"backward_layer must be an LSTM, got {type(backward_layer).__name__}")
+        # Keras's checks, in its order (a forward layer with go_backwards=True fails the first)
+        if backward_layer.go_backwards == layer.go_backwards:
+            raise self._config_error("the forward and backward layers must have different go_backwards values, "
+                                     f"got go_backwards={layer.go_backwards} for both")
+        for what in ("return_sequences", "return_state"):
+            if getattr(backward_layer, what) != getattr(layer, what):
+                raise self._config_error(f"the forward and backward layers must have the same {what}, got "
+                                         f"{getattr(layer, what)} and {getattr(backward_layer, what)}")
+        self.backward_layer = backward_layer
+        self._parts = (self.forward_layer, self.backward_layer)
+        for part in self._parts:
+            part._parent = self
+        self.trainable = self.trainable  # hands the flag to both copies
+        self.merge_mode = merge_mode
+        self.return_sequences, self.return_state = layer.return_sequences, layer.return_state
+        self._initial_weights = weights
+
+    # the wrapper's trainable flag is its copies' flag, as Keras sets it on sublayers
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        self._trainable = value
+        for part in self._parts:
+            part.trainable = value
+
+    @property
+    def trainable_weights(self):
+        return [v for part in self._parts for v in part.trainable_weights]
+
+    @property
+    def non_trainable_weights(self):
+        return [v for part in self._parts for v in part.non_trainable_weights]
+
+    def build(self, input_types):
+        for part in self._parts:
+            part.build(input_types)
+            part.built = True
+        if self._initial_weights is not None:
+            self.set_weights(self._initial_weights)
+
+    def _part_types(self, input_types):
+        return [part.compute_output_types(input_types) for part in self._parts]
+
+    def compute_output_types(self, input_types):
+        forward, backward = self._part_types(input_types)
+        merge = _MERGE_OPS[self.merge_mode]
+        merged = [forward[0], backward[0]] if merge is None else infer_op(
+            merge, self._merge_attrs(), [forward[0], backward[0]], {})
+        return merged + forward[1:] + backward[1:]
+
+    def _merge_attrs(self) -> dict:
+        return {"axis": -1} if self.merge_mode == "concat" else {}
+
+    def lower_call(self, graph, param, inputs, name: str, prefix: str, call_site: str | None) -> list:
+        """Add this call's ops to ``graph`` (``param(variable)`` gives a weight's value) and return
+        its outputs: [merged (or forward, backward), forward states..., backward states...]."""
+        outs = []
+        for part in self._parts:
+            params = {role: param(v) for role, v in part._params.items()}
+            outs.append(graph.add_op(f"{name}/{part.name}", part.op, inputs, params, part.op_attrs(),
+                                     num_outputs=1 + 2 * part.return_state, layer=f"{prefix}{self.name}/{part.name}",
+                                     call_site=call_site))
+        forward, backward = outs
+        y_backward = backward[0]
+        if self.return_sequences:
+            (y_backward,) = graph.add_op(f"{name}/reverse", "reverse_steps", [y_backward], {}, {},
+                                         layer=prefix + self.name, call_site=call_site)
+        merge = _MERGE_OPS[self.merge_mode]
+        merged = [forward[0], y_backward] if merge is None else graph.add_op(
+            f"{name}/{self.merge_mode}", merge, [forward[0], y_backward], {}, self._merge_attrs(),
+            layer=prefix + self.name, call_site=call_site)
+        return merged + forward[1:] + backward[1:]
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "trainable": self.trainable, "merge_mode": self.merge_mode,
+                "layer": self.forward_layer.get_config(), "backward_layer": self.backward_layer.get_config()}
