@@ -634,6 +634,18 @@ def _bidirectional_states(K):
     return K.Model(tokens, K.layers.Dense(1, activation="sigmoid", name="out")(x))
 
 
+def _gru_stack(K):
+    """GRUs: Keras's default reset_after=True returning its sequence into reset_after=False read from
+    the end, and a Bidirectional GRU's output and states beside it."""
+    tokens = K.Input(shape=(9,), dtype="int32", name="tokens")
+    x = K.layers.Embedding(30, 6)(tokens)
+    seq = K.layers.GRU(5, return_sequences=True)(x)
+    last = K.layers.GRU(4, reset_after=False, go_backwards=True)(seq)
+    both, fh, bh = K.layers.Bidirectional(K.layers.GRU(3, return_state=True), merge_mode="mul")(seq)
+    return K.Model(tokens, K.layers.Dense(1, activation="sigmoid", name="out")(
+        K.layers.concatenate([last, both, fh, bh])))
+
+
 def _tagger_data(rng):
     def draw(n):
         tokens = rng.integers(0, 30, size=(n, 9)).astype(np.int32)
@@ -660,6 +672,18 @@ CASES += [
          _with(_tagger_data, y=lambda d, rng: (d["y"][:, :1] % 2).astype(np.float32),
                y_eval=lambda d, rng: (d["y_eval"][:, :1] % 2).astype(np.float32)),
          {"batch_size": 8, "epochs": 3}),
+    Case("gru_stack", "14 outputs", _gru_stack,
+         lambda K: {"optimizer": K.optimizers.SGD(learning_rate=0.1, momentum=0.9), "loss": "binary_crossentropy",
+                    "metrics": ["acc"]},
+         _with(_tagger_data, y=lambda d, rng: (d["y"][:, :1] % 2).astype(np.float32),
+               y_eval=lambda d, rng: (d["y_eval"][:, :1] % 2).astype(np.float32)),
+         {"batch_size": 8, "epochs": 3}),
+    Case("gru_adam", "14 outputs", _gru_stack,
+         lambda K: {"optimizer": K.optimizers.Adam(learning_rate=0.01), "loss": "binary_crossentropy",
+                    "metrics": ["acc"]},
+         _with(_tagger_data, y=lambda d, rng: (d["y"][:, :1] % 2).astype(np.float32),
+               y_eval=lambda d, rng: (d["y_eval"][:, :1] % 2).astype(np.float32)),
+         {"batch_size": 8, "epochs": 3}, expect="tf-sparse"),
     Case("sequence_tagging", "14 outputs", _tagger,
          lambda K: {"optimizer": K.optimizers.SGD(learning_rate=0.1, momentum=0.9),
                     "loss": "sparse_categorical_crossentropy", "metrics": ["acc"]},

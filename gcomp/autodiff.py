@@ -19,7 +19,8 @@ from gcomp.passes.manager import graph_pass
 # Ops whose activation attribute becomes its own op in training graphs: the activation's backward
 # then reads the pre-activation value it needs.
 _FUSED_ACTIVATION_OPS = ("dense", "conv")
-_TRAINING_KINDS = {"dropout": "dropout_train", "lstm": "lstm_train"}
+_TRAINING_KINDS = {"dropout": "dropout_train", "lstm": "lstm_train", "gru": "gru_train"}
+_STATE_COUNTS = {"lstm_train": 2, "gru_train": 1}  # outputs: y, the states, the cache
 _MAX_POOLS = ("max_pool", "global_max_pool")
 _PENALTY_OPS = ("loss", "regularization", "activity_regularization")  # losses, not forward ops
 
@@ -93,16 +94,17 @@ def _relu_source(g: Graph, n: str) -> str:
 
 
 def _training_mode(g: Graph) -> None:
-    """Dropout and LSTM have training-mode kinds (dropout draws masks; LSTM saves its gates)."""
+    """Dropout, LSTM and GRU have training-mode kinds (dropout draws masks; the recurrent layers
+    save their gates)."""
     for n in list(g.nodes("op")):
         data = g.node(n)
         kind = _TRAINING_KINDS.get(data["op"])
         if kind is None:
             continue
         data["op"] = kind
-        if kind == "lstm_train":
+        if kind in _STATE_COUNTS:
             data["attrs"] = {**data["attrs"], "return_state": True}
-            data["outputs"] = data["outputs"] + [None] * (4 - len(data["outputs"]))
+            data["outputs"] = data["outputs"] + [None] * (2 + _STATE_COUNTS[kind] - len(data["outputs"]))
         else:
             data["outputs"] = data["outputs"] + [None]
 

@@ -230,6 +230,33 @@ def float64_gradients(model, arrays, targets) -> tuple[float, dict, dict, Callab
     return total, dict(zip(config["trainable"], ctx.grads)), params, losses
 
 
+def _kink_tolerant(losses, n_targets: int, x: np.ndarray, analytic: np.ndarray, where: np.ndarray,
+                   eps: float = 1e-6) -> np.ndarray:
+    """For the elements ``where`` of the float64 parameter x: the analytic value where the loss has
+    a kink there (its one-sided slopes differ, e.g. two equal branches into a Maximum, as weight
+    copies make them) and the analytic value is a slope the kink allows; else the central
+    difference (so the comparison still fails). Elsewhere: NaN (not used). Each sample at a tie adds
+    its slope to one side only (where its branch wins), so with ties given wholly to one branch the
+    analytic value lies in the hull of 0, the one-sided slopes and their sum."""
+    out = np.full(x.shape, np.nan)
+    flat = x.reshape(-1)
+    total = lambda: sum(float(np.sum(o)) for o in losses()[:n_targets])  # noqa: E731
+    for i in np.flatnonzero(where):
+        old = flat[i]
+        base = total()
+        flat[i] = old + eps
+        right = (total() - base) / eps
+        flat[i] = old - eps
+        left = (base - total()) / eps
+        flat[i] = old
+        kink = abs(right - left) > 1e-3 * max(1.0, abs(left), abs(right))
+        hull = (0.0, left, right, left + right)
+        a = float(analytic.reshape(-1)[i])
+        allowed = min(hull) - 1e-6 <= a <= max(hull) + 1e-6
+        out.reshape(-1)[i] = a if kink and allowed else (right + left) / 2
+    return out
+
+
 def check_gradients(model, arrays: list[np.ndarray], seed: int = 0, stats: Stats | None = None,
                     train_backends: tuple[str, ...] = TRAIN_BACKENDS) -> None:
     """Analytic float64 gradients == central finite differences; one SGD step of every backend in
@@ -247,6 +274,9 @@ def check_gradients(model, arrays: list[np.ndarray], seed: int = 0, stats: Stats
     for name, grad in grads.items():
         numeric = numeric_grad(losses, [1.0] * len(targets), params[name])
         scale = max(1.0, float(np.max(np.abs(numeric))))
+        off = ~np.isclose(grad, numeric, rtol=1e-5, atol=1e-7 * scale)
+        if off.any():  # a kink, where any slope between the one-sided ones is a gradient, or a bug
+            numeric = np.where(off, _kink_tolerant(losses, len(targets), params[name], grad, off), numeric)
         np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-7 * scale,
                                    err_msg=f"gradient of {name!r} against finite differences")
         stats.gradient_elements += grad.size
@@ -255,12 +285,19 @@ def check_gradients(model, arrays: list[np.ndarray], seed: int = 0, stats: Stats
     weights = model.get_weights()
     targets32 = [t.astype(np.float32) for t in targets]
     first_after: dict[str, np.ndarray] | None = None
+    from gcomp.backends.c_backend import CBackendError
     for backend in train_backends:
         # learning rate 1: the step is w - g, so (before - after) is the gradient to float32 rounding
         model.compile(optimizer=gcomp.optimizers.SGD(learning_rate=1.0), loss="mse")
-        program = model._training_program(backend)
-        program.dropout = type(program.dropout)(DROPOUT_SEED)  # the masks of the float64 check
-        loss = model.train_on_batch(arrays, targets32 if len(targets32) > 1 else targets32[0], backend=backend)
+        try:
+            program = model._training_program(backend)
+            program.dropout = type(program.dropout)(DROPOUT_SEED)  # the masks of the float64 check
+            loss = model.train_on_batch(arrays, targets32 if len(targets32) > 1 else targets32[0], backend=backend)
+        except CBackendError as e:  # a documented refusal (an op the C backend lacks), not a wrong answer
+            if str(e).startswith("compiling the generated C failed"):
+                raise
+            stats.c_refused[str(e).splitlines()[0]] += 1
+            continue
         loss = loss[0] if isinstance(loss, list) else loss  # several outputs: [total, each output's loss]
         assert math.isclose(float(loss), total, rel_tol=1e-4, abs_tol=1e-6), \
             f"train_on_batch(backend={backend!r}) loss {loss}, float64 reference {total}"

@@ -8,8 +8,8 @@ rules), the free lengths' ranges, and the layer kinds used. `data_specs(case)` d
 Models are random DAGs over every layer gcomp supports: Dense (every activation), Activation, ReLU
 (its options too), Dropout, Flatten, Reshape, Conv1D/Conv2D (strides, dilation, valid/same/causal,
 1x1), Max/Average pooling 1D/2D, global pooling (keepdims too), Embedding on int inputs, LSTM
-(return_sequences, return_state, go_backwards, ONNX-expressible activations) and Bidirectional LSTMs
-(every merge_mode), the six elementwise merges (with broadcasting of size-1 dims) and Concatenate (last
+(return_sequences, return_state, go_backwards, ONNX-expressible activations), GRU (reset_after both
+ways), Bidirectional LSTMs and GRUs (every merge_mode), the six elementwise merges (with broadcasting of size-1 dims) and Concatenate (last
 and inner axes); with branches, merges, shared layers (one layer object called on several tensors),
 sibling Dense layers on one tensor, nested models (called once or shared), several inputs (some of one
 shape) and outputs (an input or a tensor twice among them, sometimes), a free batch and free lengths
@@ -46,8 +46,9 @@ RELU_OPTIONS = [{}, {"max_value": 6.0}, {"negative_slope": 0.3}, {"max_value": 1
                 {"max_value": 2.0, "negative_slope": 0.1, "threshold": 0.25}]
 UNARY_KINDS = ["Dense", "Activation", "ReLU", "Dropout", "Flatten", "Reshape", "Conv1D", "Conv2D", "MaxPooling1D",
                "AveragePooling1D", "MaxPooling2D", "AveragePooling2D", "GlobalMaxPooling1D",
-               "GlobalAveragePooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling2D", "LSTM", "Bidirectional"]
+               "GlobalAveragePooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling2D", "LSTM", "GRU", "Bidirectional"]
 BIDIRECTIONAL_MERGES = ["concat", "sum", "mul", "ave", None]
+RECURRENT_KINDS = ("LSTM", "GRU", "Bidirectional")
 MERGE_KINDS = ["Add", "Concatenate", "Subtract", "Multiply", "Average", "Maximum", "Minimum"]
 STEP_KINDS = UNARY_KINDS[:1] + MERGE_KINDS[:1] + ["shared"] + UNARY_KINDS[1:] + MERGE_KINDS[1:] + ["siblings", "nested"]
 ALL_LAYER_KINDS = tuple(UNARY_KINDS + MERGE_KINDS + ["Embedding"])
@@ -270,7 +271,7 @@ class _Gen:
         if kind in MERGE_KINDS:
             return self.merge(kind)
         x = self.choose(lambda t: t.dtype == "float32" and self.config_for(kind, t, probe=True) is not None)
-        if x is None and (kind[-2:] in ("1D", "2D") or kind in ("LSTM", "Bidirectional")):
+        if x is None and (kind[-2:] in ("1D", "2D") or kind in RECURRENT_KINDS):
             x = self.adapter(kind)  # a Reshape to the rank the kind needs
         if x is None:
             return False
@@ -361,10 +362,15 @@ class _Gen:
             if rank != r + 1:
                 return None
             return {"keepdims": False if probe else self.coin(0.3)}
-        if kind == "Bidirectional":  # an LSTM's config, and the merge
+        if kind in ("GRU", "Bidirectional"):  # an LSTM's config, GRU's reset_after, Bidirectional's merge
             cfg = self.config_for("LSTM", x, probe)
-            return cfg if cfg is None or probe else {**cfg, "go_backwards": False,
-                                                     "merge_mode": self.pick(BIDIRECTIONAL_MERGES)}
+            if cfg is None or probe:
+                return cfg
+            if kind == "GRU":
+                return {**cfg, "reset_after": not self.coin(0.3)}
+            inner = self.pick(["LSTM", "GRU"])
+            return {**cfg, "go_backwards": False, "merge_mode": self.pick(BIDIRECTIONAL_MERGES), "inner": inner,
+                    "reset_after": inner == "LSTM" or not self.coin(0.3)}
         if kind == "LSTM":
             if rank != 2 or not isinstance(s[-1], int):
                 return None
@@ -470,13 +476,13 @@ class _Gen:
                 return None
             out = self.pool_out(cfg, s)
             return None if out is None else [out]
-        if kind in ("LSTM", "Bidirectional"):
+        if kind in RECURRENT_KINDS:
             if rank != 2 or not isinstance(s[-1], int):
                 return None
             u = cfg["units"]
             out = [(s[0], u) if cfg["return_sequences"] else (u,)]
-            states = [(u,), (u,)] if cfg["return_state"] else []
-            if kind == "LSTM":
+            states = [(u,)] * (2 if "LSTM" in (kind, cfg.get("inner")) else 1) if cfg["return_state"] else []
+            if kind != "Bidirectional":
                 return out + states
             merge = cfg["merge_mode"]
             merged = out * 2 if merge is None else [out[0][:-1] + (2 * u,)] if merge == "concat" else out
@@ -519,17 +525,20 @@ class _Gen:
             return f"layers.{kind}({pack(cfg['pool_size'])!r}{', ' + args(**kw) if kw else ''})"
         if kind.startswith("Global"):
             return f"layers.{kind}({'keepdims=True' if cfg['keepdims'] else ''})"
-        if kind in ("LSTM", "Bidirectional"):
+        if kind in RECURRENT_KINDS:
             kw = {k: cfg[k] for k in ("return_sequences", "return_state", "go_backwards") if cfg[k]}
             if not cfg["use_bias"]:
                 kw["use_bias"] = False
             for k, default in (("activation", "tanh"), ("recurrent_activation", "sigmoid")):
                 if cfg[k] != default:
                     kw[k] = cfg[k]
-            lstm = f"layers.LSTM({cfg['units']}{', ' + args(**kw) if kw else ''})"
+            inner = cfg.get("inner", kind)
+            if inner == "GRU" and not cfg["reset_after"]:
+                kw["reset_after"] = False
+            rnn = f"layers.{inner}({cfg['units']}{', ' + args(**kw) if kw else ''})"
             if kind == "Bidirectional":
-                return f"layers.Bidirectional({lstm}, merge_mode={cfg['merge_mode']!r})"
-            return lstm
+                return f"layers.Bidirectional({rnn}, merge_mode={cfg['merge_mode']!r})"
+            return rnn
         if kind == "Concatenate":
             return f"layers.Concatenate({'axis=%d' % cfg['axis'] if cfg['axis'] != -1 else ''})"
         if kind in MERGE_KINDS:
@@ -544,7 +553,7 @@ class _Gen:
     def call(self, layer: LayerDef, xs: list[Tensor]) -> list[Tensor]:
         shapes = self.out_shapes(layer, xs)
         assert shapes is not None and all(self.valid(s) for s in shapes), (layer, [x.shape for x in xs])
-        if layer.kind in ("Dense", "Conv1D", "Conv2D", "LSTM", "Bidirectional") and "in_dim" not in layer.cfg:
+        if layer.kind in ("Dense", "Conv1D", "Conv2D") + RECURRENT_KINDS and "in_dim" not in layer.cfg:
             layer.cfg["in_dim"] = xs[0].shape[-1]
         layer.calls += 1
         self.n_calls += 1
@@ -564,7 +573,7 @@ class _Gen:
     def magnitude(self, layer: LayerDef, xs: list[Tensor]) -> float:
         kind, cfg, m = layer.kind, layer.cfg, max(x.mag for x in xs)
         act = cfg.get("activation", "linear") or "linear"
-        if kind in ("LSTM", "Embedding"):
+        if kind in ("LSTM", "GRU", "Embedding"):
             return 1.0
         if kind == "Bidirectional":  # a sum of the two directions' outputs reaches 2
             return 2.0 if cfg["merge_mode"] == "sum" else 1.0

@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 C_DIR = ROOT / "templates" / "c"
-SOURCES = [C_DIR / "gcomp_kernels.c", C_DIR / "gcomp_backward_seq.c"]
+SOURCES = [C_DIR / "gcomp_kernels.c", C_DIR / "gcomp_backward.c", C_DIR / "gcomp_backward_seq.c"]
 NUMPY_DIR = ROOT / "templates" / "numpy"
 
 CC = shutil.which("cc") or shutil.which("gcc")

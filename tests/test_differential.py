@@ -62,7 +62,7 @@ def test_c_training_step_equals_numpys_and_follows_the_gradients(case_data):
 def test_generator_covers_every_layer_kind():
     seen = set()
 
-    @ci(150)
+    @ci(300)
     @given(model_cases())
     def draw(case):
         seen.update(case.kinds)

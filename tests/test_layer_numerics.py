@@ -282,6 +282,63 @@ def test_lstm(return_sequences, return_state, go_backwards, use_bias):
     close(y, y_ref)
 
 
+def gru_ref(x, kernel, recurrent, bias, reset_after=True, go_backwards=False):
+    """Keras GRU step by step (gates z, r, h); returns (sequence in processing order, last h)."""
+    x = x.astype(np.float64)
+    n, steps, _ = x.shape
+    u = recurrent.shape[0]
+    b_in, b_rec = (np.zeros(3 * u), np.zeros(3 * u)) if bias is None else (bias[0], bias[1]) if reset_after \
+        else (bias, np.zeros(3 * u))
+    h, seq = np.zeros((n, u)), []
+    for t in (range(steps - 1, -1, -1) if go_backwards else range(steps)):
+        mx = x[:, t] @ kernel + b_in
+        mh = h @ recurrent + b_rec
+        z = _sigmoid(mx[:, :u] + mh[:, :u])
+        r = _sigmoid(mx[:, u:2 * u] + mh[:, u:2 * u])
+        inner = r * mh[:, 2 * u:] if reset_after else (r * h) @ recurrent[:, 2 * u:]
+        h = z * h + (1 - z) * np.tanh(mx[:, 2 * u:] + inner)
+        seq.append(h)
+    return np.stack(seq, axis=1), h
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+@pytest.mark.parametrize("reset_after", [True, False])
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("return_sequences, return_state", [(False, False), (True, True)])
+def test_gru(return_sequences, return_state, go_backwards, reset_after, use_bias):
+    n, steps, d, u = 3, 5, 4, 3
+    x = rand(n, steps, d, seed=30)
+    kernel, recurrent = rand(d, 3 * u, seed=31, scale=0.6), rand(u, 3 * u, seed=32, scale=0.6)
+    bias = rand(*((2, 3 * u) if reset_after else (3 * u,)), seed=33, scale=0.4)
+    inp = Input((None, d))
+    layer = layers.GRU(u, return_sequences=return_sequences, return_state=return_state, go_backwards=go_backwards,
+                       reset_after=reset_after, use_bias=use_bias)
+    model = Model(inp, layer(inp))
+    assert [w.shape for w in layer.get_weights()] == [(d, 3 * u), (u, 3 * u), bias.shape][:3 if use_bias else 2]
+    layer.set_weights([kernel, recurrent, bias] if use_bias else [kernel, recurrent])
+    seq, h = gru_ref(x, kernel, recurrent, bias if use_bias else None, reset_after, go_backwards)
+    got = model.predict(x)
+    got = got if isinstance(got, list) else [got]
+    close(got[0], seq if return_sequences else h)
+    if return_state:
+        assert len(got) == 2
+        close(got[1], h)
+
+
+def test_gru_initializers_and_refusals():
+    """Keras's defaults: glorot_uniform kernel, orthogonal recurrent kernel, zero biases (2 rows with
+    reset_after); dropout is refused by name rather than ignored."""
+    inp = Input((4, 6))
+    layer = layers.GRU(5)
+    Model(inp, layer(inp))
+    kernel, recurrent, bias = layer.get_weights()
+    assert np.abs(kernel).max() <= math.sqrt(6 / (6 + 15)) and not bias.any() and bias.shape == (2, 15)
+    close(recurrent.T @ recurrent, np.eye(15)[:15, :15] if recurrent.shape[0] >= 15 else recurrent.T @ recurrent)
+    close(recurrent @ recurrent.T, np.eye(5))
+    with pytest.raises(LayerConfigError, match='GRU "g": dropout=0.2 is not supported'):
+        layers.GRU(3, dropout=0.2, name="g")
+
+
 MERGES = {"concat": lambda f, b: [np.concatenate([f, b], -1)], "sum": lambda f, b: [f + b],
           "mul": lambda f, b: [f * b], "ave": lambda f, b: [(f + b) / 2], None: lambda f, b: [f, b]}
 
@@ -314,8 +371,23 @@ def test_bidirectional_lstm(merge_mode, return_sequences, return_state):
                                                for role in ("kernel", "recurrent_kernel", "bias")]
 
 
+def test_bidirectional_gru_concatenates_the_directions():
+    n, steps, d, u = 2, 6, 3, 4
+    x = rand(n, steps, d, seed=34)
+    inp = Input((steps, d))
+    layer = layers.Bidirectional(layers.GRU(u, return_sequences=True, reset_after=False))
+    model = Model(inp, layer(inp))
+    w = layer.get_weights()
+    assert [a.shape for a in w] == [(d, 3 * u), (u, 3 * u), (3 * u,)] * 2
+    w[2], w[5] = rand(3 * u, seed=35), rand(3 * u, seed=36)
+    layer.set_weights(w)
+    forward = gru_ref(x, *w[:3], reset_after=False)[0]
+    backward = gru_ref(x, *w[3:], reset_after=False, go_backwards=True)[0][:, ::-1]
+    close(model.predict(x), np.concatenate([forward, backward], -1))
+
+
 def test_bidirectional_layer_gcomp_and_keras_refuse():
-    with pytest.raises(LayerConfigError, match='Bidirectional "bi": wraps an LSTM'):
+    with pytest.raises(LayerConfigError, match='Bidirectional "bi": wraps an LSTM or a GRU'):
         layers.Bidirectional(layers.Dense(3), name="bi")
     with pytest.raises(LayerConfigError, match="merge_mode must be one of"):
         layers.Bidirectional(layers.LSTM(3), merge_mode="max", name="bi")

@@ -952,3 +952,17 @@ def test_bidirectional_gradients_match_finite_differences_in_every_backend():
     model = Model(tokens, layers.Dense(2)(layers.concatenate([out, *states])))
     data = np.random.default_rng(5).integers(0, 12, size=(4, 6)).astype(np.int32)
     check_gradients(model, [data], seed=3, train_backends=("numpy", "c") if HAVE_CC else ("numpy",))
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_gru_gradients_match_finite_differences(reset_after):
+    """Every GRU weight (both bias rows with reset_after), the input and the returned state, in
+    float64 against central differences, then one SGD step of each training backend."""
+    from differential import HAVE_CC, check_gradients
+    x = Input(shape=(5, 3), name="x")
+    seq, h = layers.GRU(4, return_sequences=True, return_state=True, reset_after=reset_after,
+                        bias_initializer="random_normal", name="encoder")(layers.Dense(3, activation="tanh")(x))
+    back = layers.GRU(2, go_backwards=True, reset_after=reset_after)(seq)
+    model = Model(x, layers.Dense(2)(layers.concatenate([back, h])))
+    data = np.random.default_rng(6).normal(size=(3, 5, 3)).astype(np.float32)
+    check_gradients(model, [data], seed=4, train_backends=("numpy", "c") if HAVE_CC else ("numpy",))

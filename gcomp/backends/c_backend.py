@@ -22,11 +22,11 @@ ALIAS_OPS = ("dropout", "flatten", "reshape")  # the output is the input's buffe
 ALIGN = 16  # floats: 64-byte alignment of every buffer in the arena
 C_OPS = ("dense", "embedding", "activation", "relu", "dropout", "flatten", "reshape", "conv", "max_pool", "avg_pool",
          "global_max_pool", "global_avg_pool", "concat", "add", "subtract", "multiply", "average", "maximum",
-         "minimum", "lstm", "reverse_steps",
+         "minimum", "lstm", "gru", "reverse_steps",
          # optimized inference graphs
          "embedding_conv",
          # training graphs
-         "dropout_train", "lstm_train", "loss", "loss_vjp", "vjp", "add_n", "apply_gradients", "regularization",
+         "dropout_train", "lstm_train", "gru_train", "loss", "loss_vjp", "vjp", "add_n", "apply_gradients", "regularization",
          "regularization_vjp", "activity_regularization", "activity_regularization_vjp")
 # Kernel libraries copied beside the generated model (each a .h and a .c in templates/c/).
 KERNEL_SOURCES = ("gcomp_kernels", "gcomp_backward", "gcomp_backward_seq", "gcomp_train")
@@ -151,6 +151,10 @@ def _scratch(graph: Graph, n: str, maxima: dict[str, int]) -> int:
         x = graph.value_type(graph.op_inputs(n)[0]).shape
         batch, steps = largest(x[0], maxima), largest(x[1], maxima)
         return batch * steps * 4 * a["units"] + 2 * batch * a["units"]
+    if data["op"] == "gru":  # gk_gru_scratch
+        x = graph.value_type(graph.op_inputs(n)[0]).shape
+        batch, steps = largest(x[0], maxima), largest(x[1], maxima)
+        return batch * steps * 3 * a["units"] + 12 * batch * a["units"]
     return 0
 
 
@@ -372,10 +376,11 @@ def _vjp_context(context: dict) -> dict:
 def cache_size_call(graph: Graph, n: str, maxima: dict[str, int]) -> str:
     """C expression: floats an op's saved-for-backward output needs at the build's maxima."""
     data = graph.node(n)
-    if data["op"] != "lstm_train":
+    if data["op"] not in ("lstm_train", "gru_train"):
         raise CBackendError(f"no C cache layout for op {data['op']!r}")
     x = graph.value_type(graph.op_inputs(n)[0]).shape
-    return f"gk_lstm_cache_size({largest(x[0], maxima)}L, {largest(x[1], maxima)}L, {x[2]}L, {data['attrs']['units']}L)"
+    kind = data["op"].split("_")[0]
+    return f"gk_{kind}_cache_size({largest(x[0], maxima)}L, {largest(x[1], maxima)}L, {x[2]}L, {data['attrs']['units']}L)"
 
 
 def scratch_call(graph: Graph, n: str, maxima: dict[str, int], inference_only: bool = False) -> str | None:
@@ -386,9 +391,10 @@ def scratch_call(graph: Graph, n: str, maxima: dict[str, int], inference_only: b
     if inference_only and _winograd(graph, n):
         channels = graph.value_type(graph.op_inputs(n)[0]).shape[-1]
         return f"gk_conv2d_winograd_scratch({channels}L, {data['attrs']['filters']}L)"
-    if data["op"] == "lstm_train":
+    if data["op"] in ("lstm_train", "gru_train"):
         x = [largest(d, maxima) for d in graph.value_type(graph.op_inputs(n)[0]).shape]
-        return f"gk_lstm_train_scratch({x[0]}L, {x[1]}L, {x[2]}L, {data['attrs']['units']}L)"
+        size = "gk_lstm_train_scratch" if data["op"] == "lstm_train" else "gk_gru_scratch"
+        return f"{size}({x[0]}L, {x[1]}L, {x[2]}L, {data['attrs']['units']}L)"
     if data["op"] != "vjp":
         return None
     a = data["attrs"]
@@ -398,8 +404,8 @@ def scratch_call(graph: Graph, n: str, maxima: dict[str, int], inference_only: b
         two = lambda v: "(const long[2]){" + ", ".join(f"{d}L" for d in (list(v) + [1])[:2]) + "}"
         return (f"gk_conv_backward_scratch({x[0]}L, {two(x[1:-1])}, {x[-1]}L, {two(a['kernel_size'])}, "
                 f"{a['filters']}L, {two(y[1:-1])})")
-    if a["op"] == "lstm_train":
-        return f"gk_lstm_backward_scratch({x[0]}L, {x[1]}L, {x[2]}L, {a['units']}L)"
+    if a["op"] in ("lstm_train", "gru_train"):
+        return f"gk_{a['op'].split('_')[0]}_backward_scratch({x[0]}L, {x[1]}L, {x[2]}L, {a['units']}L)"
     if a["op"] == "dense":
         rows = int(np.prod(x[:-1]))
         return f"gk_dense_backward_scratch({rows}L, {x[-1]}L, {a['units']}L)"

@@ -92,7 +92,7 @@ class OnnxEmitter:
         self.initializers: dict[str, onnx.TensorProto] = {}
         self.values: dict[ValueRef, _Value] = {}
         self._names: set[str] = set()
-        self.lstm_weights: dict[tuple, str] = {}
+        self.recurrent_weights: dict[tuple, str] = {}
         """(kernel, recurrent_kernel, bias) parameter names -> the prefix of their ONNX W, R, B."""
 
     # ---- names, constants, nodes ------------------------------------------------------------
@@ -227,3 +227,16 @@ def lstm_weights(kernel: np.ndarray, recurrent: np.ndarray, bias: np.ndarray | N
         b[0, :4 * u] = reorder(bias)
     return w.astype(np.float32), r.astype(np.float32), b
 
+
+
+def gru_weights(kernel: np.ndarray, recurrent: np.ndarray, bias: np.ndarray | None, reset_after: bool):
+    """Keras GRU weights (gates z, r, h, as ONNX's; x @ K) -> ONNX W, R, B: B is the input bias then
+    the recurrent one (reset_after's second bias row; zeros without reset_after, whose candidate
+    ONNX computes with linear_before_reset=0 as Keras does)."""
+    u = recurrent.shape[0]
+    b = np.zeros((1, 6 * u), np.float32)
+    if bias is not None:
+        b[0, :3 * u] = bias[0] if reset_after else bias
+        if reset_after:
+            b[0, 3 * u:] = bias[1]
+    return kernel.T[None].astype(np.float32), recurrent.T[None].astype(np.float32), b

@@ -7,7 +7,8 @@ import numpy as np
 from onnx import TensorProto, helper
 
 from gcomp.backends.onnx_backend import (CHANNELS_FIRST, CHANNELS_FIRST_2D, CHANNELS_LAST, TIME_MAJOR, ExportError,
-                                         OnnxEmitter, first_layout, kernel_to_oihw, lstm_weights, onnx_axis)
+                                         OnnxEmitter, first_layout, gru_weights, kernel_to_oihw, lstm_weights,
+                                         onnx_axis)
 from gcomp.ir.graph import ValueRef
 from gcomp.ir.types import same_padding
 
@@ -130,24 +131,26 @@ def dense(em, n, a):
 
 
 # Ops that can run on time-major (steps, batch, features) values as they are: a value read only by
-# LSTMs, or by these ops whose outputs are read only by LSTMs (a Bidirectional's flip and merge
-# between two LSTMs), stays time-major, with no transposes around it.
+# recurrent ops (ONNX's LSTM and GRU take time-major input), or by these ops whose outputs are read
+# only by recurrent ops (a Bidirectional's flip and merge between two layers), stays time-major,
+# with no transposes around it.
+_RNN_OPS = ("lstm", "gru")
 _TIME_MAJOR_OPS = ("reverse_steps", "concat", "add", "subtract", "multiply", "average", "maximum", "minimum")
 
 
-def _read_by_lstms_only(em, ref: ValueRef) -> bool:
-    """Whether the (batch, steps, features) value reaches nothing but LSTMs, directly or through
-    _TIME_MAJOR_OPS on rank-3 values: it is then held time-major (were it also a graph output, that
-    output alone takes a transpose)."""
+def _read_by_rnns_only(em, ref: ValueRef) -> bool:
+    """Whether the (batch, steps, features) value reaches nothing but recurrent ops, directly or
+    through _TIME_MAJOR_OPS on rank-3 values: it is then held time-major (were it also a graph
+    output, that output alone takes a transpose)."""
     readers = em.graph.consumers(ref)
     if em.graph.value_type(ref).rank != 3 or not readers:
         return False
     for c, _ in readers:
         op = em.graph.node(c)["op"]
-        if op == "lstm":
+        if op in _RNN_OPS:
             continue
         if op not in _TIME_MAJOR_OPS or any(em.graph.value_type(r).rank != 3 for r in em.graph.op_inputs(c)) \
-                or not _read_by_lstms_only(em, ValueRef(c)):
+                or not _read_by_rnns_only(em, ValueRef(c)):
             return False
     return True
 
@@ -156,7 +159,7 @@ def _read_by_lstms_only(em, ref: ValueRef) -> bool:
 def embedding(em, n, a):
     (ref,) = _inputs(em, n)
     indices = em.value(ref)
-    if _read_by_lstms_only(em, ValueRef(n)):
+    if _read_by_rnns_only(em, ValueRef(n)):
         # Gathering with (steps, batch) indices gives the LSTM's time-major input directly: the
         # transpose moves the indices, not the embedded floats.
         steps_first = em.node("Transpose", [indices], f"{n}/indices_time_major", perm=[1, 0])[0]
@@ -399,7 +402,7 @@ def _common_layout(em, refs) -> str:
     ranks = {em.graph.value_type(r).rank for r in refs}
     if len(ranks) > 1 or min(ranks) < 3:
         return CHANNELS_LAST
-    if all(em.layout_of(r) == TIME_MAJOR for r in refs):  # between LSTMs (_read_by_lstms_only)
+    if all(em.layout_of(r) == TIME_MAJOR for r in refs):  # between recurrent ops (_read_by_rnns_only)
         return TIME_MAJOR
     first = sum(_is_first(em, r) for r in refs)
     return first_layout(ranks.pop()) if 2 * first >= len(refs) else CHANNELS_LAST
@@ -451,53 +454,85 @@ def reverse_steps(em, n, a):
     em.bind(ValueRef(n), x, layout)
 
 
-@lowering("lstm")
-def lstm(em, n, a):
-    (ref,) = _inputs(em, n)
+def _recurrent_activations(n: str, a: dict, kind: str, count: int) -> list[str]:
+    """ONNX's names for the gate activation then `count` uses of the cell activation."""
     try:
-        acts = [_LSTM_ACTIVATIONS[a["recurrent_activation"]]] + [_LSTM_ACTIVATIONS[a["activation"]]] * 2
+        return [_LSTM_ACTIVATIONS[a["recurrent_activation"]]] + [_LSTM_ACTIVATIONS[a["activation"]]] * count
     except KeyError:
-        raise ExportError(f'LSTM "{n}": activations {a["activation"]!r}/{a["recurrent_activation"]!r} '
-                          f"have no ONNX LSTM equivalent (supported: {', '.join(_LSTM_ACTIVATIONS)})") from None
+        raise ExportError(f'{kind} "{n}": activations {a["activation"]!r}/{a["recurrent_activation"]!r} '
+                          f"have no ONNX {kind} equivalent (supported: {', '.join(_LSTM_ACTIVATIONS)})") from None
+
+
+def _recurrent_input(em, n: str, a: dict) -> str:
+    """The time-major float input; reversed with go_backwards (Keras reads from the end and returns
+    outputs in that order)."""
+    (ref,) = _inputs(em, n)
     x = _float_input(em, n, ref, TIME_MAJOR)
-    if a["go_backwards"]:  # Keras reads from the end and returns outputs in that order
+    if a["go_backwards"]:
         x = em.node("Slice", [x, em.const_i64("minus_one", [-1]), em.const_i64("int64_min", [-2 ** 63]),
                               em.const_i64("zero", [0]), em.const_i64("minus_one", [-1])], f"{n}/reversed")[0]
+    return x
+
+
+def _recurrent_weights(em, n: str, a: dict, convert) -> str:
+    """The prefix of the W, R, B initializers, made once per set of parameters (a layer's calls
+    share them). Not per kernel alone: after dedupe_weights two layers may share an equal kernel and
+    differ in the other two. convert(kernel, recurrent, bias or None) -> (W, R, B)."""
     params = em.graph.op_params(n)
-    # W, R, B are made once per set of parameters (a layer's calls share them). Not per kernel alone:
-    # after dedupe_weights two layers may share an equal kernel and differ in the other two.
     weights = (params["kernel"], params["recurrent_kernel"], params.get("bias") if a["use_bias"] else None)
-    key = em.lstm_weights.get(weights)
+    key = em.recurrent_weights.get(weights)
     if key is None:
         key = em.fresh(f"{params['kernel']}/onnx")
-        em.lstm_weights[weights] = key
+        em.recurrent_weights[weights] = key
         bias = em.params[params["bias"]] if a["use_bias"] else None
-        w, r, b = lstm_weights(em.params[params["kernel"]], em.params[params["recurrent_kernel"]], bias)
-        em.initializer(f"{key}_W", w)
-        em.initializer(f"{key}_R", r)
-        em.initializer(f"{key}_B", b)
+        for suffix, array in zip("WRB", convert(em.params[params["kernel"]], em.params[params["recurrent_kernel"]],
+                                               bias)):
+            em.initializer(f"{key}_{suffix}", array)
+    return key
+
+
+def _recurrent_node(em, n: str, a: dict, op: str, x: str, key: str, states: int, **attrs) -> None:
+    """The ONNX LSTM or GRU node and the IR outputs from its Y and states: Y only when the sequence is
+    returned (time-major if only recurrent ops read it), Y_h only when h is, Y_c only for an LSTM's c."""
     n_out = len(em.graph.node(n)["outputs"])
     want_seq = a["return_sequences"]
-    want_h = not want_seq or n_out == 3  # a returned sequence alone needs no Y_h
-    outs = [em.fresh(f"{n}/Y") if want_seq else "", em.fresh(f"{n}/Y_h") if want_h else "",
-            em.fresh(f"{n}/Y_c") if n_out == 3 else ""]
-    em.node("LSTM", [x, f"{key}_W", f"{key}_R", f"{key}_B"], n, outputs=outs, hidden_size=a["units"],
-            activations=acts, direction="forward")
+    want_h = not want_seq or n_out > 1  # a returned sequence alone needs no Y_h
+    outs = [em.fresh(f"{n}/Y") if want_seq else "", em.fresh(f"{n}/Y_h") if want_h else ""]
+    if states == 2:
+        outs.append(em.fresh(f"{n}/Y_c") if n_out == 3 else "")
+    em.node(op, [x, f"{key}_W", f"{key}_R", f"{key}_B"], n, outputs=outs, hidden_size=a["units"],
+            direction="forward", **attrs)
     axis0 = em.const_i64("zero", [0])
     if want_h:
-        h = em.node("Squeeze", [outs[1], axis0], f"{n}/h" if want_seq or n_out == 3 else n)[0]
+        h = em.node("Squeeze", [outs[1], axis0], f"{n}/h" if want_seq or n_out > 1 else n)[0]
     if want_seq:
         seq = em.node("Squeeze", [outs[0], em.const_i64("one", [1])], f"{n}/Y_squeezed")[0]
-        if _read_by_lstms_only(em, ValueRef(n)):
+        if _read_by_rnns_only(em, ValueRef(n)):
             em.bind(ValueRef(n), seq, TIME_MAJOR)
         else:
             em.bind(ValueRef(n), em.node("Transpose", [seq], n, perm=[1, 0, 2])[0])
     else:
         em.bind(ValueRef(n), h)
-    if n_out == 3:
+    if n_out > 1:
         em.bind(ValueRef(n, 1), h)
+    if n_out == 3:
         em.bind(ValueRef(n, 2), em.node("Squeeze", [outs[2], axis0], f"{n}/c")[0])
 
+
+@lowering("lstm")
+def lstm(em, n, a):
+    acts = _recurrent_activations(n, a, "LSTM", 2)
+    _recurrent_node(em, n, a, "LSTM", _recurrent_input(em, n, a), _recurrent_weights(em, n, a, lstm_weights), 2,
+                    activations=acts)
+
+
+@lowering("gru")
+def gru(em, n, a):
+    """ONNX's GRU has Keras's gate order (z, r, h); reset_after is linear_before_reset=1."""
+    acts = _recurrent_activations(n, a, "GRU", 1)
+    convert = lambda k, r, b: gru_weights(k, r, b, a["reset_after"])  # noqa: E731
+    _recurrent_node(em, n, a, "GRU", _recurrent_input(em, n, a), _recurrent_weights(em, n, a, convert), 1,
+                    activations=acts, linear_before_reset=int(a["reset_after"]))
 
 
 @lowering("split")

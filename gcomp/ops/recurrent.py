@@ -1,4 +1,4 @@
-"""Shape rules of the recurrent ops: lstm, and reverse_steps (Bidirectional's time flip)."""
+"""Shape rules of the recurrent ops: lstm, gru, and reverse_steps (Bidirectional's time flip)."""
 from __future__ import annotations
 
 from gcomp.errors import ShapeError
@@ -28,6 +28,26 @@ def lstm(attrs, inputs, params):
         state = TensorType((batch, units), "float32")
         return [y, state, state]
     return [y]
+
+
+def _gru_params(attrs) -> tuple[str, ...]:
+    return ("kernel", "recurrent_kernel", "bias") if attrs.get("use_bias", True) else ("kernel", "recurrent_kernel")
+
+
+@register("gru", params=_gru_params, float_inputs=True)
+def gru(attrs, inputs, params):
+    """Keras GRU over (batch, time, features): gates z, r, h (reset_after: the reset gate scales the
+    recurrent projection, bias (2, 3u); else it scales h before it, bias (3u,)); outputs [y] or [y, h]."""
+    (x,) = inputs
+    if x.rank != 3:
+        raise ShapeError(f"expects an input of rank 3 (batch, timesteps, features), got shape {shape_str(x.shape)}")
+    k = params["kernel"].shape
+    if not t.compatible(x.shape[2], k[0]):
+        raise ShapeError(f"input has {x.shape[2]} features but the kernel expects {k[0]}")
+    units = attrs["units"]
+    batch = x.shape[0]
+    y = TensorType((batch, x.shape[1], units) if attrs["return_sequences"] else (batch, units), "float32")
+    return [y, TensorType((batch, units), "float32")] if attrs["return_state"] else [y]
 
 
 @register("reverse_steps")

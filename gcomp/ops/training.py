@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gcomp.errors import ShapeError
 from gcomp.ir.types import TensorType
-from gcomp.ops.recurrent import _lstm_params
+from gcomp.ops.recurrent import _gru_params, _lstm_params
 from gcomp.ops.registry import get_op, register
 
 SCALAR = TensorType((), "float32")
@@ -25,6 +25,13 @@ def lstm_train(attrs, inputs, params):
     from gcomp.ops.recurrent import lstm
     outs = lstm({**attrs, "return_state": True}, inputs, params)
     return outs + [OPAQUE]
+
+
+@register("gru_train", params=_gru_params, float_inputs=True)
+def gru_train(attrs, inputs, params):
+    """Training-mode GRU: outputs y, h and the cache its backward reads."""
+    from gcomp.ops.recurrent import gru
+    return gru({**attrs, "return_state": True}, inputs, params) + [OPAQUE]
 
 
 @register("loss", min_inputs=3, max_inputs=3)

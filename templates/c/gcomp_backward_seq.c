@@ -1,10 +1,11 @@
-/* gcomp C kernels for training: gcomp_backward_seq.h's convolution backward and the LSTM's training
- * forward and backward. C99 (also C11), float32, only libc, libm and gcomp_kernels.h (its blocked
- * GEMM does every product), no allocation, deterministic: every output element is accumulated in
- * an order fixed by the sizes alone, whatever the thread count. With OpenMP the GEMMs share their
- * blocks among threads, the copies, transposes and column sums split their rows, and the LSTM's
- * recurrence runs on slices of the batch, one per thread (its rows never interact); without it all
- * runs serially.
+/* gcomp C kernels for training: gcomp_backward_seq.h's convolution backward, the LSTM's training
+ * forward and backward, and the GRU (forward, with or without its cache, and backward). C99 (also
+ * C11), float32, only libc, libm, gcomp_kernels.h (its blocked GEMM does every product) and
+ * gcomp_backward.h (the activations' derivatives), no allocation, deterministic: every output
+ * element is accumulated in an order fixed by the sizes alone, whatever the thread count. With
+ * OpenMP the GEMMs share their blocks among threads, the copies, transposes and column sums split
+ * their rows, and the LSTM's recurrence runs on slices of the batch, one per thread (its rows never
+ * interact); without it all runs serially.
  *
  * Convolution: dW = patches^T gy and dX = col2im(gy W^T). Rank 1 at stride 1 (the common Conv1D)
  * needs no im2col: gy laid on the padded length grid (zero rows where no window sits) makes every
@@ -21,6 +22,7 @@
  * GEMM per step (dh_prev = dz R^T), writing dz in x's step order, so that [dW; dR] = [x; h_prev]^T
  * dz and dx = dz W^T are one GEMM each over all steps and dx comes out in x's own order. */
 #include "gcomp_backward_seq.h"
+#include "gcomp_backward.h" /* the activations' derivatives (GRU) */
 #include "gcomp_math.h"
 
 #include <math.h>
@@ -805,5 +807,164 @@ void gk_lstm_backward(const float *x, const float *kernel, const float *recurren
     if (gx) {
         gk_bs_transpose(kernel, g4, kt, in_dim, in_dim, g4);
         gk_matmul(dz, kt, NULL, gx, n, g4, in_dim);
+    }
+}
+
+/* ---- GRU ---------------------------------------------------------------------------------------- */
+/* Keras's GRU (gates z, r, h): the input projection of every step is one GEMM; per step one GEMM for
+ * h U (+ the recurrent bias; without reset_after only its z and r columns, then (r h) U_h), the gate
+ * activations on (batch, u) blocks, h = z h + (1 - z) hh. The cache keeps, per step, eight (batch, u)
+ * blocks: the fields below. The backward walks the steps back with one small GEMM per step
+ * (dh_prev = dm U^T), then the weight gradients are one GEMM each over all steps. */
+
+enum { GK_GRU_Z, GK_GRU_R, GK_GRU_HH, GK_GRU_PZ, GK_GRU_PR, GK_GRU_PH, GK_GRU_INNER, GK_GRU_HPREV, GK_GRU_FIELDS };
+
+long gk_gru_cache_size(long batch, long steps, long in_dim, long units)
+{
+    (void)in_dim;
+    return gk_bs_max(1, GK_GRU_FIELDS * batch * steps * units);
+}
+
+long gk_gru_scratch(long batch, long steps, long in_dim, long units)
+{
+    (void)in_dim;
+    return gk_bs_max(1, batch * steps * 3 * units + (4 + GK_GRU_FIELDS) * batch * units);
+}
+
+void gk_gru(const float *x, const float *kernel, const float *recurrent, const float *bias, float *y_seq,
+            float *h_out, long batch, long steps, long in_dim, long units, int activation, int recurrent_activation,
+            int go_backwards, int reset_after, float *cache, float *scratch)
+{
+    const long u = units, bu = batch * units, n3 = 3 * units;
+    const float *b_rec = bias && reset_after ? bias + n3 : NULL;
+    float *xp = scratch, *m = xp + batch * steps * n3, *h = m + batch * n3, *blocks = h + bu;
+    long t, n, j, i;
+    gk_matmul(x, kernel, bias, xp, batch * steps, in_dim, n3); /* rows (sample, step) in x's order */
+    gk_bs_zero(h, bu);
+    for (t = 0; t < steps; ++t) {
+        const long src = go_backwards ? steps - 1 - t : t;
+        float *f[GK_GRU_FIELDS];
+        for (j = 0; j < GK_GRU_FIELDS; ++j) f[j] = cache ? cache + (j * steps + t) * bu : blocks + j * bu;
+        if (reset_after)
+            gk_matmul(h, recurrent, b_rec, m, batch, u, n3);
+        else
+            gk_matmul_strided(h, u, recurrent, n3, NULL, m, n3, batch, u, 2 * u);
+        for (n = 0; n < batch; ++n) {
+            const float *xr = xp + (n * steps + src) * n3, *mr = m + n * n3;
+            for (j = 0; j < u; ++j) {
+                f[GK_GRU_PZ][n * u + j] = xr[j] + mr[j];
+                f[GK_GRU_PR][n * u + j] = xr[u + j] + mr[u + j];
+            }
+        }
+        memcpy(f[GK_GRU_HPREV], h, (size_t)bu * sizeof *h);
+        gk_activation(recurrent_activation, f[GK_GRU_PZ], f[GK_GRU_Z], batch, u);
+        gk_activation(recurrent_activation, f[GK_GRU_PR], f[GK_GRU_R], batch, u);
+        if (reset_after) { /* the reset gate scales the recurrent projection */
+            for (n = 0; n < batch; ++n) memcpy(f[GK_GRU_INNER] + n * u, m + n * n3 + 2 * u, (size_t)u * sizeof *m);
+        } else { /* it scales h before the product: m's last block = (r h) U_h */
+            for (i = 0; i < bu; ++i) f[GK_GRU_INNER][i] = f[GK_GRU_R][i] * h[i];
+            gk_matmul_strided(f[GK_GRU_INNER], u, recurrent + 2 * u, n3, NULL, m + 2 * u, n3, batch, u, u);
+        }
+        for (n = 0; n < batch; ++n) {
+            const float *xr = xp + (n * steps + src) * n3 + 2 * u, *mr = m + n * n3 + 2 * u;
+            const float *rr = f[GK_GRU_R] + n * u;
+            for (j = 0; j < u; ++j) f[GK_GRU_PH][n * u + j] = xr[j] + (reset_after ? rr[j] * mr[j] : mr[j]);
+        }
+        gk_activation(activation, f[GK_GRU_PH], f[GK_GRU_HH], batch, u);
+        for (i = 0; i < bu; ++i) {
+            const float z = f[GK_GRU_Z][i];
+            h[i] = z * h[i] + (1.0f - z) * f[GK_GRU_HH][i];
+        }
+        if (y_seq)
+            for (n = 0; n < batch; ++n) memcpy(y_seq + (n * steps + t) * u, h + n * u, (size_t)u * sizeof *h);
+    }
+    if (h_out) memcpy(h_out, h, (size_t)bu * sizeof *h);
+}
+
+long gk_gru_backward_scratch(long batch, long steps, long in_dim, long units)
+{
+    const long rows = batch * steps, u = units;
+    return gk_bs_max(1, rows * (7 * u + gk_bs_max(in_dim, u)) + 3 * u * in_dim + 7 * u * u + 8 * batch * u);
+}
+
+void gk_gru_backward(const float *x, const float *kernel, const float *recurrent, const float *cache,
+                     const float *g_y, int return_sequences, const float *g_h, float *gx, float *gkernel,
+                     float *grecurrent, float *gbias, long batch, long steps, long in_dim, long units, int activation,
+                     int recurrent_activation, int go_backwards, int reset_after, float *scratch)
+{
+    const long u = units, bu = batch * units, n3 = 3 * units, rows = batch * steps;
+    const long w = reset_after ? n3 : 2 * u; /* the recurrent projection's width */
+    float *dxp = scratch;                    /* (rows, 3u): d of the input projection, rows in x's order */
+    float *dm = dxp + rows * n3;             /* (steps, batch, w): d of the recurrent projection */
+    float *dinner = dm + rows * n3;          /* (steps, batch, u): d of (r h) U_h (without reset_after) */
+    float *tr = dinner + rows * u;           /* a transposed operand: x, h_prev or r h */
+    float *kt = tr + rows * gk_bs_max(in_dim, u), *ut = kt + n3 * in_dim, *uht = ut + n3 * u, *gt = uht + u * u;
+    float *dh = gt + n3 * u, *dprev = dh + bu, *dhh = dprev + bu, *dph = dhh + bu, *dr = dph + bu, *dz = dr + bu;
+    float *tmp = dz + bu, *drh = tmp + bu;
+    long t, n, j, i;
+    gk_bs_transpose(recurrent, n3, ut, u, u, n3);            /* U^T (3u, u): its first w rows serve dm */
+    gk_bs_transpose(recurrent + 2 * u, n3, uht, u, u, u);    /* U_h^T */
+    gk_bs_zero(dh, bu);
+    if (g_h) gk_bs_add(dh, g_h, bu);
+    if (g_y && !return_sequences) gk_bs_add(dh, g_y, bu);
+    for (t = steps - 1; t >= 0; --t) {
+        const long src = go_backwards ? steps - 1 - t : t;
+        const float *f[GK_GRU_FIELDS];
+        float *dmt = dm + t * batch * w;
+        for (j = 0; j < GK_GRU_FIELDS; ++j) f[j] = cache + (j * steps + t) * bu;
+        if (g_y && return_sequences)
+            for (n = 0; n < batch; ++n)
+                for (j = 0; j < u; ++j) dh[n * u + j] += g_y[(n * steps + t) * u + j];
+        for (i = 0; i < bu; ++i) {
+            dhh[i] = dh[i] * (1.0f - f[GK_GRU_Z][i]);
+            dprev[i] = dh[i] * f[GK_GRU_Z][i];
+            tmp[i] = dh[i] * (f[GK_GRU_HPREV][i] - f[GK_GRU_HH][i]); /* d z */
+        }
+        gk_activation_backward(activation, f[GK_GRU_PH], f[GK_GRU_HH], dhh, dph, batch, u);
+        if (reset_after) {
+            for (i = 0; i < bu; ++i) dr[i] = dph[i] * f[GK_GRU_INNER][i];
+        } else {
+            gk_matmul(dph, uht, NULL, drh, batch, u, u); /* d (r h) */
+            memcpy(dinner + t * bu, dph, (size_t)bu * sizeof *dph);
+            for (i = 0; i < bu; ++i) {
+                dr[i] = drh[i] * f[GK_GRU_HPREV][i];
+                dprev[i] += drh[i] * f[GK_GRU_R][i];
+            }
+        }
+        gk_activation_backward(recurrent_activation, f[GK_GRU_PZ], f[GK_GRU_Z], tmp, dz, batch, u);
+        gk_activation_backward(recurrent_activation, f[GK_GRU_PR], f[GK_GRU_R], dr, dr, batch, u);
+        for (n = 0; n < batch; ++n) {
+            float *xr = dxp + (n * steps + src) * n3, *mr = dmt + n * w;
+            for (j = 0; j < u; ++j) {
+                xr[j] = mr[j] = dz[n * u + j];
+                xr[u + j] = mr[u + j] = dr[n * u + j];
+                xr[2 * u + j] = dph[n * u + j];
+                if (reset_after) mr[2 * u + j] = dph[n * u + j] * f[GK_GRU_R][n * u + j];
+            }
+        }
+        gk_matmul(dmt, ut, NULL, dh, batch, w, u); /* dh_prev = dm U^T (+ the direct paths) */
+        gk_bs_add(dh, dprev, bu);
+    }
+    if (gkernel) {
+        gk_bs_transpose(x, in_dim, tr, rows, rows, in_dim);
+        gk_matmul(tr, dxp, NULL, gkernel, in_dim, rows, n3);
+    }
+    if (gx) {
+        gk_bs_transpose(kernel, n3, kt, in_dim, in_dim, n3);
+        gk_matmul(dxp, kt, NULL, gx, rows, n3, in_dim);
+    }
+    if (grecurrent) {
+        gk_bs_transpose(cache + GK_GRU_HPREV * rows * u, u, tr, rows, rows, u); /* h_prev^T (u, rows) */
+        gk_matmul(tr, dm, NULL, gt, u, rows, w);
+        for (i = 0; i < u; ++i) memcpy(grecurrent + i * n3, gt + i * w, (size_t)w * sizeof *gt);
+        if (!reset_after) { /* U_h's gradient: (r h)^T d((r h) U_h) */
+            gk_bs_transpose(cache + GK_GRU_INNER * rows * u, u, tr, rows, rows, u);
+            gk_matmul(tr, dinner, NULL, gt, u, rows, u);
+            for (i = 0; i < u; ++i) memcpy(grecurrent + i * n3 + 2 * u, gt + i * u, (size_t)u * sizeof *gt);
+        }
+    }
+    if (gbias) {
+        gk_bs_colsum(dxp, n3, rows, n3, gbias);
+        if (reset_after) gk_bs_colsum(dm, n3, rows, n3, gbias + n3);
     }
 }

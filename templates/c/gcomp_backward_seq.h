@@ -67,4 +67,34 @@ void gk_lstm_backward(const float *x, const float *kernel, const float *recurren
                       long in_dim, long units, int activation, int recurrent_activation, int go_backwards,
                       float *scratch);
 
+/* ---- GRU -------------------------------------------------------------------------------------- */
+
+/* Floats of the cache gk_gru writes for gk_gru_backward: 8 * batch * steps * units. */
+long gk_gru_cache_size(long batch, long steps, long in_dim, long units);
+
+/* Floats of scratch gk_gru needs: batch * steps * 3u + 12 * batch * u. */
+long gk_gru_scratch(long batch, long steps, long in_dim, long units);
+
+/* Keras's GRU over x (batch, steps, in_dim): kernel (in_dim, 3u), recurrent (u, 3u), gates z, r, h;
+ * bias NULL, (3u) or with reset_after (2, 3u) (input row, recurrent row). Writes y_seq (batch,
+ * steps, u) in processing order (reversed with go_backwards) and h_out (batch, u), either NULL when
+ * not wanted; with a cache (gk_gru_cache_size floats, or NULL) also what gk_gru_backward reads.
+ * scratch: gk_gru_scratch floats. */
+void gk_gru(const float *x, const float *kernel, const float *recurrent, const float *bias, float *y_seq,
+            float *h_out, long batch, long steps, long in_dim, long units, int activation, int recurrent_activation,
+            int go_backwards, int reset_after, float *cache, float *scratch);
+
+/* Floats of scratch gk_gru_backward needs: about batch * steps * (7u + max(in_dim, u)) + 3u in_dim
+ * + 7u^2 + 8 batch u. */
+long gk_gru_backward_scratch(long batch, long steps, long in_dim, long units);
+
+/* Backpropagation through time for gk_gru (same x, weights, dims, flags and its cache). g_y: the
+ * output's gradient ((batch, steps, u) in processing order if return_sequences, else (batch, u)),
+ * g_h the returned state's; NULL: zero. Writes (each NULL when not needed) gx (batch, steps,
+ * in_dim) in x's order, gkernel, grecurrent and gbias in their weights' shapes. */
+void gk_gru_backward(const float *x, const float *kernel, const float *recurrent, const float *cache,
+                     const float *g_y, int return_sequences, const float *g_h, float *gx, float *gkernel,
+                     float *grecurrent, float *gbias, long batch, long steps, long in_dim, long units, int activation,
+                     int recurrent_activation, int go_backwards, int reset_after, float *scratch);
+
 #endif

@@ -534,4 +534,80 @@ def lstm_train(x, kernel, recurrent_kernel, bias, activation, recurrent_activati
     cache.update(h=hs, activation=activation, recurrent_activation=recurrent_activation,
                  return_sequences=return_sequences, go_backwards=go_backwards, input_mask=mask)
     return (*_lstm_outputs(hs, return_sequences), c, cache)
+def _gru_biases(bias, reset_after):
+    """(input bias, recurrent bias) of a GRU: rows 0 and 1 of a (2, 3u) bias with reset_after, else
+    the (3u,) bias and None."""
+    if bias is None:
+        return None, None
+    return (bias[0], bias[1]) if reset_after else (bias, None)
+
+
+def _gru_core(x, kernel, recurrent_kernel, bias, activation, recurrent_activation, go_backwards, reset_after, save):
+    """The GRU recurrence, step-major: the input projection of all steps is one GEMM, then per step
+    m = h U (+ b_rec), z = ra(xz + mz), r = ra(xr + mr), hh = a(xh + r mh) (reset_after) or
+    a(xh + (r h) U_h), h = z h + (1 - z) hh, in Keras's order of operations. Returns (hs, cache):
+    hs (T + 1, N, u) holds h_0 = 0 then every step's h (processing order); the cache (with `save`)
+    keeps the gates' pre-activations and values and m_h (reset_after) or r h for gru_vjp."""
+    n, steps, d = x.shape
+    u = recurrent_kernel.shape[0]
+    dt = np.result_type(x, kernel)
+    act, rec_act = ACTIVATIONS[activation], ACTIVATIONS[recurrent_activation]
+    b_in, b_rec = _gru_biases(bias, reset_after)
+    xs = np.ascontiguousarray((x[:, ::-1] if go_backwards else x).transpose(1, 0, 2))  # (T, N, d)
+    zx = (xs.reshape(steps * n, d) @ kernel).reshape(steps, n, 3 * u)
+    if b_in is not None:
+        zx += b_in
+    rk_zr, rk_h = recurrent_kernel[:, :2 * u], recurrent_kernel[:, 2 * u:]
+    hs = np.zeros((steps + 1, n, u), dt)
+    keep = {k: np.empty((steps, n, u), dt) for k in ("pre_z", "z", "pre_r", "r", "pre_h", "hh", "inner")} if save else None
+    for t in range(steps):
+        h = hs[t]
+        if reset_after:
+            m = h @ recurrent_kernel
+            if b_rec is not None:
+                m += b_rec
+        else:
+            m = h @ rk_zr
+        pre_z = zx[t, :, :u] + m[:, :u]
+        pre_r = zx[t, :, u:2 * u] + m[:, u:2 * u]
+        z, r = rec_act(pre_z), rec_act(pre_r)
+        inner = m[:, 2 * u:] if reset_after else r * h  # what the reset gate multiplies, or r h
+        pre_h = zx[t, :, 2 * u:] + (r * inner if reset_after else inner @ rk_h)
+        hh = act(pre_h)
+        hs[t + 1] = z * h + (1 - z) * hh
+        if save:
+            for k, v in (("pre_z", pre_z), ("z", z), ("pre_r", pre_r), ("r", r), ("pre_h", pre_h), ("hh", hh),
+                         ("inner", inner)):
+                keep[k][t] = v
+    cache = None
+    if save:
+        cache = {"xs": xs, "h": hs, **keep}
+    return hs, cache
+
+
+def _gru_outputs(hs, return_sequences):
+    """(output, h) in Keras's layouts from _gru_core's step-major hidden states."""
+    h = np.ascontiguousarray(hs[-1])
+    return (np.ascontiguousarray(hs[1:].transpose(1, 0, 2)) if return_sequences else h), h
+
+
+def gru(x, kernel, recurrent_kernel, bias, activation, recurrent_activation, return_sequences, go_backwards,
+        reset_after):
+    """Keras GRU: gates z, r, h. Returns (output, h); with go_backwards the output sequence is in
+    processing order (reversed), as Keras returns it."""
+    hs, _ = _gru_core(x, kernel, recurrent_kernel, bias, activation, recurrent_activation, go_backwards, reset_after,
+                      False)
+    return _gru_outputs(hs, return_sequences)
+
+
+def gru_train(x, kernel, recurrent_kernel, bias, activation, recurrent_activation, return_sequences, go_backwards,
+              reset_after):
+    """`gru` for training: the same output and h, and a cache for gru_vjp."""
+    hs, cache = _gru_core(x, kernel, recurrent_kernel, bias, activation, recurrent_activation, go_backwards,
+                          reset_after, True)
+    cache.update(activation=activation, recurrent_activation=recurrent_activation, reset_after=reset_after,
+                 return_sequences=return_sequences, go_backwards=go_backwards)
+    return (*_gru_outputs(hs, return_sequences), cache)
+
+
 # ---- end of the gcomp NumPy runtime ------------------------------------------------------------

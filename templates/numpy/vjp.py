@@ -458,6 +458,71 @@ def _activation_slope(name, x, y):
     return activation_vjp(name, x, y, np.ones_like(y))
 
 
+def gru_vjp(cache, kernel, recurrent_kernel, g_output, g_h, need_x, use_bias):
+    """Backpropagation through time for gru_train. g_output: gradient of the output ((N, T, u) with
+    return_sequences, else (N, u)); g_h: gradient of the returned state (None when unused). Returns
+    (gx or None, gkernel, grecurrent_kernel, gbias or None), gx in the input's time order and gbias
+    in the bias's shape ((2, 3u) with reset_after, else (3u,))."""
+    act, rec, reset_after = cache["activation"], cache["recurrent_activation"], cache["reset_after"]
+    hs, xs = cache["h"], cache["xs"]
+    steps, n, u = cache["z"].shape
+    dt = hs.dtype
+    rk_zr, rk_h = recurrent_kernel[:, :2 * u], recurrent_kernel[:, 2 * u:]
+    dh = np.zeros((n, u), dt)
+    if g_h is not None:
+        dh += g_h
+    seq = None
+    if g_output is not None:
+        if cache["return_sequences"]:
+            seq = np.ascontiguousarray(g_output.transpose(1, 0, 2), dtype=dt)
+        else:
+            dh += g_output
+    dzx = np.empty((steps, n, 3 * u), dt)  # gradient of every step's input projection (bias included)
+    dm = np.empty((steps, n, 3 * u if reset_after else 2 * u), dt)  # of the recurrent projection
+    d_inner_h = None if reset_after else np.empty((steps, n, u), dt)  # of (r h) @ U_h's output
+    for t in range(steps - 1, -1, -1):
+        if seq is not None:
+            dh += seq[t]
+        h, z, r, hh, inner = hs[t], cache["z"][t], cache["r"][t], cache["hh"][t], cache["inner"][t]
+        d_hh = dh * (1 - z)
+        d_pre_h = activation_vjp(act, cache["pre_h"][t], hh, d_hh)
+        dzx[t, :, 2 * u:] = d_pre_h
+        d_prev = dh * z
+        if reset_after:
+            d_r = d_pre_h * inner
+            dm[t, :, 2 * u:] = d_pre_h * r
+        else:
+            d_rh = d_pre_h @ rk_h.T
+            d_inner_h[t] = d_pre_h
+            d_r = d_rh * h
+            d_prev += d_rh * r
+        d_pre_z = activation_vjp(rec, cache["pre_z"][t], z, dh * (h - hh))
+        d_pre_r = activation_vjp(rec, cache["pre_r"][t], r, d_r)
+        dzx[t, :, :u], dzx[t, :, u:2 * u] = d_pre_z, d_pre_r
+        dm[t, :, :u], dm[t, :, u:2 * u] = d_pre_z, d_pre_r
+        dh = d_prev + dm[t] @ (recurrent_kernel if reset_after else rk_zr).T
+    flat_dzx = dzx.reshape(steps * n, 3 * u)
+    h_prev = hs[:steps].reshape(steps * n, u)
+    gkernel = xs.reshape(steps * n, -1).T @ flat_dzx
+    grec = np.zeros_like(recurrent_kernel, dtype=dt)
+    if reset_after:
+        grec += h_prev.T @ dm.reshape(steps * n, 3 * u)
+    else:
+        grec[:, :2 * u] = h_prev.T @ dm.reshape(steps * n, 2 * u)
+        grec[:, 2 * u:] = cache["inner"].reshape(steps * n, u).T @ d_inner_h.reshape(steps * n, u)
+    gbias = None
+    if use_bias:
+        g_in = flat_dzx.sum(axis=0)
+        gbias = np.stack([g_in, dm.reshape(steps * n, 3 * u).sum(axis=0)]) if reset_after else g_in
+    gx = None
+    if need_x:
+        gx = (flat_dzx @ kernel.T).reshape(steps, n, -1).transpose(1, 0, 2)
+        if cache["go_backwards"]:
+            gx = gx[:, ::-1]
+        gx = np.ascontiguousarray(gx)
+    return gx, gkernel.astype(dt, copy=False), grec, gbias
+
+
 def _lstm_output_grads(cache, g_output, g_h, g_c, n, u, dt):
     """The gradients flowing into the recurrence, transposed like its states: (the output sequence's,
     (T, u, N) in processing order, or None; the one reaching h_T, (u, N); the one reaching c_T)."""

@@ -10,14 +10,15 @@ from gcomp.frontend.layers.pooling import (AveragePooling1D, AveragePooling2D, A
                                            GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAvgPool1D,
                                            GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPooling1D,
                                            GlobalMaxPooling2D, MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D)
-from gcomp.frontend.layers.recurrent import LSTM, Bidirectional
+from gcomp.frontend.layers.recurrent import GRU, LSTM, Bidirectional
 
 __all__ = [
-    "Layer", "Input", "InputLayer", "Dense", "Embedding", "Activation", "ReLU", "LeakyReLU", "Softmax", "Dropout", "Flatten", "Reshape",
+    "Layer", "Input", "InputLayer", "Dense", "Embedding", "Activation", "ReLU", "LeakyReLU", "Softmax", "Dropout",
+    "Flatten", "Reshape",
     "Conv1D", "Conv2D", "Convolution1D", "Convolution2D",
     "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D", "MaxPool1D", "MaxPool2D",
     "AvgPool1D", "AvgPool2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling1D",
     "GlobalAveragePooling2D", "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalAvgPool1D", "GlobalAvgPool2D",
     "Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
-    "concatenate", "add", "subtract", "multiply", "average", "maximum", "minimum", "LSTM", "Bidirectional",
+    "concatenate", "add", "subtract", "multiply", "average", "maximum", "minimum", "LSTM", "GRU", "Bidirectional",
 ]

@@ -1,4 +1,4 @@
-"""LSTM with Keras's gate order (i, f, c, o), initializers and outputs, and the Bidirectional wrapper."""
+"""LSTM and GRU with Keras's gate orders, initializers and outputs, and the Bidirectional wrapper."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,34 +10,23 @@ from gcomp.ir import types as t
 from gcomp.ops import infer_op
 
 
-class LSTM(Layer):
-    """Long short-term memory over (batch, timesteps, features).
+class _Recurrent(Layer):
+    """What LSTM and GRU share: Keras's argument checks, and clone() for Bidirectional's copies.
+    A subclass's __init__ keeps its arguments as given in self._arguments."""
 
-    Weights: kernel (features, 4u), recurrent_kernel (u, 4u), bias (4u,), gate blocks i, f, c, o.
-    With return_state=True a call returns [output, h, c]. With go_backwards=True the input is read
-    from the end and a returned sequence is in that (reversed) order, as in Keras.
-    """
+    state_count = 0
+    """States a call returns after the output with return_state=True."""
 
-    op = "lstm"
+    def clone(self, **changes) -> "_Recurrent":
+        """A new, unbuilt layer with this one's arguments, some changed (e.g. name, go_backwards)."""
+        return type(self)(**(self._arguments | changes))
 
-    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
-                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
-                 bias_initializer="zeros", unit_forget_bias=True, kernel_regularizer=None,
-                 recurrent_regularizer=None, bias_regularizer=None, activity_regularizer=None,
-                 kernel_constraint=None, recurrent_constraint=None, bias_constraint=None, dropout=0.0,
-                 recurrent_dropout=0.0, seed=None, return_sequences=False, return_state=False,
-                 go_backwards=False, stateful=False, unroll=False, use_cudnn="auto", **kwargs):
-        # the arguments as given, for clone() (Bidirectional's copies)
-        self._arguments = {k: v for k, v in locals().items() if k not in ("self", "kwargs", "__class__")} | kwargs
-        super().__init__(**kwargs)
+    def _recurrent_options(self, units, activation, recurrent_activation, use_bias, dropout, recurrent_dropout, seed,
+                           return_sequences, return_state, go_backwards, stateful) -> None:
         self.units = self._positive_int(units, "units")
         self.activation = self._activation(activation)
         self.recurrent_activation = self._activation(recurrent_activation)
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = self._initializer(kernel_initializer)
-        self.recurrent_initializer = self._initializer(recurrent_initializer)
-        self.bias_initializer = self._initializer(bias_initializer)
-        self.unit_forget_bias = bool(unit_forget_bias)
         for what, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
             if not 0 <= rate <= 1:
                 raise self._config_error(f"{what} must be in [0, 1], got {rate!r}")
@@ -49,22 +38,56 @@ class LSTM(Layer):
         self.go_backwards = bool(go_backwards)
         if stateful:
             raise self._config_error("stateful=True is not supported by gcomp")
+
+    def _input_features(self, input_types) -> int:
+        x = input_types[0]
+        if x.rank != 3:
+            raise ShapeError(f"expects an input of rank 3 (batch, timesteps, features), got rank {x.rank}")
+        if not t.is_static(x.shape[2]):
+            raise ShapeError("the feature dimension of the inputs should be defined, found None")
+        return x.shape[2]
+
+    def _recurrent_attrs(self) -> dict:
+        return {"units": self.units, "activation": self.activation,
+                "recurrent_activation": self.recurrent_activation, "use_bias": self.use_bias,
+                "return_sequences": self.return_sequences, "return_state": self.return_state,
+                "go_backwards": self.go_backwards}
+
+
+class LSTM(_Recurrent):
+    """Long short-term memory over (batch, timesteps, features).
+
+    Weights: kernel (features, 4u), recurrent_kernel (u, 4u), bias (4u,), gate blocks i, f, c, o.
+    With return_state=True a call returns [output, h, c]. With go_backwards=True the input is read
+    from the end and a returned sequence is in that (reversed) order, as in Keras.
+    """
+
+    op = "lstm"
+    state_count = 2
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", unit_forget_bias=True, kernel_regularizer=None,
+                 recurrent_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, recurrent_constraint=None, bias_constraint=None, dropout=0.0,
+                 recurrent_dropout=0.0, seed=None, return_sequences=False, return_state=False,
+                 go_backwards=False, stateful=False, unroll=False, use_cudnn="auto", **kwargs):
+        # the arguments as given, for clone() (Bidirectional's copies)
+        self._arguments = {k: v for k, v in locals().items() if k not in ("self", "kwargs", "__class__")} | kwargs
+        super().__init__(**kwargs)
+        self._recurrent_options(units, activation, recurrent_activation, use_bias, dropout, recurrent_dropout, seed,
+                                return_sequences, return_state, go_backwards, stateful)
+        self.kernel_initializer = self._initializer(kernel_initializer)
+        self.recurrent_initializer = self._initializer(recurrent_initializer)
+        self.bias_initializer = self._initializer(bias_initializer)
+        self.unit_forget_bias = bool(unit_forget_bias)
         self._weight_options(kernel_regularizer=kernel_regularizer, recurrent_regularizer=recurrent_regularizer,
                              bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
                              recurrent_constraint=recurrent_constraint, bias_constraint=bias_constraint)
         _no_extras(self, activity_regularizer=activity_regularizer)
 
-    def clone(self, **changes) -> "LSTM":
-        """A new, unbuilt LSTM with this one's arguments, some changed (e.g. name, go_backwards)."""
-        return LSTM(**(self._arguments | changes))
-
     def build(self, input_types):
-        x = input_types[0]
-        if x.rank != 3:
-            raise ShapeError(f"expects an input of rank 3 (batch, timesteps, features), got rank {x.rank}")
-        features = x.shape[2]
-        if not t.is_static(features):
-            raise ShapeError("the feature dimension of the inputs should be defined, found None")
+        features = self._input_features(input_types)
         u = self.units
         self.kernel = self.add_weight("kernel", (features, 4 * u), self.kernel_initializer,
                                       regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
@@ -82,30 +105,76 @@ class LSTM(Layer):
                                         constraint=self.bias_constraint)
 
     def op_attrs(self):
-        attrs = {"units": self.units, "activation": self.activation,
-                 "recurrent_activation": self.recurrent_activation, "use_bias": self.use_bias,
-                 "return_sequences": self.return_sequences, "return_state": self.return_state,
-                 "go_backwards": self.go_backwards}
+        attrs = self._recurrent_attrs()
         if 0 < self.dropout < 1:  # Keras drops inputs only strictly between 0 and 1 (training only)
             attrs["dropout"] = self.dropout
         return attrs
+
+
+class GRU(_Recurrent):
+    """Gated recurrent unit over (batch, timesteps, features), Keras 3's: gates z (update), r (reset),
+    h (candidate); h_t = z h_{t-1} + (1 - z) hh. reset_after=True (Keras's default): the reset gate
+    scales the recurrent projection h_{t-1} U_h + b_rec, and the bias is (2, 3u), input then
+    recurrent; reset_after=False: hh reads (r h_{t-1}) U_h and the bias is (3u,). Weights: kernel
+    (features, 3u), recurrent_kernel (u, 3u), bias. return_state=True returns [output, h]."""
+
+    op = "gru"
+    state_count = 1
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
+                 recurrent_constraint=None, bias_constraint=None, dropout=0.0, recurrent_dropout=0.0,
+                 seed=None, return_sequences=False, return_state=False, go_backwards=False, stateful=False,
+                 unroll=False, reset_after=True, use_cudnn="auto", **kwargs):
+        # the arguments as given, for clone() (Bidirectional's copies)
+        self._arguments = {k: v for k, v in locals().items() if k not in ("self", "kwargs", "__class__")} | kwargs
+        super().__init__(**kwargs)
+        self._recurrent_options(units, activation, recurrent_activation, use_bias, dropout, recurrent_dropout, seed,
+                                return_sequences, return_state, go_backwards, stateful)
+        if self.dropout > 0:  # refused rather than ignored: training would run without it
+            raise self._config_error(f"dropout={dropout!r} is not supported by gcomp's GRU yet (LSTM has it)")
+        self.reset_after = bool(reset_after)
+        self.kernel_initializer = self._initializer(kernel_initializer)
+        self.recurrent_initializer = self._initializer(recurrent_initializer)
+        self.bias_initializer = self._initializer(bias_initializer)
+        self._weight_options(kernel_regularizer=kernel_regularizer, recurrent_regularizer=recurrent_regularizer,
+                             bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
+                             recurrent_constraint=recurrent_constraint, bias_constraint=bias_constraint)
+        _no_extras(self, activity_regularizer=activity_regularizer)
+
+    def build(self, input_types):
+        features = self._input_features(input_types)
+        u = self.units
+        self.kernel = self.add_weight("kernel", (features, 3 * u), self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
+        self.recurrent_kernel = self.add_weight("recurrent_kernel", (u, 3 * u), self.recurrent_initializer,
+                                                regularizer=self.recurrent_regularizer,
+                                                constraint=self.recurrent_constraint)
+        if self.use_bias:
+            self.bias = self.add_weight("bias", (2, 3 * u) if self.reset_after else (3 * u,), self.bias_initializer,
+                                        regularizer=self.bias_regularizer, constraint=self.bias_constraint)
+
+    def op_attrs(self):
+        return {**self._recurrent_attrs(), "reset_after": self.reset_after}
 
 
 _MERGE_OPS = {"concat": "concat", "sum": "add", "mul": "multiply", "ave": "average", None: None}
 
 
 class Bidirectional(Layer):
-    """Keras's Bidirectional wrapper of an LSTM: a forward copy reads the sequence as given and a
-    backward copy (go_backwards=True, or backward_layer) reads it from the end; merge_mode joins their outputs
-    (concat, sum, mul, ave; None returns both). A returned sequence of the backward copy is put back
-    into input order first, as Keras does. Weights: the forward copy's, then the backward copy's.
-    One call lowers to its parts: two lstm ops, a reverse_steps op and the merge op."""
+    """Keras's Bidirectional wrapper of an LSTM or GRU: a forward copy reads the sequence as given and a
+    backward copy (go_backwards=True, or backward_layer) reads it from the end; merge_mode joins
+    their outputs (concat, sum, mul, ave; None returns both). A returned sequence of the backward
+    copy is put back into input order first, as Keras does. Weights: the forward copy's, then the
+    backward copy's. One call lowers to its parts: two recurrent ops, a reverse_steps op, the merge op."""
 
     def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None, **kwargs):
-        self._parts: tuple[LSTM, ...] = ()
+        self._parts: tuple[_Recurrent, ...] = ()
         super().__init__(**kwargs)
-        if not isinstance(layer, LSTM):
-            raise self._config_error(f"wraps an LSTM (gcomp's recurrent layer), got {type(layer).__name__}")
+        if not isinstance(layer, _Recurrent):
+            raise self._config_error(f"wraps an LSTM or a GRU (gcomp's recurrent layers), got {type(layer).__name__}")
         if merge_mode not in _MERGE_OPS:
             raise self._config_error(f"merge_mode must be one of 'concat', 'sum', 'mul', 'ave' or None, got "
                                      f"{merge_mode!r}")
@@ -113,8 +182,8 @@ class Bidirectional(Layer):
         self.forward_layer = layer.clone(name="forward_" + layer.name.removeprefix("forward_"))
         if backward_layer is None:
             backward_layer = layer.clone(name="backward_" + layer.name.removeprefix("backward_"), go_backwards=True)
-        elif not isinstance(backward_layer, LSTM):
-            raise self._config_error(f"backward_layer must be an LSTM, got {type(backward_layer).__name__}")
+        elif not isinstance(backward_layer, _Recurrent):
+            raise self._config_error(f"backward_layer must be an LSTM or a GRU, got {type(backward_layer).__name__}")
         # Keras's checks, in its order (a forward layer with go_backwards=True fails the first)
         if backward_layer.go_backwards == layer.go_backwards:
             raise self._config_error("the forward and backward layers must have different go_backwards values, "
@@ -178,7 +247,8 @@ class Bidirectional(Layer):
         for part in self._parts:
             params = {role: param(v) for role, v in part._params.items()}
             outs.append(graph.add_op(f"{name}/{part.name}", part.op, inputs, params, part.op_attrs(),
-                                     num_outputs=1 + 2 * part.return_state, layer=f"{prefix}{self.name}/{part.name}",
+                                     num_outputs=1 + part.state_count * part.return_state,
+                                     layer=f"{prefix}{self.name}/{part.name}",
                                      call_site=call_site))
         forward, backward = outs
         y_backward = backward[0]
