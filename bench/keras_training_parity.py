@@ -655,6 +655,11 @@ def _tagger_data(rng):
     return {"x": x, "y": y, "x_eval": xe, "y_eval": ye}
 
 
+# one 0/1 label per sequence: the parity of its first tag
+_tagger_parity_data = _with(_tagger_data, y=lambda d, rng: (d["y"][:, :1] % 2).astype(np.float32),
+                            y_eval=lambda d, rng: (d["y_eval"][:, :1] % 2).astype(np.float32))
+
+
 # Outputs without a loss, per-step outputs
 CASES += [
     Case("loss_for_some_outputs", "14 outputs", _multi_output,
@@ -669,20 +674,17 @@ CASES += [
     Case("bidirectional_states", "14 outputs", _bidirectional_states,
          lambda K: {"optimizer": K.optimizers.SGD(learning_rate=0.1, momentum=0.9), "loss": "binary_crossentropy",
                     "metrics": ["acc"]},
-         _with(_tagger_data, y=lambda d, rng: (d["y"][:, :1] % 2).astype(np.float32),
-               y_eval=lambda d, rng: (d["y_eval"][:, :1] % 2).astype(np.float32)),
+         _tagger_parity_data,
          {"batch_size": 8, "epochs": 3}),
     Case("gru_stack", "14 outputs", _gru_stack,
          lambda K: {"optimizer": K.optimizers.SGD(learning_rate=0.1, momentum=0.9), "loss": "binary_crossentropy",
                     "metrics": ["acc"]},
-         _with(_tagger_data, y=lambda d, rng: (d["y"][:, :1] % 2).astype(np.float32),
-               y_eval=lambda d, rng: (d["y_eval"][:, :1] % 2).astype(np.float32)),
+         _tagger_parity_data,
          {"batch_size": 8, "epochs": 3}),
     Case("gru_adam", "14 outputs", _gru_stack,
          lambda K: {"optimizer": K.optimizers.Adam(learning_rate=0.01), "loss": "binary_crossentropy",
                     "metrics": ["acc"]},
-         _with(_tagger_data, y=lambda d, rng: (d["y"][:, :1] % 2).astype(np.float32),
-               y_eval=lambda d, rng: (d["y_eval"][:, :1] % 2).astype(np.float32)),
+         _tagger_parity_data,
          {"batch_size": 8, "epochs": 3}, expect="tf-sparse"),
     Case("sequence_tagging", "14 outputs", _tagger,
          lambda K: {"optimizer": K.optimizers.SGD(learning_rate=0.1, momentum=0.9),

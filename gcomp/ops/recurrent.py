@@ -8,13 +8,16 @@ from gcomp.ops.core import shape_str
 from gcomp.ops.registry import register
 
 
-def _lstm_params(attrs) -> tuple[str, ...]:
+def _recurrent_params(attrs) -> tuple[str, ...]:
     return ("kernel", "recurrent_kernel", "bias") if attrs.get("use_bias", True) else ("kernel", "recurrent_kernel")
 
 
-@register("lstm", params=_lstm_params, float_inputs=True)
-def lstm(attrs, inputs, params):
-    """Keras LSTM over (batch, time, features): gates i, f, c, o; outputs [y] or [y, h, c]."""
+_lstm_params = _gru_params = _recurrent_params
+
+
+def _recurrent_types(attrs, inputs, params, states: int) -> list[TensorType]:
+    """[y] or, with return_state, [y] and `states` (batch, units) states, for an input (batch, time,
+    features)."""
     (x,) = inputs
     if x.rank != 3:
         raise ShapeError(f"expects an input of rank 3 (batch, timesteps, features), got shape {shape_str(x.shape)}")
@@ -24,30 +27,20 @@ def lstm(attrs, inputs, params):
     units = attrs["units"]
     batch = x.shape[0]
     y = TensorType((batch, x.shape[1], units) if attrs["return_sequences"] else (batch, units), "float32")
-    if attrs["return_state"]:
-        state = TensorType((batch, units), "float32")
-        return [y, state, state]
-    return [y]
+    return [y] + [TensorType((batch, units), "float32")] * (states if attrs["return_state"] else 0)
 
 
-def _gru_params(attrs) -> tuple[str, ...]:
-    return ("kernel", "recurrent_kernel", "bias") if attrs.get("use_bias", True) else ("kernel", "recurrent_kernel")
+@register("lstm", params=_recurrent_params, float_inputs=True)
+def lstm(attrs, inputs, params):
+    """Keras LSTM over (batch, time, features): gates i, f, c, o; outputs [y] or [y, h, c]."""
+    return _recurrent_types(attrs, inputs, params, 2)
 
 
-@register("gru", params=_gru_params, float_inputs=True)
+@register("gru", params=_recurrent_params, float_inputs=True)
 def gru(attrs, inputs, params):
     """Keras GRU over (batch, time, features): gates z, r, h (reset_after: the reset gate scales the
     recurrent projection, bias (2, 3u); else it scales h before it, bias (3u,)); outputs [y] or [y, h]."""
-    (x,) = inputs
-    if x.rank != 3:
-        raise ShapeError(f"expects an input of rank 3 (batch, timesteps, features), got shape {shape_str(x.shape)}")
-    k = params["kernel"].shape
-    if not t.compatible(x.shape[2], k[0]):
-        raise ShapeError(f"input has {x.shape[2]} features but the kernel expects {k[0]}")
-    units = attrs["units"]
-    batch = x.shape[0]
-    y = TensorType((batch, x.shape[1], units) if attrs["return_sequences"] else (batch, units), "float32")
-    return [y, TensorType((batch, units), "float32")] if attrs["return_state"] else [y]
+    return _recurrent_types(attrs, inputs, params, 1)
 
 
 @register("reverse_steps")

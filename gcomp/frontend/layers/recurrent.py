@@ -21,31 +21,48 @@ class _Recurrent(Layer):
         """A new, unbuilt layer with this one's arguments, some changed (e.g. name, go_backwards)."""
         return type(self)(**(self._arguments | changes))
 
-    def _recurrent_options(self, units, activation, recurrent_activation, use_bias, dropout, recurrent_dropout, seed,
-                           return_sequences, return_state, go_backwards, stateful) -> None:
+    def _recurrent_options(self) -> None:
+        """The arguments every recurrent layer has, checked as Keras checks them."""
+        a = self._arguments
+        units, dropout, recurrent_dropout = a["units"], a["dropout"], a["recurrent_dropout"]
         self.units = self._positive_int(units, "units")
-        self.activation = self._activation(activation)
-        self.recurrent_activation = self._activation(recurrent_activation)
-        self.use_bias = bool(use_bias)
+        self.activation = self._activation(a["activation"])
+        self.recurrent_activation = self._activation(a["recurrent_activation"])
+        self.use_bias = bool(a["use_bias"])
         for what, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
             if not 0 <= rate <= 1:
                 raise self._config_error(f"{what} must be in [0, 1], got {rate!r}")
         if recurrent_dropout > 0:  # refused rather than ignored: training would run without it
             raise self._config_error(f"recurrent_dropout={recurrent_dropout!r} is not supported by gcomp yet")
-        self.dropout, self.recurrent_dropout, self.seed = float(dropout), float(recurrent_dropout), seed
-        self.return_sequences = bool(return_sequences)
-        self.return_state = bool(return_state)
-        self.go_backwards = bool(go_backwards)
-        if stateful:
+        self.dropout, self.recurrent_dropout, self.seed = float(dropout), float(recurrent_dropout), a["seed"]
+        self.return_sequences = bool(a["return_sequences"])
+        self.return_state = bool(a["return_state"])
+        self.go_backwards = bool(a["go_backwards"])
+        if a["stateful"]:
             raise self._config_error("stateful=True is not supported by gcomp")
 
-    def _input_features(self, input_types) -> int:
+    def _weight_setup(self) -> None:
+        """The initializers, regularizers and constraints among the arguments, resolved now."""
+        args = self._arguments
+        for what in ("kernel", "recurrent", "bias"):
+            setattr(self, f"{what}_initializer", self._initializer(args[f"{what}_initializer"]))
+        self._weight_options(**{f"{what}_{kind}": args[f"{what}_{kind}"]
+                                for what in ("kernel", "recurrent", "bias") for kind in ("regularizer", "constraint")})
+        _no_extras(self, activity_regularizer=args["activity_regularizer"])
+
+    def _add_kernels(self, input_types, gates: int) -> None:
+        """kernel (features, gates u) and recurrent_kernel (u, gates u)."""
         x = input_types[0]
         if x.rank != 3:
             raise ShapeError(f"expects an input of rank 3 (batch, timesteps, features), got rank {x.rank}")
         if not t.is_static(x.shape[2]):
             raise ShapeError("the feature dimension of the inputs should be defined, found None")
-        return x.shape[2]
+        u = self.units
+        self.kernel = self.add_weight("kernel", (x.shape[2], gates * u), self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
+        self.recurrent_kernel = self.add_weight("recurrent_kernel", (u, gates * u), self.recurrent_initializer,
+                                                regularizer=self.recurrent_regularizer,
+                                                constraint=self.recurrent_constraint)
 
     def _recurrent_attrs(self) -> dict:
         return {"units": self.units, "activation": self.activation,
@@ -75,25 +92,13 @@ class LSTM(_Recurrent):
         # the arguments as given, for clone() (Bidirectional's copies)
         self._arguments = {k: v for k, v in locals().items() if k not in ("self", "kwargs", "__class__")} | kwargs
         super().__init__(**kwargs)
-        self._recurrent_options(units, activation, recurrent_activation, use_bias, dropout, recurrent_dropout, seed,
-                                return_sequences, return_state, go_backwards, stateful)
-        self.kernel_initializer = self._initializer(kernel_initializer)
-        self.recurrent_initializer = self._initializer(recurrent_initializer)
-        self.bias_initializer = self._initializer(bias_initializer)
+        self._recurrent_options()
         self.unit_forget_bias = bool(unit_forget_bias)
-        self._weight_options(kernel_regularizer=kernel_regularizer, recurrent_regularizer=recurrent_regularizer,
-                             bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
-                             recurrent_constraint=recurrent_constraint, bias_constraint=bias_constraint)
-        _no_extras(self, activity_regularizer=activity_regularizer)
+        self._weight_setup()
 
     def build(self, input_types):
-        features = self._input_features(input_types)
+        self._add_kernels(input_types, 4)
         u = self.units
-        self.kernel = self.add_weight("kernel", (features, 4 * u), self.kernel_initializer,
-                                      regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
-        self.recurrent_kernel = self.add_weight("recurrent_kernel", (u, 4 * u), self.recurrent_initializer,
-                                                regularizer=self.recurrent_regularizer,
-                                                constraint=self.recurrent_constraint)
         if self.use_bias:
             init = self.bias_initializer
             if self.unit_forget_bias:
@@ -131,27 +136,15 @@ class GRU(_Recurrent):
         # the arguments as given, for clone() (Bidirectional's copies)
         self._arguments = {k: v for k, v in locals().items() if k not in ("self", "kwargs", "__class__")} | kwargs
         super().__init__(**kwargs)
-        self._recurrent_options(units, activation, recurrent_activation, use_bias, dropout, recurrent_dropout, seed,
-                                return_sequences, return_state, go_backwards, stateful)
+        self._recurrent_options()
         if self.dropout > 0:  # refused rather than ignored: training would run without it
             raise self._config_error(f"dropout={dropout!r} is not supported by gcomp's GRU yet (LSTM has it)")
         self.reset_after = bool(reset_after)
-        self.kernel_initializer = self._initializer(kernel_initializer)
-        self.recurrent_initializer = self._initializer(recurrent_initializer)
-        self.bias_initializer = self._initializer(bias_initializer)
-        self._weight_options(kernel_regularizer=kernel_regularizer, recurrent_regularizer=recurrent_regularizer,
-                             bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
-                             recurrent_constraint=recurrent_constraint, bias_constraint=bias_constraint)
-        _no_extras(self, activity_regularizer=activity_regularizer)
+        self._weight_setup()
 
     def build(self, input_types):
-        features = self._input_features(input_types)
+        self._add_kernels(input_types, 3)
         u = self.units
-        self.kernel = self.add_weight("kernel", (features, 3 * u), self.kernel_initializer,
-                                      regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
-        self.recurrent_kernel = self.add_weight("recurrent_kernel", (u, 3 * u), self.recurrent_initializer,
-                                                regularizer=self.recurrent_regularizer,
-                                                constraint=self.recurrent_constraint)
         if self.use_bias:
             self.bias = self.add_weight("bias", (2, 3 * u) if self.reset_after else (3 * u,), self.bias_initializer,
                                         regularizer=self.bias_regularizer, constraint=self.bias_constraint)
