@@ -71,6 +71,38 @@ def test_golden_eliminate_dead_nodes():
     assert any("dropped the unused LSTM states" in n for n in after.notes)
 
 
+def test_golden_eliminate_dead_nodes_trims_gru_state():
+    """A GRU's returned state that nobody reads is dropped; a reader of h when the output is h
+    already reads the output."""
+    x = Input(shape=(5, 2), name="x")
+    seq, h = layers.GRU(3, return_sequences=True, return_state=True, name="seq")(x)
+    last, h2 = layers.GRU(2, return_state=True, reset_after=False, name="last")(seq)
+    after = apply(eliminate_dead_nodes, graph_of(Model(x, layers.concatenate([last, h2], name="cat"))))
+    assert body(after) == (
+        'graph "functional" {\n'
+        "input %x: float32[batch, 5, 2]\n"
+        "%seq = gru(%x, kernel=%seq/kernel, recurrent_kernel=%seq/recurrent_kernel, bias=%seq/bias) "
+        "{activation='tanh', go_backwards=False, recurrent_activation='sigmoid', reset_after=True, "
+        "return_sequences=True, return_state=False, units=3, use_bias=True} -> float32[batch, 5, 3]\n"
+        "%last = gru(%seq, kernel=%last/kernel, recurrent_kernel=%last/recurrent_kernel, bias=%last/bias) "
+        "{activation='tanh', go_backwards=False, recurrent_activation='sigmoid', reset_after=False, "
+        "return_sequences=False, return_state=False, units=2, use_bias=True} -> float32[batch, 2]\n"
+        "%cat = concat(%last, %last) {axis=-1} -> float32[batch, 4]\n"
+        "output cat = %cat\n"
+        "}\n")
+    assert any("dropped the unused GRU states h" in n for n in after.notes)
+
+
+def test_batch_shared_calls_stacks_a_shared_gru():
+    gru = layers.GRU(3, name="enc")
+    a, b = Input(shape=(6, 2), name="a"), Input(shape=(6, 2), name="b")
+    before = graph_of(Model([a, b], layers.concatenate([gru(a), gru(b)], name="cat")))
+    after = apply(batch_shared_calls, before)
+    assert [after.node(n)["op"] for n in after.nodes("op")].count("gru") == 1
+    arrays = [np.random.default_rng(k).normal(size=(4, 6, 2)).astype(np.float32) for k in (1, 2)]
+    np.testing.assert_allclose(run(after, arrays)[0], run(before, arrays)[0], rtol=1e-5, atol=1e-6)
+
+
 def test_golden_conv1x1_to_dense():
     x = Input(shape=(5, 5, 3), name="x")
     model = Model(x, layers.Conv2D(4, 1, activation="relu", name="pw")(x))

@@ -9,7 +9,7 @@ from gcomp.ir.graph import Graph, ValueRef
 from gcomp.ops import infer_op
 from gcomp.passes.manager import graph_pass
 
-BATCHABLE = ("dense", "conv", "lstm", "embedding")
+BATCHABLE = ("dense", "conv", "lstm", "gru", "embedding")
 
 
 def _call_groups(g: Graph) -> list[list[str]]:

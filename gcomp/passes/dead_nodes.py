@@ -5,24 +5,29 @@ from gcomp.ir.graph import Graph, ValueRef
 from gcomp.passes.manager import graph_pass
 
 
-def _trim_lstm_states(g: Graph, n: str) -> None:
-    """An LSTM whose states nobody reads stops returning them (h duplicates a last output)."""
+_STATES = {"lstm": ("h", "c"), "gru": ("h",)}  # a recurrent op's outputs after the first
+
+
+def _trim_recurrent_states(g: Graph, n: str) -> None:
+    """An LSTM or GRU whose states nobody reads stops returning them (h duplicates a last output)."""
     data = g.node(n)
-    if data["op"] != "lstm" or not data["attrs"]["return_state"]:
+    if data["op"] not in _STATES or not data["attrs"]["return_state"]:
         return
     if not data["attrs"]["return_sequences"] and g.consumers(ValueRef(n, 1)):
         g.replace_uses(ValueRef(n, 1), ValueRef(n, 0))  # output 0 is h already
         g.notes.append(f'{n} (layer "{data["layer"]}"): readers of state h read the equal output 0')
-    if any(g.consumers(ValueRef(n, p)) or any(r == ValueRef(n, p) for _, r in g.outputs) for p in (1, 2)):
+    states = range(1, 1 + len(_STATES[data["op"]]))
+    if any(g.consumers(ValueRef(n, p)) or any(r == ValueRef(n, p) for _, r in g.outputs) for p in states):
         return
     data["attrs"] = {**data["attrs"], "return_state": False}
     data["outputs"] = data["outputs"][:1]
-    g.notes.append(f'{n} (layer "{data["layer"]}"): dropped the unused LSTM states h, c')
+    g.notes.append(f'{n} (layer "{data["layer"]}"): dropped the unused {data["op"].upper()} states '
+                   f'{", ".join(_STATES[data["op"]])}')
 
 
 @graph_pass(keeps_training_params=True)
 def eliminate_dead_nodes(graph: Graph) -> Graph:
-    """Remove ops no output depends on, parameters no op reads, and unused LSTM state outputs."""
+    """Remove ops no output depends on, parameters no op reads, and unused LSTM/GRU state outputs."""
     g = graph.copy()
     live: set[str] = set()
     stack = [ref.node for _, ref in g.outputs]
@@ -39,5 +44,5 @@ def eliminate_dead_nodes(graph: Graph) -> Graph:
         g.notes.append(f"removed {what}: no output depends on it")
         g.remove_node(n)
     for n in list(g.nodes("op")):
-        _trim_lstm_states(g, n)
+        _trim_recurrent_states(g, n)
     return g
