@@ -199,8 +199,10 @@ def _targets(model, arrays, seed: int) -> list[np.ndarray]:
 
 
 def _active_dropout(model) -> bool:
+    """Whether training draws masks: a Dropout layer, or a recurrent layer's input dropout."""
     graph = model._current_graph()
-    return any(graph.node(n)["op"] == "dropout" and graph.node(n)["attrs"]["rate"] > 0 for n in graph.nodes("op"))
+    return any((graph.node(n)["op"] == "dropout" and graph.node(n)["attrs"]["rate"] > 0)
+               or graph.node(n)["attrs"].get("dropout", 0) > 0 for n in graph.nodes("op"))
 
 
 def float64_gradients(model, arrays, targets) -> tuple[float, dict, dict, Callable]:

@@ -327,7 +327,7 @@ def test_gru(return_sequences, return_state, go_backwards, reset_after, use_bias
 
 def test_gru_initializers_and_refusals():
     """Keras's defaults: glorot_uniform kernel, orthogonal recurrent kernel, zero biases (2 rows with
-    reset_after); dropout is refused by name rather than ignored."""
+    reset_after); recurrent_dropout is refused by name rather than ignored."""
     inp = Input((4, 6))
     layer = layers.GRU(5)
     Model(inp, layer(inp))
@@ -335,8 +335,8 @@ def test_gru_initializers_and_refusals():
     assert np.abs(kernel).max() <= math.sqrt(6 / (6 + 15)) and not bias.any() and bias.shape == (2, 15)
     close(recurrent.T @ recurrent, np.eye(15)[:15, :15] if recurrent.shape[0] >= 15 else recurrent.T @ recurrent)
     close(recurrent @ recurrent.T, np.eye(5))
-    with pytest.raises(LayerConfigError, match='GRU "g": dropout=0.2 is not supported'):
-        layers.GRU(3, dropout=0.2, name="g")
+    with pytest.raises(LayerConfigError, match='GRU "g": recurrent_dropout=0.2 is not supported'):
+        layers.GRU(3, recurrent_dropout=0.2, name="g")
 
 
 MERGES = {"concat": lambda f, b: [np.concatenate([f, b], -1)], "sum": lambda f, b: [f + b],

@@ -193,8 +193,9 @@ def _check_op(graph: Graph, n: str) -> None:
     data = graph.node(n)
     if data["op"] not in C_OPS:
         raise CBackendError(f'the C backend does not support op {data["op"]!r} (layer "{data["layer"]}") yet')
-    if data["op"] == "lstm_train" and data["attrs"].get("dropout"):
-        raise CBackendError(f'LSTM "{data["layer"]}": the C backend does not train with dropout yet (the NumPy '
+    if data["op"] in ("lstm_train", "gru_train") and data["attrs"].get("dropout"):
+        kind = data["op"].split("_")[0].upper()
+        raise CBackendError(f'{kind} "{data["layer"]}": the C backend does not train with dropout yet (the NumPy '
                             f'backend does; inference in C is unaffected)')
     float_only = data["op"] not in ("embedding", "embedding_conv", "loss", "loss_vjp", "vjp")
     for r in graph.op_inputs(n):

@@ -518,6 +518,15 @@ def dropout_train(x, rate, rng):
     return x * mask, mask
 
 
+def _input_dropout_mask(x, dropout, rng):
+    """A recurrent layer's input dropout (0 < dropout < 1, Keras applies it only there): one mask
+    (N, features) drawn from rng, a DropoutStream, serving every step, as Keras's RNN cells cache
+    their mask for the sequence; None without dropout."""
+    if not 0.0 < dropout < 1.0:
+        return None
+    return dropout_train(np.ones((x.shape[0], x.shape[2]), x.dtype), dropout, rng)[1]
+
+
 def lstm_train(x, kernel, recurrent_kernel, bias, activation, recurrent_activation, return_sequences,
                go_backwards, dropout=0.0, rng=None):
     """`lstm` for training: the same arithmetic (the same output, h and c) and a cache for lstm_vjp.
@@ -526,14 +535,15 @@ def lstm_train(x, kernel, recurrent_kernel, bias, activation, recurrent_activati
     it only there) the input is multiplied by one dropout mask (N, features) drawn from rng, a
     DropoutStream, and the same mask serves every step, as Keras's LSTM cell caches its mask for
     the sequence; the cache keeps it for the input gradient."""
-    mask = None
-    if 0.0 < dropout < 1.0:
-        mask = dropout_train(np.ones((x.shape[0], x.shape[2]), x.dtype), dropout, rng)[1]
+    mask = _input_dropout_mask(x, dropout, rng)
+    if mask is not None:
         x = x * mask[:, None, :]
     hs, c, cache = _lstm_core(x, kernel, recurrent_kernel, bias, activation, recurrent_activation, go_backwards, True)
     cache.update(h=hs, activation=activation, recurrent_activation=recurrent_activation,
                  return_sequences=return_sequences, go_backwards=go_backwards, input_mask=mask)
     return (*_lstm_outputs(hs, return_sequences), c, cache)
+
+
 def _gru_biases(bias, reset_after):
     """(input bias, recurrent bias) of a GRU: rows 0 and 1 of a (2, 3u) bias with reset_after, else
     the (3u,) bias and None."""
@@ -601,12 +611,16 @@ def gru(x, kernel, recurrent_kernel, bias, activation, recurrent_activation, ret
 
 
 def gru_train(x, kernel, recurrent_kernel, bias, activation, recurrent_activation, return_sequences, go_backwards,
-              reset_after):
-    """`gru` for training: the same output and h, and a cache for gru_vjp."""
+              reset_after, dropout=0.0, rng=None):
+    """`gru` for training: the same output and h, and a cache for gru_vjp. With 0 < dropout < 1 the
+    input is multiplied by one dropout mask (_input_dropout_mask), kept for the input gradient."""
+    mask = _input_dropout_mask(x, dropout, rng)
+    if mask is not None:
+        x = x * mask[:, None, :]
     hs, cache = _gru_core(x, kernel, recurrent_kernel, bias, activation, recurrent_activation, go_backwards,
                           reset_after, True)
     cache.update(activation=activation, recurrent_activation=recurrent_activation, reset_after=reset_after,
-                 return_sequences=return_sequences, go_backwards=go_backwards)
+                 return_sequences=return_sequences, go_backwards=go_backwards, input_mask=mask)
     return (*_gru_outputs(hs, return_sequences), cache)
 
 

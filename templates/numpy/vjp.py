@@ -520,6 +520,8 @@ def gru_vjp(cache, kernel, recurrent_kernel, g_output, g_h, need_x, use_bias):
         if cache["go_backwards"]:
             gx = gx[:, ::-1]
         gx = np.ascontiguousarray(gx)
+        if cache["input_mask"] is not None:  # the input's dropout mask, the same at every step
+            gx *= cache["input_mask"][:, None, :]
     return gx, gkernel.astype(dt, copy=False), grec, gbias
 
 

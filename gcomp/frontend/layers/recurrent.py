@@ -65,10 +65,13 @@ class _Recurrent(Layer):
                                                 constraint=self.recurrent_constraint)
 
     def _recurrent_attrs(self) -> dict:
-        return {"units": self.units, "activation": self.activation,
-                "recurrent_activation": self.recurrent_activation, "use_bias": self.use_bias,
-                "return_sequences": self.return_sequences, "return_state": self.return_state,
-                "go_backwards": self.go_backwards}
+        attrs = {"units": self.units, "activation": self.activation,
+                 "recurrent_activation": self.recurrent_activation, "use_bias": self.use_bias,
+                 "return_sequences": self.return_sequences, "return_state": self.return_state,
+                 "go_backwards": self.go_backwards}
+        if 0 < self.dropout < 1:  # Keras drops inputs only strictly between 0 and 1 (training only)
+            attrs["dropout"] = self.dropout
+        return attrs
 
 
 class LSTM(_Recurrent):
@@ -110,10 +113,7 @@ class LSTM(_Recurrent):
                                         constraint=self.bias_constraint)
 
     def op_attrs(self):
-        attrs = self._recurrent_attrs()
-        if 0 < self.dropout < 1:  # Keras drops inputs only strictly between 0 and 1 (training only)
-            attrs["dropout"] = self.dropout
-        return attrs
+        return self._recurrent_attrs()
 
 
 class GRU(_Recurrent):
@@ -137,8 +137,6 @@ class GRU(_Recurrent):
         self._arguments = {k: v for k, v in locals().items() if k not in ("self", "kwargs", "__class__")} | kwargs
         super().__init__(**kwargs)
         self._recurrent_options()
-        if self.dropout > 0:  # refused rather than ignored: training would run without it
-            raise self._config_error(f"dropout={dropout!r} is not supported by gcomp's GRU yet (LSTM has it)")
         self.reset_after = bool(reset_after)
         self._weight_setup()
 
