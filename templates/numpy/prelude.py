@@ -38,7 +38,7 @@ def leaky_relu(x, negative_slope=0.2):
 
 def keras_relu(x, negative_slope, max_value, threshold):
     """Keras's relu(x, negative_slope, max_value, threshold), step by step as its ReLU.static_call
-    computes it (leaky_relu when only the slope is set), so float32 results agree bit for bit."""
+    computes it (leaky_relu when only the slope is set): the same float32 operations in its order."""
     if negative_slope and max_value is None and not threshold:
         return leaky_relu(x, negative_slope)
     dt = x.dtype.type
