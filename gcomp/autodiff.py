@@ -14,13 +14,13 @@ import numpy as np
 
 from gcomp.errors import GraphError
 from gcomp.ir.graph import Graph, ValueRef
+from gcomp.ops.recurrent import RECURRENT_STATES
 from gcomp.passes.manager import graph_pass
 
 # Ops whose activation attribute becomes its own op in training graphs: the activation's backward
 # then reads the pre-activation value it needs.
 _FUSED_ACTIVATION_OPS = ("dense", "conv")
 _TRAINING_KINDS = {"dropout": "dropout_train", "lstm": "lstm_train", "gru": "gru_train"}
-_STATE_COUNTS = {"lstm_train": 2, "gru_train": 1}  # outputs: y, the states, the cache
 _MAX_POOLS = ("max_pool", "global_max_pool")
 _PENALTY_OPS = ("loss", "regularization", "activity_regularization")  # losses, not forward ops
 
@@ -101,10 +101,11 @@ def _training_mode(g: Graph) -> None:
         kind = _TRAINING_KINDS.get(data["op"])
         if kind is None:
             continue
+        states = RECURRENT_STATES.get(data["op"])
         data["op"] = kind
-        if kind in _STATE_COUNTS:
+        if states is not None:  # outputs: y, every state, the cache
             data["attrs"] = {**data["attrs"], "return_state": True}
-            data["outputs"] = data["outputs"] + [None] * (2 + _STATE_COUNTS[kind] - len(data["outputs"]))
+            data["outputs"] = data["outputs"] + [None] * (2 + len(states) - len(data["outputs"]))
         else:
             data["outputs"] = data["outputs"] + [None]
 

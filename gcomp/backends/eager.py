@@ -27,19 +27,13 @@ def run_layer(layer, data: Any, call_site: str | None):
         raise ShapeError(f"{layer._describe(call_site)}: {e}") from None
     graph = Graph(layer.name)
     inputs = [graph.add_input(f"x{i}", a.shape, t.dtype) for i, (a, t) in enumerate(zip(arrays, types))]
-    if hasattr(layer, "lower_call"):  # a layer made of parts adds their ops
-        added = {}
+    added = {}
 
-        def param(v):
-            if id(v) not in added:
-                added[id(v)] = graph.add_param(v.path, v.value, role=v.name, layer=v._layer.name)
-            return added[id(v)]
-        refs = layer.lower_call(graph, param, inputs, layer.name, "", call_site)
-    else:
-        params = {role: graph.add_param(v.path, v.value, role=role, layer=layer.name)
-                  for role, v in layer._params.items()}
-        refs = graph.add_op(layer.name, layer.op, inputs, params, layer.op_attrs(),
-                            num_outputs=len(layer.compute_output_types(types)), call_site=call_site)
+    def param(v):  # each weight once, even when parts of the layer share it
+        if id(v) not in added:
+            added[id(v)] = graph.add_param(v.path, v.value, role=v.name, layer=v._layer.name)
+        return added[id(v)]
+    refs = layer.lower_call(graph, param, inputs, layer.name, "", call_site, len(layer.compute_output_types(types)))
     for i, ref in enumerate(refs):
         graph.add_output(f"y{i}", ref)
     try:

@@ -10,6 +10,7 @@ from gcomp.backends.onnx_backend import (CHANNELS_FIRST, CHANNELS_FIRST_2D, CHAN
                                          OnnxEmitter, first_layout, gru_weights, kernel_to_oihw, lstm_weights,
                                          onnx_axis)
 from gcomp.ir.graph import ValueRef
+from gcomp.ops.recurrent import RECURRENT_STATES
 from gcomp.ir.types import same_padding
 
 LOWERINGS = {}
@@ -134,7 +135,7 @@ def dense(em, n, a):
 # recurrent ops (ONNX's LSTM and GRU take time-major input), or by these ops whose outputs are read
 # only by recurrent ops (a Bidirectional's flip and merge between two layers), stays time-major,
 # with no transposes around it.
-_RNN_OPS = ("lstm", "gru")
+_RNN_OPS = tuple(RECURRENT_STATES)
 _TIME_MAJOR_OPS = ("reverse_steps", "concat", "add", "subtract", "multiply", "average", "maximum", "minimum")
 
 

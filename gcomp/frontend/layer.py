@@ -194,6 +194,15 @@ class Layer:
     def compute_output_types(self, input_types: list[TensorType]) -> list[TensorType]:
         return infer_op(self.op, self.op_attrs(), input_types, self.param_types())
 
+    def lower_call(self, graph, param, inputs: list, name: str, prefix: str, call_site: str | None,
+                   num_outputs: int) -> list:
+        """Add one call's ops to the IR ``graph`` and return its outputs: here the layer's one op
+        (named ``name``), reading ``param(variable)`` for each weight. A layer made of parts
+        (Bidirectional) adds the ops of its parts instead."""
+        params = {role: param(v) for role, v in self._params.items()}
+        return graph.add_op(name, self.op, inputs, params, self.op_attrs(), num_outputs=num_outputs,
+                            layer=prefix + self.name, call_site=call_site)
+
     # ---- calling ------------------------------------------------------------------------------
     def _describe(self, call_site: str | None) -> str:
         where = f", called at {call_site}" if call_site else ""

@@ -1,5 +1,5 @@
-"""Lowering: a Model's layer calls become IR nodes; nested models are inlined, and a layer made of
-parts (one with lower_call, such as Bidirectional) adds the ops of its parts.
+"""Lowering: a Model's layer calls become IR nodes; nested models are inlined. Each layer adds its
+call's ops itself (Layer.lower_call): its one op, or the ops of its parts (Bidirectional).
 
 One op node per layer call, named after the layer ("lstm") and, for its later calls, the call index
 ("lstm#1"). A layer's weights become parameter nodes that every call of the layer reads. The calls
@@ -45,14 +45,9 @@ class _Lowering:
                 inner = {id(t): ref for t, ref in zip(layer.inputs, inputs)}
                 self.calls(layer, inner, name + "/")
                 refs = [inner[id(t)] for t in layer.outputs]
-            elif hasattr(layer, "lower_call"):  # a layer made of parts (Bidirectional)
-                refs = layer.lower_call(self.graph, lambda v: self.param(v, prefix), inputs, name, prefix,
-                                        node.call_site)
             else:
-                params = {role: self.param(v, prefix) for role, v in layer._params.items()}
-                refs = self.graph.add_op(name, layer.op, inputs, params, layer.op_attrs(),
-                                         num_outputs=len(node.output_tensors), layer=prefix + layer.name,
-                                         call_site=node.call_site)
+                refs = layer.lower_call(self.graph, lambda v: self.param(v, prefix), inputs, name, prefix,
+                                        node.call_site, len(node.output_tensors))
                 activity = getattr(layer, "activity_regularizer", None)
                 if activity is not None:  # a penalty on this call's output, in the training losses
                     self.graph.node(name)["activity_regularizer"] = activity.factors

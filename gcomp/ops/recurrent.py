@@ -8,6 +8,11 @@ from gcomp.ops.core import shape_str
 from gcomp.ops.registry import register
 
 
+RECURRENT_STATES = {"lstm": ("h", "c"), "gru": ("h",)}
+"""The states a recurrent op returns after its output with return_state=True, by op kind: the one
+table the shape rules, the passes, autodiff, the ONNX lowering and the layers read."""
+
+
 def _recurrent_params(attrs) -> tuple[str, ...]:
     return ("kernel", "recurrent_kernel", "bias") if attrs.get("use_bias", True) else ("kernel", "recurrent_kernel")
 
@@ -15,9 +20,9 @@ def _recurrent_params(attrs) -> tuple[str, ...]:
 _lstm_params = _gru_params = _recurrent_params
 
 
-def _recurrent_types(attrs, inputs, params, states: int) -> list[TensorType]:
-    """[y] or, with return_state, [y] and `states` (batch, units) states, for an input (batch, time,
-    features)."""
+def _recurrent_types(kind: str, attrs, inputs, params) -> list[TensorType]:
+    """[y] or, with return_state, [y] and op ``kind``'s (batch, units) states, for an input (batch,
+    time, features)."""
     (x,) = inputs
     if x.rank != 3:
         raise ShapeError(f"expects an input of rank 3 (batch, timesteps, features), got shape {shape_str(x.shape)}")
@@ -27,20 +32,21 @@ def _recurrent_types(attrs, inputs, params, states: int) -> list[TensorType]:
     units = attrs["units"]
     batch = x.shape[0]
     y = TensorType((batch, x.shape[1], units) if attrs["return_sequences"] else (batch, units), "float32")
-    return [y] + [TensorType((batch, units), "float32")] * (states if attrs["return_state"] else 0)
+    states = len(RECURRENT_STATES[kind]) if attrs["return_state"] else 0
+    return [y] + [TensorType((batch, units), "float32")] * states
 
 
 @register("lstm", params=_recurrent_params, float_inputs=True)
 def lstm(attrs, inputs, params):
     """Keras LSTM over (batch, time, features): gates i, f, c, o; outputs [y] or [y, h, c]."""
-    return _recurrent_types(attrs, inputs, params, 2)
+    return _recurrent_types("lstm", attrs, inputs, params)
 
 
 @register("gru", params=_recurrent_params, float_inputs=True)
 def gru(attrs, inputs, params):
     """Keras GRU over (batch, time, features): gates z, r, h (reset_after: the reset gate scales the
     recurrent projection, bias (2, 3u); else it scales h before it, bias (3u,)); outputs [y] or [y, h]."""
-    return _recurrent_types(attrs, inputs, params, 1)
+    return _recurrent_types("gru", attrs, inputs, params)
 
 
 @register("reverse_steps")

@@ -2,27 +2,25 @@
 from __future__ import annotations
 
 from gcomp.ir.graph import Graph, ValueRef
+from gcomp.ops.recurrent import RECURRENT_STATES
 from gcomp.passes.manager import graph_pass
-
-
-_STATES = {"lstm": ("h", "c"), "gru": ("h",)}  # a recurrent op's outputs after the first
 
 
 def _trim_recurrent_states(g: Graph, n: str) -> None:
     """An LSTM or GRU whose states nobody reads stops returning them (h duplicates a last output)."""
     data = g.node(n)
-    if data["op"] not in _STATES or not data["attrs"]["return_state"]:
+    if data["op"] not in RECURRENT_STATES or not data["attrs"]["return_state"]:
         return
     if not data["attrs"]["return_sequences"] and g.consumers(ValueRef(n, 1)):
         g.replace_uses(ValueRef(n, 1), ValueRef(n, 0))  # output 0 is h already
         g.notes.append(f'{n} (layer "{data["layer"]}"): readers of state h read the equal output 0')
-    states = range(1, 1 + len(_STATES[data["op"]]))
+    states = range(1, 1 + len(RECURRENT_STATES[data["op"]]))
     if any(g.consumers(ValueRef(n, p)) or any(r == ValueRef(n, p) for _, r in g.outputs) for p in states):
         return
     data["attrs"] = {**data["attrs"], "return_state": False}
     data["outputs"] = data["outputs"][:1]
     g.notes.append(f'{n} (layer "{data["layer"]}"): dropped the unused {data["op"].upper()} states '
-                   f'{", ".join(_STATES[data["op"]])}')
+                   f'{", ".join(RECURRENT_STATES[data["op"]])}')
 
 
 @graph_pass(keeps_training_params=True)

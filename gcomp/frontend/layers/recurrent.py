@@ -8,14 +8,17 @@ from gcomp.frontend.layer import Layer
 from gcomp.frontend.layers.core import _no_extras
 from gcomp.ir import types as t
 from gcomp.ops import infer_op
+from gcomp.ops.recurrent import RECURRENT_STATES
 
 
 class _Recurrent(Layer):
     """What LSTM and GRU share: Keras's argument checks, and clone() for Bidirectional's copies.
     A subclass's __init__ keeps its arguments as given in self._arguments."""
 
-    state_count = 0
-    """States a call returns after the output with return_state=True."""
+    @property
+    def state_count(self) -> int:
+        """States a call returns after the output with return_state=True."""
+        return len(RECURRENT_STATES[self.op])
 
     def clone(self, **changes) -> "_Recurrent":
         """A new, unbuilt layer with this one's arguments, some changed (e.g. name, go_backwards)."""
@@ -83,7 +86,6 @@ class LSTM(_Recurrent):
     """
 
     op = "lstm"
-    state_count = 2
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
@@ -124,7 +126,6 @@ class GRU(_Recurrent):
     (features, 3u), recurrent_kernel (u, 3u), bias. return_state=True returns [output, h]."""
 
     op = "gru"
-    state_count = 1
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
@@ -231,17 +232,13 @@ class Bidirectional(Layer):
     def _merge_attrs(self) -> dict:
         return {"axis": -1} if self.merge_mode == "concat" else {}
 
-    def lower_call(self, graph, param, inputs, name: str, prefix: str, call_site: str | None) -> list:
-        """Add this call's ops to ``graph`` (``param(variable)`` gives a weight's value) and return
-        its outputs: [merged (or forward, backward), forward states..., backward states...]."""
-        outs = []
-        for part in self._parts:
-            params = {role: param(v) for role, v in part._params.items()}
-            outs.append(graph.add_op(f"{name}/{part.name}", part.op, inputs, params, part.op_attrs(),
-                                     num_outputs=1 + part.state_count * part.return_state,
-                                     layer=f"{prefix}{self.name}/{part.name}",
-                                     call_site=call_site))
-        forward, backward = outs
+    def lower_call(self, graph, param, inputs, name: str, prefix: str, call_site: str | None,
+                   num_outputs: int) -> list:
+        """Both parts' ops, the flip and the merge; returns [merged (or forward, backward), forward
+        states..., backward states...]."""
+        forward, backward = (part.lower_call(graph, param, inputs, f"{name}/{part.name}", f"{prefix}{self.name}/",
+                                             call_site, 1 + part.state_count * part.return_state)
+                             for part in self._parts)
         y_backward = backward[0]
         if self.return_sequences:
             (y_backward,) = graph.add_op(f"{name}/reverse", "reverse_steps", [y_backward], {}, {},
